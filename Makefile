@@ -1,0 +1,52 @@
+# wschat — the two commands a newcomer needs:
+#   make run    install what is missing, build, serve http://localhost:8000
+#   make test   install what is missing, build with ASan+UBSan, run every suite
+# and the ones a developer needs:
+#   make build | make fuzz [FUZZ_TIME=60] | make bench | make clean
+.PHONY: all deps build build-asan run test fuzz bench clean
+
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+PORT     ?= 8000
+DB       ?= data/wschat.db
+FUZZ_TIME ?= 30
+ARGS     ?=
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build -j$(JOBS)
+
+build-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWSCHAT_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+
+run: build
+	@mkdir -p $(dir $(DB))
+	./build/wschat --port $(PORT) --db $(DB) $(ARGS)
+
+test: build-asan
+	cd build-asan && ctest --output-on-failure -j$(JOBS) --timeout 900
+
+fuzz: deps
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DWSCHAT_SANITIZE=ON -DWSCHAT_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j$(JOBS)
+	@for t in build-fuzz/tests/fuzz_*; do \
+	  case $$t in *_replay) continue;; esac; \
+	  name=$$(basename $$t); mkdir -p tests/fuzz/artifacts/$$name build-fuzz/corpus/$$name; \
+	  echo "== $$name for $(FUZZ_TIME)s"; \
+	  $$t -max_total_time=$(FUZZ_TIME) -artifact_prefix=tests/fuzz/artifacts/$$name/ \
+	      build-fuzz/corpus/$$name tests/fuzz/corpus/$$name || exit 1; \
+	done
+
+bench: deps
+	@bash scripts/install-deps.sh --bench
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build -j$(JOBS)
+	bash bench/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,23 @@
+/* base/config — defaults; see config.h. */
+#include "base/config.h"
+
+#include <string.h>
+
+void wsc_config_defaults(wsc_config_t *c) {
+  memset(c, 0, sizeof *c);
+  c->host = "0.0.0.0";
+  c->port = 8000;
+  c->ping_interval_ms = 30 * 1000;
+  c->handshake_timeout_ms = 10 * 1000;
+  c->shutdown_timeout_ms = 5 * 1000;
+  c->send_queue_limit = 1024 * 1024;
+  c->max_connections = 100000;
+  c->max_message = 16 * 1024 * 1024;
+  c->max_chat_message = 64 * 1024;
+  c->max_body = 64 * 1024;
+  c->max_text = 4096;
+  c->history_default = 50;
+  c->replay_max = 1000;
+  c->history_max_limit = 200;
+  c->db_path = "wschat.db";
+}

@@ -1,0 +1,52 @@
+/* base/config — every tunable of the server in one struct.
+ *
+ * main.c fills it from defaults, then the environment (WSCHAT_*), then the
+ * command line; every layer reads its own fields and never writes them.
+ * Limits that are not tunable are named constants in the module that owns
+ * them.
+ */
+#ifndef WSC_BASE_CONFIG_H
+#define WSC_BASE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WSC_MAX_ALLOWED_ORIGINS 32
+
+typedef struct wsc_config {
+  /* net */
+  const char *host;               /* --host, default 0.0.0.0 */
+  int port;                       /* --port, default 8000 */
+  int ping_interval_ms;           /* --ping-interval (seconds), default 30 s */
+  int handshake_timeout_ms;       /* --handshake-timeout (seconds), default 10 s */
+  int shutdown_timeout_ms;        /* --shutdown-timeout (seconds), default 5 s */
+  size_t send_queue_limit;        /* --send-queue (bytes), default 1 MiB */
+  int max_connections;            /* --max-connections, default 100000 */
+
+  /* http / ws */
+  size_t max_message;             /* --max-message (bytes), default 16 MiB, for /echo */
+  size_t max_chat_message;        /* chat endpoints: 64 KiB (PROTOCOL.md) */
+  size_t max_body;                /* --max-body (bytes) for POST, default 64 KiB */
+  int echo;                       /* --echo: enable GET /echo */
+  const char *allowed_origins[WSC_MAX_ALLOWED_ORIGINS]; /* --allow-origin, repeatable */
+  int n_allowed_origins;
+
+  /* chat */
+  size_t max_text;                /* --max-text (bytes), default 4096 */
+  double rate_limit;              /* --rate-limit (msgs/s per connection), 0 = off */
+  int history_default;            /* messages after `joined` without since: 50 */
+  int replay_max;                 /* most messages replayed for `since`: 1000 */
+  int history_max_limit;          /* clamp of history.limit: 200 */
+
+  /* store */
+  const char *db_path;            /* --db, default ./wschat.db; ":memory:" allowed */
+  int fsync;                      /* --fsync: synchronous=FULL */
+
+  /* bus (cluster) */
+  const char *redis_url;          /* --redis host:port; NULL = in-process bus */
+} wsc_config_t;
+
+/* Fills *c with the defaults above. */
+void wsc_config_defaults(wsc_config_t *c);
+
+#endif

@@ -1,0 +1,39 @@
+/* base/metrics — process-wide counters for GET /metrics (Prometheus text).
+ *
+ * One global struct, written only on the event-loop thread (the store's
+ * worker threads report through their completion callbacks, which run on
+ * the loop). Each layer bumps its own fields; http renders them all.
+ */
+#ifndef WSC_BASE_METRICS_H
+#define WSC_BASE_METRICS_H
+
+#include <stdint.h>
+
+typedef struct wsc_metrics {
+  /* net */
+  uint64_t connections_accepted;
+  int64_t connections_open;        /* gauge */
+  uint64_t bytes_in, bytes_out;
+  uint64_t slow_consumers_dropped; /* closed for a send queue over its limit */
+  /* ws */
+  int64_t websockets_open;         /* gauge */
+  uint64_t ws_messages_in, ws_messages_out;
+  uint64_t ws_protocol_errors;     /* connections failed with 1002/1007/1009... */
+  /* http */
+  uint64_t http_requests;
+  /* chat */
+  int64_t chat_clients;            /* gauge: attached chat clients */
+  int64_t chat_rooms;              /* gauge: rooms with members */
+  int64_t chat_members;            /* gauge: (client, room) memberships */
+  uint64_t chat_messages_in;       /* `send`s accepted */
+  uint64_t chat_messages_out;      /* `message` deliveries queued */
+  /* store */
+  uint64_t store_commits;          /* transactions committed */
+  uint64_t store_commit_ns_total;  /* sum of commit latencies */
+  uint64_t store_commit_ns_max;
+  uint64_t store_errors;
+} wsc_metrics_t;
+
+extern wsc_metrics_t wsc_metrics;
+
+#endif

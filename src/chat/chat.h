@@ -1,0 +1,79 @@
+/* chat/chat — the connection manager: rooms, members, names, sessions,
+ * presence, typing, direct messages, history and resume; the JSON protocol
+ * of docs/PROTOCOL.md.
+ *
+ * chat/ knows nothing of sockets or WebSocket framing. A transport (the
+ * WebSocket session in transport/ws_transport.c; later HTTP polling)
+ * attaches a client with a small vtable for sending and closing, hands it
+ * every text message the peer sends, and detaches it when the connection is
+ * gone. Every server message is encoded once into a sealed outbuf
+ * (transport/outbuf.h) and the same buffer is queued to every recipient.
+ *
+ * Ownership: chat owns chat_client_t from attach until detach (detach frees
+ * it; the transport must not use the pointer after). The transport owns its
+ * connection and the `transport_ud` pointer. chat_server_t owns the rooms,
+ * the name and session tables; the store and bus passed to chat_server_new
+ * stay owned by the caller and must outlive the server.
+ */
+#ifndef WSC_CHAT_CHAT_H
+#define WSC_CHAT_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/buf.h"
+#include "base/config.h"
+#include "bus/bus.h"
+#include "store/store.h"
+
+typedef struct chat_server chat_server_t;
+typedef struct chat_client chat_client_t;
+
+typedef struct chat_transport_ops {
+  /* Queues a sealed message (takes its own reference). Returns 0, or -1
+   * when the client's send queue is over its limit: the transport then
+   * closes the connection (1013) and will call chat_client_detach; chat
+   * just stops sending to it. */
+  int (*send)(void *transport_ud, wsc_buf_t *msg);
+  /* Closes the connection with a WebSocket close code and reason (4001
+   * "replaced" when a session is taken over). chat_client_detach follows. */
+  void (*close)(void *transport_ud, int code, const char *reason);
+} chat_transport_ops_t;
+
+/* What the client asked for in the URL (/ws?name=&room=&since=&epoch=&session=
+ * or /ws/{room}). Strings are NUL-terminated, already percent-decoded, NULL
+ * when absent; chat copies what it keeps. */
+typedef struct chat_connect_params {
+  const char *name;
+  const char *room;
+  const char *since;      /* raw text; validated by chat (bad_request) */
+  const char *epoch;
+  const char *session;
+  int room_endpoint;      /* 1 for /ws/{room}: plain text frames are sent to room */
+} chat_connect_params_t;
+
+chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, store_t *store);
+/* The bus the server publishes on; created by the caller with
+ * chat_server_deliver as its deliver callback and the server as ud. */
+void chat_server_set_bus(chat_server_t *srv, bus_t *bus);
+/* bus_deliver_cb: a room event from the bus, to every local member. */
+void chat_server_deliver(void *srv, const char *room, wsc_buf_t *msg);
+void chat_server_free(chat_server_t *srv);
+
+/* Attaches a new connection: sends `welcome` (after an error for a bad or
+ * taken ?name=), then joins params->room if given. NULL on allocation
+ * failure. */
+chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t *ops,
+                                  void *transport_ud, const chat_connect_params_t *params);
+/* One text message from the peer (valid UTF-8, any length the transport
+ * allows). */
+void chat_client_receive(chat_client_t *c, const char *text, size_t len);
+/* The connection is gone (closed, timed out, cut off): leave every room
+ * (presence leave to the others), free the name, free the client. */
+void chat_client_detach(chat_client_t *c);
+
+/* Room name rule of PROTOCOL.md: 1–64 of [A-Za-z0-9._-]. 1 if valid. */
+int chat_room_name_valid(const char *room, size_t len);
+
+#endif

@@ -1,0 +1,20 @@
+/* transport/outbuf — see outbuf.h. */
+#include "transport/outbuf.h"
+
+#include <string.h>
+
+#include "ws/frame.h"
+
+wsc_buf_t *outbuf_new(size_t cap) { return wsc_buf_new(WS_MAX_SERVER_HEADER, cap); }
+
+wsc_buf_t *outbuf_text(const char *json, size_t len) {
+  wsc_buf_t *b = wsc_buf_from(WS_MAX_SERVER_HEADER, json, len);
+  if (b) outbuf_seal(b);
+  return b;
+}
+
+void outbuf_seal(wsc_buf_t *b) {
+  size_t n = ws_frame_header_size(b->len);
+  uint8_t *h = wsc_buf_prepend(b, n);
+  ws_frame_write_header(h, 1, WS_OP_TEXT, b->len - n);
+}

@@ -1,0 +1,58 @@
+/* ws/handshake — the RFC 6455 §4.2 opening handshake, server side.
+ *
+ * Given a parsed HTTP request (ws_hs_request_t: http/ fills it; this module
+ * knows nothing of sockets or of http-parser), decide: 101 with the
+ * Sec-WebSocket-Accept value and the chosen subprotocol, or an HTTP error
+ * status with a one-line reason:
+ *   400  not GET, not HTTP/1.1 or later, no Host, Upgrade lacks the token
+ *        "websocket", Connection lacks the token "upgrade" (both are
+ *        case-insensitive comma-separated token lists), Sec-WebSocket-Key
+ *        missing or not base64 of exactly 16 bytes
+ *   426  Sec-WebSocket-Version missing or not 13 (the response then carries
+ *        Sec-WebSocket-Version: 13)
+ *   403  an Origin header that matches neither the Host (same scheme-less
+ *        host[:port]) nor an allowed origin; "*" allows all. Requests with no
+ *        Origin (non-browser clients) are not checked.
+ * Subprotocol: "wschat.v1" is selected when the client offers it.
+ * SHA-1 and base64 come from OpenSSL.
+ */
+#ifndef WSC_WS_HANDSHAKE_H
+#define WSC_WS_HANDSHAKE_H
+
+#include <stddef.h>
+
+#define WS_SUBPROTOCOL "wschat.v1"
+
+typedef struct ws_hs_header {
+  const char *name;  size_t name_len;
+  const char *value; size_t value_len;
+} ws_hs_header_t;
+
+typedef struct ws_hs_request {
+  const char *method;           /* "GET" ... NUL-terminated */
+  int http_major, http_minor;
+  const ws_hs_header_t *headers;
+  size_t n_headers;
+} ws_hs_request_t;
+
+typedef struct ws_hs_policy {
+  const char *const *allowed_origins;  /* full origins, e.g. "https://a.example" or "*" */
+  int n_allowed_origins;
+} ws_hs_policy_t;
+
+typedef struct ws_hs_result {
+  int status;                   /* 101, 400, 403 or 426 */
+  const char *reason;           /* one line for the error body; static */
+  char accept[29];              /* Sec-WebSocket-Accept, NUL-terminated (on 101) */
+  const char *subprotocol;      /* WS_SUBPROTOCOL or NULL */
+} ws_hs_result_t;
+
+/* Checks the request; fills *out. Returns 0 when status is 101, -1 otherwise. */
+int ws_handshake_check(const ws_hs_request_t *req, const ws_hs_policy_t *policy, ws_hs_result_t *out);
+/* Computes base64(SHA-1(key + GUID)) into out[29]. Returns 0 or -1. */
+int ws_accept_key(const char *key, size_t key_len, char out[29]);
+/* Writes the complete "101 Switching Protocols" response into out; returns
+ * its length, or 0 if cap is too small (256 bytes always suffice). */
+size_t ws_handshake_response(const ws_hs_result_t *res, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,89 @@
+/* ws/session — one WebSocket connection's protocol state after the
+ * handshake: message assembly, the RFC 6455 rules above single frames, and
+ * the closing handshake. Pure: bytes in (ws_session_feed), events and bytes
+ * out (callbacks). No sockets, no libuv, no clock.
+ *
+ * Rules it enforces (each failure sends a close frame with the code and a
+ * reason, then reports on_closed so the owner closes TCP):
+ *   - 1002: continuation without a message in progress, a new data frame
+ *     inside a fragmented message, bad close payload (1 byte, or a code
+ *     outside 1000–1003, 1007–1011, 3000–4999), plus the frame rules of
+ *     ws/frame.
+ *   - 1007: invalid UTF-8 in a text message (checked incrementally, as each
+ *     byte arrives, across fragments) or in a close reason.
+ *   - 1009: a message larger than max_message. The check counts every byte
+ *     held for the message so far plus the announced length of the new
+ *     frame, before that frame's payload is read or anything allocated.
+ * Control frames may arrive between the fragments of a message. A ping is
+ * answered with a pong carrying the same payload; pongs are reported
+ * (on_pong) and otherwise ignored. A close is answered with a close (echoing
+ * the code, or empty for an empty close) and then on_closed. Nothing is
+ * written after the session's own close frame.
+ *
+ * Ownership: the session owns its assembly buffer (allocated only while a
+ * message is in progress, freed when it is delivered) and its control-frame
+ * buffer (allocated only while a control frame is being read). The data
+ * passed to callbacks is valid only during the call.
+ */
+#ifndef WSC_WS_SESSION_H
+#define WSC_WS_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ws/frame.h"
+#include "ws/utf8.h"
+
+typedef struct ws_session_cb {
+  /* A whole data message (text already validated as UTF-8). */
+  void (*on_message)(void *ud, int opcode, const uint8_t *data, size_t len);
+  /* Bytes for the peer (pong and close frames), to be sent in order with
+   * the owner's own frames. Copy them. */
+  void (*on_write)(void *ud, const uint8_t *data, size_t len);
+  /* A pong arrived (heartbeat bookkeeping). May be NULL. */
+  void (*on_pong)(void *ud);
+  /* The session is over: the owner flushes what was written and closes the
+   * TCP connection. `code` is the close code that ended it (sent, or
+   * received), for logs and metrics. Called once. */
+  void (*on_closed)(void *ud, int code);
+} ws_session_cb_t;
+
+enum ws_session_state {
+  WS_SESSION_OPEN = 0,
+  WS_SESSION_CLOSE_SENT,      /* we sent close, waiting for the peer's */
+  WS_SESSION_CLOSED,          /* finished (on_closed was called) */
+};
+
+typedef struct ws_session {
+  ws_frame_parser_t parser;
+  const ws_session_cb_t *cb;
+  void *ud;
+  size_t max_message;
+  uint8_t state;
+  uint8_t msg_opcode;         /* opcode of the message in progress, 0 if none */
+  uint8_t frame_opcode;       /* opcode of the frame being read */
+  ws_utf8_t utf8;             /* validator of the text message in progress */
+  uint8_t *msg;               /* assembly buffer, NULL while idle */
+  size_t msg_len, msg_cap;
+  uint8_t *ctl;               /* control payload being read, NULL while idle */
+  uint8_t ctl_len;
+} ws_session_t;
+
+void ws_session_init(ws_session_t *s, const ws_session_cb_t *cb, void *ud, size_t max_message);
+/* Feeds received bytes (may be modified in place: unmasking). Returns 0, or
+ * -1 once the session is closing or closed (input after that is dropped). */
+int ws_session_feed(ws_session_t *s, uint8_t *data, size_t len);
+/* Starts the closing handshake from our side: writes a close frame with
+ * code and reason (reason truncated to fit 125 bytes on a UTF-8 boundary).
+ * No-op when already closing. The session then waits for the peer's close;
+ * the owner applies a timeout and closes TCP itself if it never comes. */
+void ws_session_close(ws_session_t *s, uint16_t code, const char *reason);
+/* 1 while data frames may still be sent (no close sent yet). */
+static inline int ws_session_can_send(const ws_session_t *s) { return s->state == WS_SESSION_OPEN; }
+/* Builds a complete server frame into out (cap >= WS_MAX_SERVER_HEADER+len);
+ * returns its size. */
+size_t ws_build_frame(uint8_t *out, int opcode, const uint8_t *payload, size_t len);
+/* Frees the buffers; the struct itself belongs to the caller. */
+void ws_session_free(ws_session_t *s);
+
+#endif
