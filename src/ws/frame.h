@@ -62,11 +62,16 @@ typedef struct ws_frame_cb {
   int (*on_header)(void *ud, int fin, int opcode, uint64_t payload_len);
   /* Unmasked payload bytes of the current frame, in order; a frame's
    * payload may come in several calls (or none, for an empty frame).
-   * Return 0 to go on, non-zero to stop. */
+   * During the call, parser->remaining already excludes these n bytes, so
+   * remaining == 0 means this chunk ends the frame. Return 0 to go on,
+   * non-zero to stop. */
   int (*on_payload)(void *ud, const uint8_t *p, size_t n);
   /* The current frame is complete. Return 0 to go on, non-zero to stop. */
   int (*on_frame_end)(void *ud);
-  /* A frame-level rule was broken: close code (1002) and a short reason. */
+  /* A frame-level rule was broken: close code (1002) and a short reason.
+   * Frame-level rules are checked in the order the header arrives: the
+   * first two bytes (RSV, opcode, control FIN/length, mask bit), then the
+   * 64-bit length's top bit. */
   void (*on_error)(void *ud, int close_code, const char *reason);
 } ws_frame_cb_t;
 
@@ -78,7 +83,8 @@ typedef struct ws_frame_parser {
   uint8_t mask[4];
   uint8_t mask_pos;        /* rotation of the mask for the next payload byte */
   uint8_t allow_rsv1;      /* set when an extension owns RSV1 */
-  uint8_t require_mask;    /* 1 for a server parsing client frames */
+  uint8_t require_mask;    /* 1 for a server parsing client frames (unmasked
+                              ones are refused); 0 accepts both */
   uint64_t remaining;      /* payload bytes left in the current frame */
 } ws_frame_parser_t;
 

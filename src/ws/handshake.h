@@ -13,7 +13,10 @@
  *   403  an Origin header that matches neither the Host (same scheme-less
  *        host[:port]) nor an allowed origin; "*" allows all. Requests with no
  *        Origin (non-browser clients) are not checked.
- * Subprotocol: "wschat.v1" is selected when the client offers it.
+ * (500 only if OpenSSL itself fails.) Checks run in the order above: a
+ * request with several faults gets the first status listed.
+ * Subprotocol: "wschat.v1" is selected when the client offers it (exact,
+ * case-sensitive token match). No extension is ever accepted.
  * SHA-1 and base64 come from OpenSSL.
  */
 #ifndef WSC_WS_HANDSHAKE_H
@@ -41,7 +44,7 @@ typedef struct ws_hs_policy {
 } ws_hs_policy_t;
 
 typedef struct ws_hs_result {
-  int status;                   /* 101, 400, 403 or 426 */
+  int status;                   /* 101, 400, 403 or 426 (500: OpenSSL failed) */
   const char *reason;           /* one line for the error body; static */
   char accept[29];              /* Sec-WebSocket-Accept, NUL-terminated (on 101) */
   const char *subprotocol;      /* WS_SUBPROTOCOL or NULL */

@@ -17,13 +17,24 @@
  * Control frames may arrive between the fragments of a message. A ping is
  * answered with a pong carrying the same payload; pongs are reported
  * (on_pong) and otherwise ignored. A close is answered with a close (echoing
- * the code, or empty for an empty close) and then on_closed. Nothing is
- * written after the session's own close frame.
+ * the code; an empty close is answered with 1000) and then on_closed.
+ * Nothing is written after the session's own close frame: after
+ * ws_session_close the session keeps parsing, discards data, answers no
+ * ping, and ends (on_closed) when the peer's close arrives.
+ *
+ * Data path: a message that is one frame wholly inside the chunk given to
+ * ws_session_feed is delivered straight from that chunk (no copy); only
+ * messages spanning chunks or fragments are assembled in a buffer.
  *
  * Ownership: the session owns its assembly buffer (allocated only while a
  * message is in progress, freed when it is delivered) and its control-frame
  * buffer (allocated only while a control frame is being read). The data
  * passed to callbacks is valid only during the call.
+ *
+ * Callbacks run inside ws_session_feed / ws_session_close. They may call
+ * ws_session_close (e.g. from on_message), but must not free the session
+ * struct; ws_session_free is harmless from on_closed (buffers are already
+ * released by then).
  */
 #ifndef WSC_WS_SESSION_H
 #define WSC_WS_SESSION_H
@@ -62,6 +73,7 @@ typedef struct ws_session {
   uint8_t state;
   uint8_t msg_opcode;         /* opcode of the message in progress, 0 if none */
   uint8_t frame_opcode;       /* opcode of the frame being read */
+  uint8_t frame_done;         /* current frame already handled in place */
   ws_utf8_t utf8;             /* validator of the text message in progress */
   uint8_t *msg;               /* assembly buffer, NULL while idle */
   size_t msg_len, msg_cap;
@@ -70,8 +82,10 @@ typedef struct ws_session {
 } ws_session_t;
 
 void ws_session_init(ws_session_t *s, const ws_session_cb_t *cb, void *ud, size_t max_message);
-/* Feeds received bytes (may be modified in place: unmasking). Returns 0, or
- * -1 once the session is closing or closed (input after that is dropped). */
+/* Feeds received bytes (may be modified in place: unmasking). Returns 0
+ * while the session is open, -1 once it is closing or closed. While closing
+ * (our close sent) input is still parsed, looking for the peer's close;
+ * once closed, input is dropped. */
 int ws_session_feed(ws_session_t *s, uint8_t *data, size_t len);
 /* Starts the closing handshake from our side: writes a close frame with
  * code and reason (reason truncated to fit 125 bytes on a UTF-8 boundary).
@@ -83,6 +97,8 @@ static inline int ws_session_can_send(const ws_session_t *s) { return s->state =
 /* Builds a complete server frame into out (cap >= WS_MAX_SERVER_HEADER+len);
  * returns its size. */
 size_t ws_build_frame(uint8_t *out, int opcode, const uint8_t *payload, size_t len);
+/* 1 if a peer may send this close code: 1000-1003, 1007-1011, 3000-4999. */
+int ws_close_code_valid(unsigned code);
 /* Frees the buffers; the struct itself belongs to the caller. */
 void ws_session_free(ws_session_t *s);
 
