@@ -17,7 +17,7 @@
  *     join a client to a room without missing or duplicating a message.
  *   - Callbacks run on the loop thread; the rows they receive are valid only
  *     during the call. A callback always runs once per accepted call, even
- *     if the store is closing (status < 0 then).
+ *     if the store is closing (store_close finishes the work first).
  *   - epoch: a random hex string made when the database is created; it
  *     changes only when history is lost (a new database).
  *   - Durability: synchronous=NORMAL in WAL (survives kill -9);
@@ -46,8 +46,10 @@ typedef struct store_msg {
 /* Append finished: status 0 and the stored message (with its id), or
  * status < 0 (the message is not stored; its id is never reused). */
 typedef void (*store_append_cb)(void *ud, int status, const store_msg_t *msg);
-/* Read finished: rows in ascending id order; `more` is 1 when older rows
- * exist before the first one returned (store_fetch_before only). */
+/* Read finished: rows in ascending id order. `more` is 1 when rows beyond
+ * the limit exist: older ones before the first row (store_fetch_before),
+ * newer ones after the last row (store_fetch_after). On error rows is NULL
+ * and n is 0. */
 typedef void (*store_rows_cb)(void *ud, int status, const store_msg_t *rows, size_t n, int more);
 
 /* Opens (creating if needed) the store named by config->db_path. Runs on
@@ -61,9 +63,15 @@ const char *store_epoch(const store_t *s);
 int64_t store_last_id(const store_t *s, const char *room);
 
 /* Queues msg (room, from, text, ts are copied; id is ignored) into this
- * iteration's batch and assigns its id, returned (> 0), or -1 on error. */
+ * iteration's batch and assigns its id, returned (> 0), or -1 on error:
+ * the store is closing, or too much is already waiting for the disk (a
+ * bounded queue; the caller reports the failure, no callback runs). from
+ * NULL is stored as "", text may hold any bytes (text_len counts them).
+ * cb may be NULL. */
 int64_t store_append(store_t *s, const store_msg_t *msg, store_append_cb cb, void *ud);
 
+/* Reads return 0, or < 0 without calling cb (limit < 1, closing, too many
+ * reads waiting). A limit above 100000 is clamped (see `more`). */
 /* Messages of `room` with id > after_id, ascending, at most `limit`. */
 int store_fetch_after(store_t *s, const char *room, int64_t after_id, int limit,
                       store_rows_cb cb, void *ud);
@@ -72,8 +80,10 @@ int store_fetch_after(store_t *s, const char *room, int64_t after_id, int limit,
 int store_fetch_before(store_t *s, const char *room, int64_t before_id, int limit,
                        store_rows_cb cb, void *ud);
 
-/* Finishes queued work (callbacks still run), then closes the database.
- * Call with the loop still running it (it runs the loop until done). */
+/* Finishes queued work (callbacks still run, with their real status),
+ * then closes the database. Calls made while it drains are refused.
+ * Call with the loop alive but not from inside one of the loop's callbacks
+ * (it runs the loop itself, uv_run(UV_RUN_ONCE), until the work is done). */
 void store_close(store_t *s);
 
 #endif
