@@ -390,6 +390,38 @@ static void test_queued_reads_run_in_order(void **state) {
   assert_true(rec.recs[2].seq > r[1].seq && rec.recs[2].seq < r[2].seq);
 }
 
+/* While a commit waits for the disk (here: for a write lock another
+ * connection holds), the batches of later iterations queue as one: group
+ * commit. Their callbacks still come in append order. */
+static void test_batches_waiting_for_disk_commit_together(void **state) {
+  fixture_t *f = *state;
+  static recorder_t rec;
+  memset(&rec, 0, sizeof rec);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  uint64_t commits = wsc_metrics.store_commits;
+
+  assert_int_equal(append(f, "g", "first", &rec), 1);
+  uv_run(&f->loop, UV_RUN_NOWAIT);       /* sealed and started: now blocked */
+  for (int i = 2; i <= 6; i++) {
+    assert_int_equal(append(f, "g", "next", &rec), i);
+    uv_run(&f->loop, UV_RUN_NOWAIT);     /* one iteration, one seal */
+  }
+  assert_int_equal(rec.n, 0);
+  assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  run_until(f, &rec.n, 6);
+  assert_int_equal(wsc_metrics.store_commits - commits, 2);
+  for (int i = 0; i < 6; i++) {
+    assert_int_equal(rec.recs[i].status, 0);
+    assert_int_equal(rec.recs[i].id, i + 1);
+  }
+  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+  rows_t r;
+  fetch_after(f, "g", 0, 10, &r);
+  assert_ids(&r, 1, 6);
+}
+
 typedef struct read_after_arg {
   recorder_t *rec;
   rows_t *rows;
@@ -623,6 +655,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_text_is_bytes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_read_sees_earlier_appends_of_same_iteration, setup, teardown),
     cmocka_unit_test_setup_teardown(test_queued_reads_run_in_order, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_batches_waiting_for_disk_commit_together, setup, teardown),
     cmocka_unit_test_setup_teardown(test_reopen_keeps_ids_and_epoch, setup, teardown),
     cmocka_unit_test_setup_teardown(test_new_database_new_epoch, setup, teardown),
     cmocka_unit_test_setup_teardown(test_open_failure_reports, setup, teardown),
