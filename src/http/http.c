@@ -1,0 +1,363 @@
+/* http/http — see http.h. */
+#include "http/http.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+
+/* Where the request's pieces sit in the head buffer (offsets, since the
+ * buffer may move as it grows). */
+typedef struct span {
+  uint32_t off, len;
+} span_t;
+
+enum last_cb { CB_NONE, CB_FIELD, CB_VALUE };
+
+typedef struct http_conn {
+  http_parser parser;
+  const http_app_t *app;
+  char *head;                    /* URL and header bytes, copied */
+  size_t head_len, head_cap;
+  span_t url;
+  span_t names[HTTP_MAX_HEADERS], values[HTTP_MAX_HEADERS];
+  uint32_t n_headers;
+  uint8_t last_cb;
+  uint8_t complete;              /* a whole request is parsed, not yet served */
+  int error_status;              /* set by a callback that hit a limit */
+  uint8_t *body;
+  size_t body_len;
+  int64_t started;               /* when the current request began (mono ms) */
+} http_conn_t;
+
+static const net_handler_t http_net_handler;
+
+/* --- accumulating the request -------------------------------------------------- */
+
+static int head_append(http_conn_t *h, const char *at, size_t len, span_t *sp) {
+  if (h->head_len + len > HTTP_MAX_HEAD) {
+    h->error_status = 431;
+    return -1;
+  }
+  if (h->head_len + len > h->head_cap) {
+    size_t cap = h->head_cap ? h->head_cap : 512;
+    while (cap < h->head_len + len) cap *= 2;
+    if (cap > HTTP_MAX_HEAD) cap = HTTP_MAX_HEAD;
+    char *grown = realloc(h->head, cap);
+    if (!grown) {
+      h->error_status = 500;
+      return -1;
+    }
+    h->head = grown;
+    h->head_cap = cap;
+  }
+  if (sp->len == 0) sp->off = (uint32_t)h->head_len;
+  memcpy(h->head + h->head_len, at, len);
+  h->head_len += len;
+  sp->len += (uint32_t)len;
+  return 0;
+}
+
+static int on_message_begin(http_parser *p) {
+  http_conn_t *h = p->data;
+  h->started = wsc_mono_ms();
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  http_conn_t *h = p->data;
+  return head_append(h, at, len, &h->url);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  http_conn_t *h = p->data;
+  if (h->last_cb != CB_FIELD) {
+    if (h->n_headers == HTTP_MAX_HEADERS) {
+      h->error_status = 431;
+      return -1;
+    }
+    h->names[h->n_headers] = (span_t){0, 0};
+    h->values[h->n_headers] = (span_t){0, 0};
+    h->n_headers++;
+    h->last_cb = CB_FIELD;
+  }
+  return head_append(h, at, len, &h->names[h->n_headers - 1]);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  http_conn_t *h = p->data;
+  h->last_cb = CB_VALUE;
+  return head_append(h, at, len, &h->values[h->n_headers - 1]);
+}
+
+static int on_headers_complete(http_parser *p) {
+  http_conn_t *h = p->data;
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > h->app->config->max_body) {
+    h->error_status = 413;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  http_conn_t *h = p->data;
+  if (h->body_len + len > h->app->config->max_body) {
+    h->error_status = 413;
+    return -1;
+  }
+  uint8_t *grown = realloc(h->body, h->body_len + len);
+  if (!grown) {
+    h->error_status = 500;
+    return -1;
+  }
+  memcpy(grown + h->body_len, at, len);
+  h->body = grown;
+  h->body_len += len;
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  http_conn_t *h = p->data;
+  h->complete = 1;
+  http_parser_pause(p, 1);   /* serve it before parsing what follows */
+  return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void request_reset(http_conn_t *h) {
+  free(h->head);
+  free(h->body);
+  h->head = NULL;
+  h->body = NULL;
+  h->head_len = h->head_cap = h->body_len = 0;
+  h->url = (span_t){0, 0};
+  h->n_headers = 0;
+  h->last_cb = CB_NONE;
+  h->complete = 0;
+  h->started = wsc_mono_ms();
+}
+
+/* --- serving --------------------------------------------------------------------- */
+
+static int split_url(http_conn_t *h, http_request_t *req) {
+  struct http_parser_url u;
+  http_parser_url_init(&u);
+  const char *url = h->head + h->url.off;
+  if (h->url.len == 0 || http_parser_parse_url(url, h->url.len, 0, &u) != 0 ||
+      !(u.field_set & (1 << UF_PATH)))
+    return -1;
+  req->path = url + u.field_data[UF_PATH].off;
+  req->path_len = u.field_data[UF_PATH].len;
+  if (u.field_set & (1 << UF_QUERY)) {
+    req->query = url + u.field_data[UF_QUERY].off;
+    req->query_len = u.field_data[UF_QUERY].len;
+  } else {
+    req->query = "";
+    req->query_len = 0;
+  }
+  return 0;
+}
+
+/* Serves the parsed request. Returns 1 if the connection was taken over or
+ * is closing (stop parsing), 0 to go on with the next request. */
+static int serve(net_conn_t *c, http_conn_t *h, uint8_t *rest, size_t rest_len) {
+  ws_hs_header_t headers[HTTP_MAX_HEADERS];
+  http_request_t req;
+  memset(&req, 0, sizeof req);
+  for (uint32_t i = 0; i < h->n_headers; i++) {
+    headers[i] = (ws_hs_header_t){h->head + h->names[i].off, h->names[i].len,
+                                  h->head + h->values[i].off, h->values[i].len};
+  }
+  req.method = http_method_str((enum http_method)h->parser.method);
+  req.http_major = h->parser.http_major;
+  req.http_minor = h->parser.http_minor;
+  req.headers = headers;
+  req.n_headers = h->n_headers;
+  req.body = h->body;
+  req.body_len = h->body_len;
+  req.keep_alive = http_should_keep_alive(&h->parser);
+  req.upgrade = h->parser.upgrade;
+  wsc_metrics.http_requests++;
+  if (split_url(h, &req) != 0) {
+    http_error(c, 400, "malformed request target", NULL);
+    return 1;
+  }
+  const http_app_t *app = h->app;
+  app->handler(app->app, c, &req, rest, rest_len);
+  /* The handler may have taken the connection (conn->ud changed) or be
+   * closing it. */
+  if (c->ud != h || net_conn_is_closing(c)) return 1;
+  if (!req.keep_alive || req.upgrade) { /* an upgrade we declined ends the stream */
+    net_conn_close(c);
+    return 1;
+  }
+  return 0;
+}
+
+static void fail(net_conn_t *c, http_conn_t *h) {
+  int status = h->error_status;
+  if (!status) status = 400;
+  const char *msg = status == 431 ? "request line and headers must fit in 8 KiB"
+                  : status == 413 ? "request body too large"
+                  : status == 500 ? "out of memory"
+                  : http_errno_description(HTTP_PARSER_ERRNO(&h->parser));
+  http_error(c, status, msg, NULL);
+}
+
+static void http_on_data(net_conn_t *c, uint8_t *data, size_t len) {
+  http_conn_t *h = c->ud;
+  while (len > 0) {
+    size_t n = http_parser_execute(&h->parser, &parser_settings, (const char *)data, len);
+    enum http_errno err = HTTP_PARSER_ERRNO(&h->parser);
+    if (h->complete) {
+      /* Paused after a whole request: serve it, then parse on. An upgrade
+       * request's trailing bytes belong to the new protocol. */
+      http_parser_pause(&h->parser, 0);
+      uint8_t *rest = data + n;
+      size_t rest_len = len - n;
+      if (serve(c, h, rest, rest_len)) return;
+      request_reset(h);
+      data = rest;
+      len = rest_len;
+      continue;
+    }
+    if (err != HPE_OK) {
+      fail(c, h);
+      return;
+    }
+    if (h->parser.upgrade) return; /* upgrade without completion: wait */
+    data += n;
+    len -= n;
+    if (n == 0) return;
+  }
+}
+
+static void http_on_tick(net_conn_t *c, int64_t now) {
+  http_conn_t *h = c->ud;
+  if (now - h->started > h->app->config->handshake_timeout_ms) {
+    if (h->head_len || h->body_len) http_error(c, 408, "request not received in time", NULL);
+    else net_conn_close(c); /* idle keep-alive connection */
+  }
+}
+
+static void http_on_close(net_conn_t *c) {
+  http_conn_t *h = c->ud;
+  if (!h) return;
+  free(h->head);
+  free(h->body);
+  free(h);
+}
+
+static const net_handler_t http_net_handler = {
+    .on_data = http_on_data,
+    .on_tick = http_on_tick,
+    .on_close = http_on_close,
+};
+
+void http_conn_attach(net_conn_t *c, const http_app_t *app) {
+  http_conn_t *h = calloc(1, sizeof *h);
+  if (!h) {
+    net_conn_abort(c);
+    return;
+  }
+  http_parser_init(&h->parser, HTTP_REQUEST);
+  h->parser.data = h;
+  h->app = app;
+  h->started = wsc_mono_ms();
+  c->handler = &http_net_handler;
+  c->ud = h;
+}
+
+void http_conn_take(net_conn_t *c) {
+  http_on_close(c);
+  c->ud = NULL;
+  c->handler = NULL;
+}
+
+/* --- responses ------------------------------------------------------------------ */
+
+const char *http_status_text(int status) {
+  switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+const char *http_header(const http_request_t *req, const char *name, size_t *len) {
+  size_t nlen = strlen(name);
+  for (size_t i = 0; i < req->n_headers; i++) {
+    const ws_hs_header_t *hd = &req->headers[i];
+    if (hd->name_len == nlen && strncasecmp(hd->name, name, nlen) == 0) {
+      if (len) *len = hd->value_len;
+      return hd->value;
+    }
+  }
+  return NULL;
+}
+
+void http_respond(net_conn_t *c, int status, const char *content_type, const char *extra_headers,
+                  const void *body, size_t body_len, int keep_alive) {
+  char head[1024];
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\n"
+                   "Server: wschat\r\n"
+                   "Content-Type: %s\r\n"
+                   "Content-Length: %zu\r\n"
+                   "X-Content-Type-Options: nosniff\r\n"
+                   "%s"
+                   "%s"
+                   "\r\n",
+                   status, http_status_text(status), content_type, body_len,
+                   keep_alive ? "" : "Connection: close\r\n", extra_headers ? extra_headers : "");
+  if (n < 0 || (size_t)n >= sizeof head) {
+    net_conn_abort(c);
+    return;
+  }
+  wsc_buf_t *b = wsc_buf_new(0, (size_t)n + (body ? body_len : 0));
+  if (!b) {
+    net_conn_abort(c);
+    return;
+  }
+  memcpy(b->data, head, (size_t)n);
+  if (body && body_len) memcpy(b->data + n, body, body_len);
+  b->len = (uint32_t)((size_t)n + (body ? body_len : 0));
+  net_conn_send_force(c, b);
+  wsc_buf_unref(b);
+  if (!keep_alive) net_conn_close(c);
+}
+
+void http_error(net_conn_t *c, int status, const char *message, const char *extra_headers) {
+  char body[512];
+  int n = snprintf(body, sizeof body, "%s\n", message);
+  if (n < 0) n = 0;
+  if ((size_t)n >= sizeof body) n = sizeof body - 1;
+  LOG_DEBUG("http", "error status=%d message=\"%s\"", status, message);
+  http_respond(c, status, "text/plain; charset=utf-8", extra_headers, body, (size_t)n, 0);
+}

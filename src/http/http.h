@@ -1,0 +1,76 @@
+/* http/http — HTTP/1.1 requests and responses on a net connection, parsed
+ * with http-parser (libhttp-parser-dev).
+ *
+ * A new connection starts here (http_conn_attach). Request bytes are
+ * copied into a per-request buffer limited to HTTP_MAX_HEAD bytes for the
+ * request line plus headers (past it: 431), and the body to
+ * config->max_body (past it, or a larger Content-Length: 413). Each complete
+ * request goes to the application's handler, which answers with
+ * http_respond / http_error, or takes the connection over for an upgrade
+ * (http_conn_take). Keep-alive and pipelined requests are served in order;
+ * a request that does not arrive whole within config->handshake_timeout_ms
+ * gets 408 and the connection is closed. Every error is a status with a
+ * one-line text/plain body.
+ *
+ * Ownership: the http state hangs on conn->ud from attach until the
+ * connection closes or http_conn_take hands the connection to another
+ * handler. The request passed to the handler, and everything it points to,
+ * is valid only during the call.
+ */
+#ifndef WSC_HTTP_HTTP_H
+#define WSC_HTTP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/net.h"
+#include "ws/handshake.h"
+
+#define HTTP_MAX_HEAD (8 * 1024)   /* request line + headers */
+#define HTTP_MAX_HEADERS 64
+
+typedef struct http_request {
+  const char *method;            /* "GET", "POST", ... */
+  int http_major, http_minor;
+  const char *path;              /* raw path, not decoded, no query */
+  size_t path_len;
+  const char *query;             /* after '?', not decoded; "" if none */
+  size_t query_len;
+  const ws_hs_header_t *headers; /* as the handshake wants them */
+  size_t n_headers;
+  const uint8_t *body;
+  size_t body_len;
+  int keep_alive;
+  int upgrade;                   /* Connection: upgrade was asked for */
+} http_request_t;
+
+/* The application's request handler. `rest` holds bytes received after the
+ * request (only meaningful for an upgrade: the first WebSocket frames). */
+typedef void (*http_handler_fn)(void *app, net_conn_t *c, const http_request_t *req,
+                                uint8_t *rest, size_t rest_len);
+
+typedef struct http_app {
+  http_handler_fn handler;
+  void *app;
+  const wsc_config_t *config;
+} http_app_t;
+
+/* Makes `c` an HTTP connection served by `app` (the net accept callback). */
+void http_conn_attach(net_conn_t *c, const http_app_t *app);
+/* Detaches the HTTP state from `c` (the caller installs its own handler
+ * and conn->ud right after). Only from inside the request handler. */
+void http_conn_take(net_conn_t *c);
+
+/* Value of a header (case-insensitive name), or NULL; *len gets its length. */
+const char *http_header(const http_request_t *req, const char *name, size_t *len);
+
+/* Sends a response. extra_headers: complete "Name: value\r\n" lines or NULL.
+ * body may be NULL for HEAD. keep_alive 0 closes after sending. */
+void http_respond(net_conn_t *c, int status, const char *content_type, const char *extra_headers,
+                  const void *body, size_t body_len, int keep_alive);
+/* An error: status, a text/plain one-line body "message\n", then close. */
+void http_error(net_conn_t *c, int status, const char *message, const char *extra_headers);
+
+const char *http_status_text(int status);
+
+#endif

@@ -1,0 +1,47 @@
+/* http/metrics — see metrics.h. */
+#include "http/metrics.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "base/metrics.h"
+
+typedef struct out {
+  char *p;
+  size_t cap, len;
+} out_t;
+
+static void emit(out_t *o, const char *name, const char *type, const char *help, double value) {
+  if (o->len >= o->cap) return;
+  int n = snprintf(o->p + o->len, o->cap - o->len, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n",
+                   name, help, name, type, name, value);
+  if (n > 0) o->len += (size_t)n;
+  if (o->len >= o->cap) o->len = o->cap - 1;
+}
+
+size_t metrics_render(char *buf, size_t cap) {
+  const wsc_metrics_t *m = &wsc_metrics;
+  out_t o = {buf, cap, 0};
+  if (cap) buf[0] = '\0';
+  emit(&o, "wschat_connections", "gauge", "Open TCP connections.", (double)m->connections_open);
+  emit(&o, "wschat_connections_accepted_total", "counter", "TCP connections accepted.", (double)m->connections_accepted);
+  emit(&o, "wschat_websockets", "gauge", "Open WebSocket connections.", (double)m->websockets_open);
+  emit(&o, "wschat_rooms", "gauge", "Rooms with at least one member.", (double)m->chat_rooms);
+  emit(&o, "wschat_members", "gauge", "Room memberships (client, room).", (double)m->chat_members);
+  emit(&o, "wschat_chat_clients", "gauge", "Attached chat clients.", (double)m->chat_clients);
+  emit(&o, "wschat_messages_in_total", "counter", "WebSocket messages received.", (double)m->ws_messages_in);
+  emit(&o, "wschat_messages_out_total", "counter", "WebSocket messages queued to clients.", (double)m->ws_messages_out);
+  emit(&o, "wschat_chat_messages_in_total", "counter", "Chat messages accepted (send).", (double)m->chat_messages_in);
+  emit(&o, "wschat_chat_messages_out_total", "counter", "Chat message deliveries queued.", (double)m->chat_messages_out);
+  emit(&o, "wschat_bytes_in_total", "counter", "Bytes read from sockets.", (double)m->bytes_in);
+  emit(&o, "wschat_bytes_out_total", "counter", "Bytes written to sockets.", (double)m->bytes_out);
+  emit(&o, "wschat_slow_consumers_dropped_total", "counter", "Connections closed because their send queue passed its limit.", (double)m->slow_consumers_dropped);
+  emit(&o, "wschat_ws_protocol_errors_total", "counter", "WebSocket connections failed for a protocol error.", (double)m->ws_protocol_errors);
+  emit(&o, "wschat_http_requests_total", "counter", "HTTP requests served.", (double)m->http_requests);
+  emit(&o, "wschat_store_commits_total", "counter", "History transactions committed.", (double)m->store_commits);
+  emit(&o, "wschat_store_commit_seconds_total", "counter", "Time spent committing history batches.", (double)m->store_commit_ns_total / 1e9);
+  emit(&o, "wschat_store_commit_seconds_max", "gauge", "Slowest history commit.", (double)m->store_commit_ns_max / 1e9);
+  emit(&o, "wschat_store_errors_total", "counter", "History operations that failed.", (double)m->store_errors);
+  return o.len;
+}

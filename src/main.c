@@ -1,0 +1,247 @@
+/* wschat — a real-time chat server on its own RFC 6455 implementation.
+ *
+ * main.c reads the configuration (defaults, then WSCHAT_* environment,
+ * then flags), opens the history store, builds the chat server, the bus,
+ * and the HTTP routes, and runs the libuv loop until SIGINT/SIGTERM, when
+ * every WebSocket is closed with 1001 and the process exits 0.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "base/config.h"
+#include "base/log.h"
+#include "bus/bus.h"
+#include "chat/chat.h"
+#include "http/http.h"
+#include "net/net.h"
+#include "store/store.h"
+#include "transport/routes.h"
+#include "transport/ws_transport.h"
+
+#define WSCHAT_VERSION "0.1.0"
+
+typedef struct app {
+  uv_loop_t *loop;
+  wsc_config_t config;
+  store_t *store;
+  bus_t *bus;
+  chat_server_t *chat;
+  routes_t routes;
+  net_server_t net;
+  uv_signal_t sigint, sigterm;
+  int exit_code;
+} app_t;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: wschat [options]\n"
+          "  --host ADDR              listen address (default 0.0.0.0; env WSCHAT_HOST)\n"
+          "  --port N                 listen port (default 8000; env WSCHAT_PORT)\n"
+          "  --db PATH                SQLite history file (default wschat.db; env WSCHAT_DB)\n"
+          "  --fsync                  synchronous=FULL: acknowledged messages survive power loss\n"
+          "  --echo                   enable GET /echo (diagnostics, conformance tests)\n"
+          "  --max-message BYTES      largest WebSocket message on /echo (default 16777216)\n"
+          "  --max-text BYTES         largest chat message text (default 4096)\n"
+          "  --rate-limit N           chat messages per second per connection, burst 2N (default off)\n"
+          "  --send-queue BYTES       per-connection send queue limit (default 1048576)\n"
+          "  --max-connections N      open connections at most (default 100000)\n"
+          "  --ping-interval SECONDS  server heartbeat ping (default 30; 0 disables)\n"
+          "  --handshake-timeout SECONDS  time to send a whole HTTP request (default 10)\n"
+          "  --shutdown-timeout SECONDS   time given to clients to close on shutdown (default 5)\n"
+          "  --allow-origin ORIGIN    also accept browser WebSockets from ORIGIN (repeatable; * = any)\n"
+          "  --log-level LEVEL        debug, info, warn, error (default info; env WSCHAT_LOG_LEVEL)\n"
+          "  --version, --help\n");
+}
+
+static int parse_size(const char *s, size_t *out) {
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (end == s || *end || s[0] == '-') return -1;
+  *out = (size_t)v;
+  return 0;
+}
+
+static int parse_int(const char *s, int *out, int min) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end || v < min || v > 1000000000L) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+enum {
+  OPT_HOST = 1000, OPT_PORT, OPT_DB, OPT_FSYNC, OPT_ECHO, OPT_MAX_MESSAGE, OPT_MAX_TEXT,
+  OPT_RATE, OPT_SEND_QUEUE, OPT_MAX_CONN, OPT_PING, OPT_HS_TIMEOUT, OPT_SHUTDOWN_TIMEOUT,
+  OPT_ORIGIN, OPT_LOG, OPT_VERSION, OPT_HELP,
+};
+
+static const struct option options[] = {
+    {"host", required_argument, 0, OPT_HOST},
+    {"port", required_argument, 0, OPT_PORT},
+    {"db", required_argument, 0, OPT_DB},
+    {"fsync", no_argument, 0, OPT_FSYNC},
+    {"echo", no_argument, 0, OPT_ECHO},
+    {"max-message", required_argument, 0, OPT_MAX_MESSAGE},
+    {"max-text", required_argument, 0, OPT_MAX_TEXT},
+    {"rate-limit", required_argument, 0, OPT_RATE},
+    {"send-queue", required_argument, 0, OPT_SEND_QUEUE},
+    {"max-connections", required_argument, 0, OPT_MAX_CONN},
+    {"ping-interval", required_argument, 0, OPT_PING},
+    {"handshake-timeout", required_argument, 0, OPT_HS_TIMEOUT},
+    {"shutdown-timeout", required_argument, 0, OPT_SHUTDOWN_TIMEOUT},
+    {"allow-origin", required_argument, 0, OPT_ORIGIN},
+    {"log-level", required_argument, 0, OPT_LOG},
+    {"version", no_argument, 0, OPT_VERSION},
+    {"help", no_argument, 0, OPT_HELP},
+    {0, 0, 0, 0},
+};
+
+static int apply_option(wsc_config_t *c, int opt, const char *arg) {
+  wsc_log_level_t level;
+  int secs;
+  switch (opt) {
+    case OPT_HOST: c->host = arg; return 0;
+    case OPT_PORT: return parse_int(arg, &c->port, 0) || c->port > 65535 ? -1 : 0;
+    case OPT_DB: c->db_path = arg; return 0;
+    case OPT_FSYNC: c->fsync = 1; return 0;
+    case OPT_ECHO: c->echo = 1; return 0;
+    case OPT_MAX_MESSAGE: return parse_size(arg, &c->max_message);
+    case OPT_MAX_TEXT: return parse_size(arg, &c->max_text) || c->max_text == 0 ? -1 : 0;
+    case OPT_RATE: {
+      char *end;
+      c->rate_limit = strtod(arg, &end);
+      return end == arg || *end || c->rate_limit < 0 ? -1 : 0;
+    }
+    case OPT_SEND_QUEUE: return parse_size(arg, &c->send_queue_limit);
+    case OPT_MAX_CONN: return parse_int(arg, &c->max_connections, 1);
+    case OPT_PING:
+      if (parse_int(arg, &secs, 0)) return -1;
+      c->ping_interval_ms = secs * 1000;
+      return 0;
+    case OPT_HS_TIMEOUT:
+      if (parse_int(arg, &secs, 1)) return -1;
+      c->handshake_timeout_ms = secs * 1000;
+      return 0;
+    case OPT_SHUTDOWN_TIMEOUT:
+      if (parse_int(arg, &secs, 0)) return -1;
+      c->shutdown_timeout_ms = secs * 1000;
+      return 0;
+    case OPT_ORIGIN:
+      if (c->n_allowed_origins == WSC_MAX_ALLOWED_ORIGINS) return -1;
+      c->allowed_origins[c->n_allowed_origins++] = arg;
+      return 0;
+    case OPT_LOG:
+      if (wsc_log_parse_level(arg, &level)) return -1;
+      wsc_log_set_level(level);
+      return 0;
+    default: return -1;
+  }
+}
+
+static int parse_config(wsc_config_t *c, int argc, char **argv) {
+  wsc_config_defaults(c);
+  static const struct { const char *env; int opt; } envs[] = {
+      {"WSCHAT_HOST", OPT_HOST}, {"WSCHAT_PORT", OPT_PORT}, {"WSCHAT_DB", OPT_DB},
+      {"WSCHAT_LOG_LEVEL", OPT_LOG},
+  };
+  for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+    const char *v = getenv(envs[i].env);
+    if (v && *v && apply_option(c, envs[i].opt, v)) {
+      fprintf(stderr, "wschat: bad value for %s: %s\n", envs[i].env, v);
+      return -1;
+    }
+  }
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    if (opt == OPT_HELP) { usage(stdout); exit(0); }
+    if (opt == OPT_VERSION) { printf("wschat %s\n", WSCHAT_VERSION); exit(0); }
+    if (opt == '?' || apply_option(c, opt, optarg)) {
+      if (opt != '?') fprintf(stderr, "wschat: bad value for --%s: %s\n", options[opt - OPT_HOST].name, optarg);
+      usage(stderr);
+      return -1;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "wschat: unexpected argument: %s\n", argv[optind]);
+    return -1;
+  }
+  return 0;
+}
+
+/* --- shutdown --------------------------------------------------------------------- */
+
+static void on_net_closed(net_server_t *net) {
+  app_t *app = net->ud;
+  LOG_INFO("main", "all connections closed");
+  uv_stop(app->loop);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  app_t *app = h->data;
+  LOG_INFO("main", "shutting down signal=%d open=%zu", signum, app->net.n_conns);
+  uv_signal_stop(&app->sigint);
+  uv_signal_stop(&app->sigterm);
+  net_server_shutdown(&app->net, app->config.shutdown_timeout_ms, on_net_closed);
+}
+
+static void on_accept(net_server_t *net, net_conn_t *c) {
+  app_t *app = net->ud;
+  http_conn_attach(c, &app->routes.http);
+}
+
+int main(int argc, char **argv) {
+  static app_t app;
+  if (parse_config(&app.config, argc, argv)) return 2;
+  signal(SIGPIPE, SIG_IGN);
+  app.loop = uv_default_loop();
+
+  const char *err = NULL;
+  app.store = store_open(app.loop, &app.config, &err);
+  if (!app.store) {
+    LOG_ERROR("main", "cannot open history db=%s err=\"%s\"", app.config.db_path, err ? err : "?");
+    return 1;
+  }
+  app.chat = chat_server_new(app.loop, &app.config, app.store);
+  app.bus = bus_local_new(chat_server_deliver, app.chat);
+  if (!app.chat || !app.bus) {
+    LOG_ERROR("main", "out of memory");
+    return 1;
+  }
+  chat_server_set_bus(app.chat, app.bus);
+  ws_transport_init(&app.config, app.chat);
+  routes_init(&app.routes, &app.config, app.chat);
+
+  int rc = net_server_start(&app.net, app.loop, &app.config, on_accept, &app);
+  if (rc != 0) {
+    LOG_ERROR("main", "cannot listen host=%s port=%d err=\"%s\"", app.config.host, app.config.port,
+              uv_strerror(rc));
+    return 1;
+  }
+  uv_signal_init(app.loop, &app.sigint);
+  uv_signal_init(app.loop, &app.sigterm);
+  app.sigint.data = app.sigterm.data = &app;
+  uv_signal_start(&app.sigint, on_signal, SIGINT);
+  uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+  LOG_INFO("main", "listening url=http://%s:%d/ db=%s echo=%s version=%s", app.config.host,
+           app.config.port, app.config.db_path, app.config.echo ? "on" : "off", WSCHAT_VERSION);
+
+  uv_run(app.loop, UV_RUN_DEFAULT);
+
+  /* Drain the store first: pending commits finish (the messages are
+   * durable; their senders are gone) and their callbacks still find the
+   * chat server alive. */
+  net_server_close(&app.net);
+  uv_close((uv_handle_t *)&app.sigint, NULL);
+  uv_close((uv_handle_t *)&app.sigterm, NULL);
+  store_close(app.store);
+  chat_server_free(app.chat);
+  bus_free(app.bus);
+  uv_run(app.loop, UV_RUN_DEFAULT);
+  uv_loop_close(app.loop);
+  LOG_INFO("main", "bye");
+  return app.exit_code;
+}

@@ -1,0 +1,427 @@
+/* net/net — see net.h. */
+#include "net/net.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+
+enum {
+  F_DIRTY = 1 << 0,        /* on the server's dirty list */
+  F_CLOSING = 1 << 1,      /* net_conn_close called: flush, then shut down */
+  F_SHUT = 1 << 2,         /* FIN sent; reading only to drain until EOF */
+  F_CLOSED = 1 << 3,       /* uv_close called */
+  F_PAUSED = 1 << 4,
+  F_EOF = 1 << 5,          /* the peer's EOF arrived while we were closing */
+};
+
+#define OUT_MIN_CAP 4
+#define FLUSH_STACK_BUFS 64
+
+/* Buffers queued on a connection since the last flush. */
+struct net_out {
+  uint32_t n, cap;
+  wsc_buf_t *bufs[];
+};
+
+/* A uv_write for bytes the kernel did not take at once; holds references
+ * to their buffers until libuv is done with them. */
+typedef struct net_write {
+  uv_write_t req;
+  net_conn_t *conn;
+  size_t bytes;
+  uint32_t n;
+  wsc_buf_t *bufs[];
+} net_write_t;
+
+static uint8_t g_read_buf[NET_READ_BUF];
+
+static void conn_finalize(net_conn_t *c);
+
+/* --- the queue -------------------------------------------------------------- */
+
+static void mark_dirty(net_conn_t *c) {
+  if (c->flags & F_DIRTY) return;
+  c->flags |= F_DIRTY;
+  c->next_dirty = c->server->dirty;
+  c->server->dirty = c;
+}
+
+static void unmark_dirty(net_conn_t *c) {
+  if (!(c->flags & F_DIRTY)) return;
+  net_conn_t **pp = &c->server->dirty;
+  while (*pp && *pp != c) pp = &(*pp)->next_dirty;
+  if (*pp) *pp = c->next_dirty;
+  c->flags &= (uint8_t)~F_DIRTY;
+}
+
+static int queue_buf(net_conn_t *c, wsc_buf_t *b) {
+  struct net_out *o = c->out;
+  if (!o || o->n == o->cap) {
+    uint32_t cap = o ? o->cap * 2 : OUT_MIN_CAP;
+    struct net_out *grown = realloc(o, sizeof *o + cap * sizeof o->bufs[0]);
+    if (!grown) return -1;
+    if (!o) grown->n = 0;
+    grown->cap = cap;
+    c->out = o = grown;
+  }
+  o->bufs[o->n++] = wsc_buf_ref(b);
+  c->queued += b->len;
+  mark_dirty(c);
+  return 0;
+}
+
+int net_conn_send_force(net_conn_t *c, wsc_buf_t *b) {
+  if (c->flags & (F_CLOSING | F_CLOSED)) return -1;
+  if (b->len == 0) return 0;
+  return queue_buf(c, b);
+}
+
+int net_conn_send(net_conn_t *c, wsc_buf_t *b) {
+  if (c->queued + b->len > c->server->config->send_queue_limit) return -1;
+  return net_conn_send_force(c, b);
+}
+
+int net_conn_send_copy(net_conn_t *c, const void *data, size_t len) {
+  wsc_buf_t *b = wsc_buf_from(0, data, len);
+  if (!b) return -1;
+  int rc = net_conn_send_force(c, b);
+  wsc_buf_unref(b);
+  return rc;
+}
+
+static void drop_queue(net_conn_t *c) {
+  if (!c->out) return;
+  for (uint32_t i = 0; i < c->out->n; i++) {
+    c->queued -= c->out->bufs[i]->len;
+    wsc_buf_unref(c->out->bufs[i]);
+  }
+  free(c->out);
+  c->out = NULL;
+}
+
+/* --- flushing (the cork) ---------------------------------------------------- */
+
+static void after_shutdown(uv_shutdown_t *req, int status) {
+  net_conn_t *c = req->handle->data;
+  free(req);
+  if (status < 0 || (c->flags & F_EOF)) conn_finalize(c);
+  /* else: keep reading until the peer's EOF (or the grace deadline), so
+   * unread input never turns our FIN into an RST that would destroy the
+   * close frame we just sent. */
+}
+
+/* All queued bytes are written and the connection is closing: send FIN. */
+static void maybe_shutdown(net_conn_t *c) {
+  if (!(c->flags & F_CLOSING) || (c->flags & (F_SHUT | F_CLOSED)) || c->queued) return;
+  c->flags |= F_SHUT;
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, after_shutdown) != 0) {
+    free(req);
+    conn_finalize(c);
+  }
+}
+
+static void after_write(uv_write_t *req, int status) {
+  net_write_t *w = (net_write_t *)req;
+  net_conn_t *c = w->conn;
+  for (uint32_t i = 0; i < w->n; i++) wsc_buf_unref(w->bufs[i]);
+  c->queued -= w->bytes;
+  free(w);
+  if (status < 0) {
+    if (status != UV_ECANCELED) conn_finalize(c);
+    return;
+  }
+  maybe_shutdown(c);
+}
+
+/* Hands the not-yet-written tail of the queue to uv_write. */
+static int write_rest(net_conn_t *c, uv_buf_t *iov, uint32_t n, size_t bytes, uint32_t first) {
+  net_write_t *w = malloc(sizeof *w + n * sizeof w->bufs[0]);
+  if (!w) return -1;
+  w->conn = c;
+  w->bytes = bytes;
+  w->n = n;
+  memcpy(w->bufs, c->out->bufs + first, n * sizeof w->bufs[0]);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, iov, n, after_write) != 0) {
+    free(w);
+    return -1;
+  }
+  return 0;
+}
+
+static void flush_conn(net_conn_t *c) {
+  struct net_out *o = c->out;
+  if (!o || o->n == 0 || (c->flags & F_CLOSED)) return;
+  uv_buf_t stack[FLUSH_STACK_BUFS];
+  uv_buf_t *iov = o->n <= FLUSH_STACK_BUFS ? stack : malloc(o->n * sizeof *iov);
+  if (!iov) { conn_finalize(c); return; }
+  size_t total = 0;
+  for (uint32_t i = 0; i < o->n; i++) {
+    iov[i] = uv_buf_init((char *)wsc_buf_bytes(o->bufs[i]), o->bufs[i]->len);
+    total += o->bufs[i]->len;
+  }
+  /* One writev now; EAGAIN (a uv_write still pending) counts as 0. */
+  int r = uv_try_write((uv_stream_t *)&c->tcp, iov, o->n);
+  size_t done = r > 0 ? (size_t)r : 0;
+  if (r < 0 && r != UV_EAGAIN) {
+    if (iov != stack) free(iov);
+    conn_finalize(c);
+    return;
+  }
+  wsc_metrics.bytes_out += done;
+  c->queued -= done;
+  uint32_t first = 0;
+  size_t skip = done;
+  while (first < o->n && skip >= iov[first].len) {
+    skip -= iov[first].len;
+    wsc_buf_unref(o->bufs[first]);
+    first++;
+  }
+  int rc = 0;
+  if (first < o->n) {
+    iov[first].base += skip;
+    iov[first].len -= skip;
+    rc = write_rest(c, iov + first, o->n - first, total - done, first);
+    if (rc == 0) wsc_metrics.bytes_out += total - done;
+  }
+  if (iov != stack) free(iov);
+  if (rc != 0) {
+    /* The unwritten tail's references still belong to the queue. */
+    memmove(o->bufs, o->bufs + first, (o->n - first) * sizeof o->bufs[0]);
+    o->n -= first;
+    conn_finalize(c);
+    return;
+  }
+  free(c->out);
+  c->out = NULL;
+  maybe_shutdown(c);
+}
+
+static void on_flush(uv_check_t *h) {
+  net_server_t *srv = h->data;
+  while (srv->dirty) {
+    net_conn_t *c = srv->dirty;
+    srv->dirty = c->next_dirty;
+    c->flags &= (uint8_t)~F_DIRTY;
+    flush_conn(c);
+  }
+}
+
+/* --- reading ------------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  *buf = uv_buf_init((char *)g_read_buf, sizeof g_read_buf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  net_conn_t *c = s->data;
+  (void)buf;
+  if (nread > 0) {
+    wsc_metrics.bytes_in += (uint64_t)nread;
+    if (!(c->flags & (F_CLOSING | F_CLOSED)))
+      c->handler->on_data(c, g_read_buf, (size_t)nread);
+    return;
+  }
+  if (nread == 0) return;
+  /* EOF or error. */
+  if (c->flags & (F_CLOSING | F_CLOSED)) {
+    if (c->flags & F_CLOSED) return;
+    if (nread == UV_EOF && !(c->flags & F_SHUT)) {
+      /* Our bytes are still going out: finish them, then close. */
+      c->flags |= F_EOF;
+      uv_read_stop(s);
+      return;
+    }
+    conn_finalize(c);
+    return;
+  }
+  if (nread == UV_EOF && c->handler->on_eof) {
+    c->handler->on_eof(c);
+    net_conn_close(c);
+    return;
+  }
+  conn_finalize(c);
+}
+
+/* --- closing ------------------------------------------------------------------ */
+
+static void on_closed(uv_handle_t *h) {
+  net_conn_t *c = h->data;
+  net_server_t *srv = c->server;
+  if (c->prev) c->prev->next = c->next;
+  else srv->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  srv->n_conns--;
+  wsc_metrics.connections_open--;
+  free(c);
+  if (srv->shutting_down && srv->n_conns == 0 && srv->shutdown_done) {
+    void (*done)(net_server_t *) = srv->shutdown_done;
+    srv->shutdown_done = NULL;
+    uv_timer_stop(&srv->shutdown_timer);
+    done(srv);
+  }
+}
+
+/* Closes the handle now; tells the handler once. */
+static void conn_finalize(net_conn_t *c) {
+  if (c->flags & F_CLOSED) return;
+  c->flags |= F_CLOSED;
+  unmark_dirty(c);
+  const net_handler_t *h = c->handler;
+  if (h && h->on_close) h->on_close(c);
+  c->handler = NULL;
+  c->ud = NULL;
+  drop_queue(c);
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void net_conn_close(net_conn_t *c) {
+  if (c->flags & (F_CLOSING | F_CLOSED)) return;
+  c->flags |= F_CLOSING;
+  c->close_deadline = wsc_mono_ms() + NET_CLOSE_GRACE_MS;
+  if (c->out && c->out->n) mark_dirty(c);
+  else maybe_shutdown(c);
+}
+
+void net_conn_abort(net_conn_t *c) { conn_finalize(c); }
+
+void net_conn_pause(net_conn_t *c) {
+  if (!(c->flags & (F_PAUSED | F_CLOSED))) {
+    c->flags |= F_PAUSED;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  }
+}
+
+int net_conn_is_closing(const net_conn_t *c) { return (c->flags & (F_CLOSING | F_CLOSED)) != 0; }
+
+void net_conn_peer(const net_conn_t *c, char *out, size_t cap) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  out[0] = '\0';
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, out, cap);
+  else uv_ip4_name((struct sockaddr_in *)&ss, out, cap);
+}
+
+/* --- accepting ------------------------------------------------------------------ */
+
+static void on_connection(uv_stream_t *listener, int status) {
+  net_server_t *srv = listener->data;
+  if (status < 0) {
+    LOG_WARN("net", "accept failed err=%s", uv_strerror(status));
+    return;
+  }
+  net_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return;
+  uv_tcp_init(srv->loop, &c->tcp);
+  c->tcp.data = c;
+  c->server = srv;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    c->flags |= F_CLOSED;
+    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+    return;
+  }
+  c->next = srv->conns;
+  if (srv->conns) srv->conns->prev = c;
+  srv->conns = c;
+  srv->n_conns++;
+  wsc_metrics.connections_accepted++;
+  wsc_metrics.connections_open++;
+  if (srv->n_conns > (size_t)srv->config->max_connections || srv->shutting_down) {
+    LOG_WARN("net", "refused connection open=%zu max=%d", srv->n_conns, srv->config->max_connections);
+    conn_finalize(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  srv->on_accept(srv, c);
+  if (!(c->flags & F_CLOSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_tick(uv_timer_t *t) {
+  net_server_t *srv = t->data;
+  int64_t now = wsc_mono_ms();
+  net_conn_t *next;
+  for (net_conn_t *c = srv->conns; c; c = next) {
+    next = c->next;
+    if (c->flags & F_CLOSED) continue;
+    if (c->flags & F_CLOSING) {
+      if (now >= c->close_deadline) conn_finalize(c);
+      continue;
+    }
+    if (c->handler && c->handler->on_tick) c->handler->on_tick(c, now);
+  }
+}
+
+int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *config,
+                     net_accept_cb on_accept, void *ud) {
+  memset(srv, 0, sizeof *srv);
+  srv->loop = loop;
+  srv->config = config;
+  srv->on_accept = on_accept;
+  srv->ud = ud;
+  struct sockaddr_storage addr;
+  int rc = uv_ip4_addr(config->host, config->port, (struct sockaddr_in *)&addr);
+  if (rc != 0) rc = uv_ip6_addr(config->host, config->port, (struct sockaddr_in6 *)&addr);
+  if (rc != 0) return rc;
+  uv_tcp_init(loop, &srv->listener);
+  srv->listener.data = srv;
+  rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, NET_LISTEN_BACKLOG, on_connection);
+  if (rc != 0) {
+    uv_close((uv_handle_t *)&srv->listener, NULL);
+    return rc;
+  }
+  uv_check_init(loop, &srv->flusher);
+  srv->flusher.data = srv;
+  uv_check_start(&srv->flusher, on_flush);
+  uv_timer_init(loop, &srv->ticker);
+  srv->ticker.data = srv;
+  uv_timer_start(&srv->ticker, on_tick, NET_TICK_MS, NET_TICK_MS);
+  uv_timer_init(loop, &srv->shutdown_timer);
+  srv->shutdown_timer.data = srv;
+  return 0;
+}
+
+static void on_shutdown_deadline(uv_timer_t *t) {
+  net_server_t *srv = t->data;
+  LOG_WARN("net", "shutdown deadline reached open=%zu", srv->n_conns);
+  net_conn_t *next;
+  for (net_conn_t *c = srv->conns; c; c = next) {
+    next = c->next;
+    conn_finalize(c);
+  }
+}
+
+void net_server_shutdown(net_server_t *srv, int timeout_ms, void (*done)(net_server_t *srv)) {
+  if (srv->shutting_down) return;
+  srv->shutting_down = 1;
+  srv->shutdown_done = done;
+  uv_close((uv_handle_t *)&srv->listener, NULL);
+  net_conn_t *next;
+  for (net_conn_t *c = srv->conns; c; c = next) {
+    next = c->next;
+    if (c->flags & (F_CLOSED | F_CLOSING)) continue;
+    if (c->handler && c->handler->on_shutdown) c->handler->on_shutdown(c);
+    else net_conn_close(c);
+  }
+  if (srv->n_conns == 0) {
+    srv->shutdown_done = NULL;
+    done(srv);
+    return;
+  }
+  uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, (uint64_t)timeout_ms, 0);
+}
+
+void net_server_close(net_server_t *srv) {
+  uv_check_stop(&srv->flusher);
+  uv_close((uv_handle_t *)&srv->flusher, NULL);
+  uv_timer_stop(&srv->ticker);
+  uv_close((uv_handle_t *)&srv->ticker, NULL);
+  uv_timer_stop(&srv->shutdown_timer);
+  uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
+}

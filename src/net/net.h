@@ -1,0 +1,122 @@
+/* net/net — the libuv layer: a TCP listener, its connections, corked and
+ * bounded writes, and one loop-wide timer.
+ *
+ * Reading: every connection reads into one loop-wide buffer (NET_READ_BUF
+ * bytes), handed to handler->on_data; the handler keeps only what it must
+ * (a partial frame), so an idle connection holds no read buffer.
+ *
+ * Writing (corking): net_conn_send only queues a reference to the bytes.
+ * At the end of the loop iteration (a uv_check handle) every connection
+ * with queued bytes is flushed with one writev (uv_try_write, then
+ * uv_write for a remainder the kernel did not take). An idle connection
+ * holds no write buffer. Each connection's queue (queued + in flight) is
+ * bounded by config->send_queue_limit: net_conn_send refuses bytes past it
+ * and the caller decides (chat closes the slow consumer with 1013).
+ *
+ * Time: one uv_timer ticks every NET_TICK_MS and calls handler->on_tick of
+ * every connection, so timeouts and heartbeats cost no timer per connection.
+ *
+ * Ownership: net owns net_conn_t from accept until after handler->on_close
+ * returns; the handler owns what it hangs on conn->ud and frees it in
+ * on_close. Shutdown: net_server_shutdown stops accepting, calls
+ * handler->on_shutdown of every connection (they start their closing
+ * handshakes), waits up to a deadline for them to close, then closes the
+ * rest and calls the done callback.
+ */
+#ifndef WSC_NET_NET_H
+#define WSC_NET_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/buf.h"
+#include "base/config.h"
+
+#define NET_READ_BUF (64 * 1024)  /* loop-wide read buffer */
+#define NET_TICK_MS 250           /* granularity of timeouts and heartbeats */
+#define NET_LISTEN_BACKLOG 4096
+#define NET_CLOSE_GRACE_MS 5000   /* how long a graceful close may take */
+
+typedef struct net_conn net_conn_t;
+typedef struct net_server net_server_t;
+
+typedef struct net_handler {
+  /* Bytes received into the loop-wide buffer; valid (and writable) only
+   * during the call. */
+  void (*on_data)(net_conn_t *c, uint8_t *data, size_t len);
+  /* The peer closed, or an error: net will close the connection after this
+   * returns (then on_close). NULL: just close. */
+  void (*on_eof)(net_conn_t *c);
+  /* Every NET_TICK_MS; now is wsc_mono_ms(). May close the connection. */
+  void (*on_tick)(net_conn_t *c, int64_t now);
+  /* The server is shutting down: start closing (WebSocket close 1001). */
+  void (*on_shutdown)(net_conn_t *c);
+  /* The connection is closed; free conn->ud. Called once. */
+  void (*on_close)(net_conn_t *c);
+} net_handler_t;
+
+/* Creates a connection's first handler state (the HTTP front). */
+typedef void (*net_accept_cb)(net_server_t *srv, net_conn_t *c);
+
+struct net_conn {
+  uv_tcp_t tcp;                  /* first: the uv handle's data is unused */
+  net_server_t *server;
+  const net_handler_t *handler;
+  void *ud;                      /* the handler's state */
+  struct net_out *out;           /* queued, not yet written; NULL when idle */
+  size_t queued;                 /* bytes queued + in flight */
+  net_conn_t *prev, *next;       /* all connections of the server */
+  net_conn_t *next_dirty;        /* connections with queued bytes */
+  int64_t close_deadline;        /* while closing: when to give up (mono ms) */
+  uint8_t flags;
+};
+
+struct net_server {
+  uv_loop_t *loop;
+  const wsc_config_t *config;
+  uv_tcp_t listener;
+  uv_check_t flusher;
+  uv_timer_t ticker;
+  uv_timer_t shutdown_timer;
+  net_accept_cb on_accept;
+  void *ud;                      /* the application's */
+  net_conn_t *conns;             /* list of open connections */
+  net_conn_t *dirty;             /* list of connections to flush */
+  size_t n_conns;
+  int shutting_down;
+  void (*shutdown_done)(net_server_t *srv);
+};
+
+/* Binds config->host:config->port and starts accepting. Returns 0 or a
+ * negative libuv error. */
+int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *config,
+                     net_accept_cb on_accept, void *ud);
+/* Graceful shutdown (see above); done is called once every connection is
+ * closed, or at the deadline. */
+void net_server_shutdown(net_server_t *srv, int timeout_ms, void (*done)(net_server_t *srv));
+/* Releases the server's handles (after shutdown completed). */
+void net_server_close(net_server_t *srv);
+
+/* Queues b's bytes [off, off+len) (takes a reference). Returns 0, or -1
+ * when that would take the queue past the limit (nothing queued) or the
+ * connection is closing. */
+int net_conn_send(net_conn_t *c, wsc_buf_t *b);
+/* The same, ignoring the limit: for small control frames (pong, close)
+ * that must go out even to a slow consumer. */
+int net_conn_send_force(net_conn_t *c, wsc_buf_t *b);
+/* Copies data and queues it (ignores the limit; for handshake responses
+ * and control frames). */
+int net_conn_send_copy(net_conn_t *c, const void *data, size_t len);
+/* Flushes what is queued, then closes. Idempotent. If the peer does not
+ * take the bytes within NET_CLOSE_GRACE_MS the connection is aborted. */
+void net_conn_close(net_conn_t *c);
+/* Closes now, dropping whatever is queued. */
+void net_conn_abort(net_conn_t *c);
+/* Stops/starts reading (back-pressure; used after a close). */
+void net_conn_pause(net_conn_t *c);
+int net_conn_is_closing(const net_conn_t *c);
+/* Peer address as text (for logs). */
+void net_conn_peer(const net_conn_t *c, char *out, size_t cap);
+
+#endif
