@@ -409,7 +409,8 @@
     // the placeholder when the copy is shown; if it is shown already, now.
     if (typeof m.id === 'number' && state.byId.has(m.id)) { o.el.remove(); return; }
     o.el.classList.remove('pending');
-    setMsgState(o.el, 'sent');
+    setMsgState(o.el, '✓');
+    o.el.querySelector('.msg-state').title = 'Stored by the server';
     if (typeof m.id === 'number') {
       o.el.dataset.id = String(m.id);
       o.el.remove();
@@ -643,7 +644,7 @@
   function addMember(name) {
     if (name == null || findMember(name)) return;
     const li = document.createElement('li');
-    li.className = 'member' + (isMe(name) ? ' me' : '');
+    li.className = 'member' + (isMe(name) ? ' is-me' : '');
     li.setAttribute('data-testid', 'member');
     li.dataset.name = name;
     const b = document.createElement('button');
@@ -822,7 +823,6 @@
     el.app.dataset.view = 'chat';
     el.app.dataset.joining = '0';
     el.joinCancel.hidden = false;
-    setDm(null);
     if (prevRoom !== room) {
       if (prevRoom && state.joined) send({ type: 'leave', room: prevRoom });
       state.room = room;
@@ -841,6 +841,7 @@
       for (const n of Array.from(el.list.querySelectorAll('.msg'))) n.remove();
       updateEmpty();
     }
+    setDm(null);
     if (!state.ws) {
       state.attempt = 0;
       connect();

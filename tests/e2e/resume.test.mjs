@@ -1,0 +1,107 @@
+// Browser tests: the page keeps its name across a reload (session token) and
+// survives a server restart by itself, resuming with since/epoch so that no
+// message is lost or shown twice.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from '../lib/server.mjs';
+import {
+  T, launch, newPage, join, eventually, say, roomMessages, waitMessage, waitOnline,
+  memberVisible, textOf, noProblems,
+} from './helpers.mjs';
+
+const ROOM = 'resume-room';
+
+// Every room message shown exactly once, none pending, ids increasing.
+async function settled(page, expectTexts) {
+  return eventually(async () => {
+    const ms = await roomMessages(page);
+    assert.deepEqual(ms.filter((m) => m.pending || m.id == null), [], 'nothing pending');
+    assert.deepEqual(ms.map((m) => m.text).sort(), [...expectTexts].sort());
+    const ids = ms.map((m) => m.id);
+    assert.deepEqual(ids, [...ids].sort((x, y) => x - y), 'id order');
+    assert.equal(new Set(ids).size, ids.length, 'each id once');
+    return ms;
+  });
+}
+
+describe('web page: reload and server restart', { timeout: 115000 }, () => {
+  let srv, browser, alice, bob;
+
+  before(async () => {
+    srv = await startServer();
+    browser = await launch();
+    alice = await newPage(browser);
+    bob = await newPage(browser);
+    await join(alice, srv, { name: 'alice', room: ROOM });
+    await join(bob, srv, { name: 'bob', room: ROOM });
+    await memberVisible(alice, 'bob');
+  });
+
+  after(async () => {
+    await browser?.close();
+    await srv?.stop();
+  });
+
+  it('a reload keeps the name (session token) and the room', async () => {
+    await say(alice, 'before reload');
+    await waitMessage(bob, 'before reload');
+    await alice.reload();
+    await waitOnline(alice);
+    assert.equal(await textOf(alice, 'me'), 'alice');
+    await memberVisible(alice, 'alice');
+    await memberVisible(alice, 'bob');
+    assert.equal(await textOf(alice, 'room-name'), ROOM);
+    // The recent history is shown again after the reload.
+    await waitMessage(alice, 'before reload');
+    // bob sees alice (not a guest) and can talk to her.
+    await memberVisible(bob, 'alice');
+    await eventually(async () => assert.equal(await textOf(bob, 'member-count'), '2'));
+    await say(bob, 'welcome back');
+    await waitMessage(alice, 'welcome back');
+    assert.equal(await alice.getByTestId('notice').isVisible(), false, 'no notice (e.g. name_taken)');
+  });
+
+  it('a server restart is survived: reconnect, nothing lost, nothing twice', async () => {
+    const sent = ['before reload', 'welcome back'];
+    await say(bob, 'just before');
+    await waitMessage(alice, 'just before');
+    sent.push('just before');
+
+    // bob sends one as the server goes down (it may or may not get stored
+    // before the stop; either way it must end up shown exactly once).
+    await say(bob, 'racing the restart');
+    sent.push('racing the restart');
+    await srv.stop();
+    for (const p of [alice, bob]) {
+      await p.locator('[data-testid="status"]:not([data-state="online"])').waitFor({ timeout: T });
+    }
+    // While the server is away, bob writes; the page keeps it for later.
+    await say(bob, 'while it was down');
+    sent.push('while it was down');
+    srv = await srv.restart();
+
+    await waitOnline(alice, 30000);
+    await waitOnline(bob, 30000);
+    assert.equal(await textOf(alice, 'me'), 'alice');
+    assert.equal(await textOf(bob, 'me'), 'bob');
+    await memberVisible(alice, 'bob');
+    await memberVisible(bob, 'alice');
+
+    await say(alice, 'after restart');
+    sent.push('after restart');
+    const [ma, mb] = await Promise.all([settled(alice, sent), settled(bob, sent)]);
+    assert.deepEqual(ma.map((m) => [m.id, m.text]), mb.map((m) => [m.id, m.text]));
+
+    // A second time, with kill -9 (a crash).
+    await srv.kill9();
+    await alice.locator('[data-testid="status"]:not([data-state="online"])').waitFor({ timeout: T });
+    await say(alice, 'after the crash');
+    sent.push('after the crash');
+    srv = await srv.restart();
+    await waitOnline(alice, 30000);
+    await waitOnline(bob, 30000);
+    const [ma2, mb2] = await Promise.all([settled(alice, sent), settled(bob, sent)]);
+    assert.deepEqual(ma2.map((m) => [m.id, m.text]), mb2.map((m) => [m.id, m.text]));
+    noProblems(assert, alice, bob);
+  });
+});
