@@ -46,7 +46,13 @@ static void cut_off_slow_consumer(ws_conn_t *w) {
   char peer[64];
   net_conn_peer(w->net, peer, sizeof peer);
   LOG_WARN("ws", "slow consumer cut off peer=%s queued=%zu", peer, w->net->queued);
+  /* Its queue is full, so no closing handshake can complete in time:
+   * queue the close frame, stop reading (nothing it sends matters now),
+   * and let net flush what it can and close, or abort at the grace
+   * deadline. The chat client is detached when the connection closes. */
   start_close(w, WS_CLOSE_TRY_AGAIN, "send queue limit exceeded");
+  net_conn_pause(w->net);
+  net_conn_close(w->net);
 }
 
 /* chat's send: a sealed frame shared with the other recipients. */
