@@ -48,6 +48,7 @@ static void usage(FILE *f) {
           "  --max-text BYTES         largest chat message text (default 4096)\n"
           "  --rate-limit N           chat messages per second per connection, burst 2N (default off)\n"
           "  --send-queue BYTES       per-connection send queue limit (default 1048576)\n"
+          "  --max-body BYTES         largest HTTP request body (default 65536)\n"
           "  --max-connections N      open connections at most (default 100000)\n"
           "  --ping-interval SECONDS  server heartbeat ping (default 30; 0 disables)\n"
           "  --handshake-timeout SECONDS  time to send a whole HTTP request (default 10)\n"
@@ -76,7 +77,7 @@ static int parse_int(const char *s, int *out, int min) {
 enum {
   OPT_HOST = 1000, OPT_PORT, OPT_DB, OPT_FSYNC, OPT_ECHO, OPT_MAX_MESSAGE, OPT_MAX_TEXT,
   OPT_RATE, OPT_SEND_QUEUE, OPT_MAX_CONN, OPT_PING, OPT_HS_TIMEOUT, OPT_SHUTDOWN_TIMEOUT,
-  OPT_ORIGIN, OPT_LOG, OPT_VERSION, OPT_HELP,
+  OPT_ORIGIN, OPT_LOG, OPT_MAX_BODY, OPT_VERSION, OPT_HELP,
 };
 
 static const struct option options[] = {
@@ -95,10 +96,17 @@ static const struct option options[] = {
     {"shutdown-timeout", required_argument, 0, OPT_SHUTDOWN_TIMEOUT},
     {"allow-origin", required_argument, 0, OPT_ORIGIN},
     {"log-level", required_argument, 0, OPT_LOG},
+    {"max-body", required_argument, 0, OPT_MAX_BODY},
     {"version", no_argument, 0, OPT_VERSION},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
 };
+
+static const char *option_name(int opt) {
+  for (const struct option *o = options; o->name; o++)
+    if (o->val == opt) return o->name;
+  return "?";
+}
 
 static int apply_option(wsc_config_t *c, int opt, const char *arg) {
   wsc_log_level_t level;
@@ -117,6 +125,7 @@ static int apply_option(wsc_config_t *c, int opt, const char *arg) {
       return end == arg || *end || c->rate_limit < 0 ? -1 : 0;
     }
     case OPT_SEND_QUEUE: return parse_size(arg, &c->send_queue_limit);
+    case OPT_MAX_BODY: return parse_size(arg, &c->max_body);
     case OPT_MAX_CONN: return parse_int(arg, &c->max_connections, 1);
     case OPT_PING:
       if (parse_int(arg, &secs, 0)) return -1;
@@ -160,7 +169,7 @@ static int parse_config(wsc_config_t *c, int argc, char **argv) {
     if (opt == OPT_HELP) { usage(stdout); exit(0); }
     if (opt == OPT_VERSION) { printf("wschat %s\n", WSCHAT_VERSION); exit(0); }
     if (opt == '?' || apply_option(c, opt, optarg)) {
-      if (opt != '?') fprintf(stderr, "wschat: bad value for --%s: %s\n", options[opt - OPT_HOST].name, optarg);
+      if (opt != '?') fprintf(stderr, "wschat: bad value for --%s: %s\n", option_name(opt), optarg);
       usage(stderr);
       return -1;
     }
