@@ -1,0 +1,310 @@
+/* chat/handlers — what each client message does (after chat/proto has
+ * parsed and validated it), and the store callbacks that finish `send`,
+ * `join` and `history`.
+ *
+ * Joining without missing or duplicating a message: the store runs appends
+ * and reads strictly in the order they were issued. A joiner is added to
+ * the room at once but marked `replaying`; broadcasts skip it. Its fetch is
+ * issued now, so it sees every message appended before the join and none
+ * appended after; the callbacks of earlier appends (whose broadcasts the
+ * joiner skipped) run before the fetch callback, the later ones after it.
+ * The fetch callback sends `joined` and the replay, then the member is
+ * live. Exact, with no buffering.
+ *
+ * Store operations carry a chat_op_t holding a reference to the client
+ * (the connection may be gone by the callback) and the server's count of
+ * operations in flight (the server may be freed before them).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/metrics.h"
+#include "chat/internal.h"
+
+typedef struct chat_op {
+  chat_server_t *srv;
+  chat_client_t *c;         /* one reference held */
+  json_t *ref;              /* one reference held, or NULL */
+  int64_t last_id;          /* join: the room's last id when the fetch was issued */
+  uint32_t gen;             /* join: the membership it belongs to */
+  int recovered;            /* join: -1 (no since), 0, 1 */
+  char room[CHAT_ROOM_MAX + 1];
+} chat_op_t;
+
+static chat_op_t *op_new(chat_client_t *c, const char *room, const json_t *ref) {
+  chat_op_t *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  op->srv = c->srv;
+  op->c = c;
+  c->refs++;
+  if (ref) op->ref = json_incref((json_t *)ref);
+  snprintf(op->room, sizeof op->room, "%s", room);
+  op->srv->pending++;
+  return op;
+}
+
+static void op_release(chat_op_t *op) {
+  chat_server_t *srv = op->srv;
+  if (op->ref) json_decref(op->ref);
+  chat_client_unref(op->c);
+  free(op);
+  chat_server_op_done(srv);
+}
+
+/* c's membership of the named room, or -1. */
+static int membership(chat_client_t *c, const char *room, size_t len, chat_room_t **out) {
+  chat_room_t *r = chat_room_get(c->srv, room, len);
+  if (out) *out = r;
+  return r ? chat_find_membership(c, r) : -1;
+}
+
+static void not_member(chat_client_t *c, const json_t *ref) {
+  chat_send_error(c, CHAT_ERR_NOT_MEMBER, "you are not in that room", ref);
+}
+
+/* ---- send ---------------------------------------------------------------- */
+
+/* Token bucket: `rate` per second, burst of twice that. */
+static int rate_ok(chat_client_t *c) {
+  double rate = c->srv->cfg->rate_limit;
+  if (rate <= 0) return 1;
+  double burst = 2 * rate < 1 ? 1 : 2 * rate;
+  int64_t now = wsc_mono_ms();
+  c->tokens += (double)(now - c->tokens_ms) * rate / 1000.0;
+  if (c->tokens > burst) c->tokens = burst;
+  c->tokens_ms = now;
+  if (c->tokens < 1) return 0;
+  c->tokens -= 1;
+  return 1;
+}
+
+static void on_appended(void *ud, int status, const store_msg_t *msg) {
+  chat_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  if (!srv->freeing) {
+    chat_enter(srv);
+    if (status == 0) {
+      wsc_metrics.chat_messages_in++;
+      /* The sender's ack goes before its own copy of the message. */
+      if (chat_client_active(op->c))
+        chat_send_own(op->c, chat_enc_ack(&srv->jw, op->ref, msg->room, msg->id));
+      chat_broadcast(srv, msg->room, chat_enc_message(&srv->jw, msg), NULL);
+    } else {
+      chat_send_error(op->c, CHAT_ERR_INTERNAL, "the message could not be stored", op->ref);
+    }
+    chat_leave(srv);
+  }
+  op_release(op);
+}
+
+static void do_send(chat_client_t *c, const char *room, size_t room_len, const char *text,
+                    size_t len, const json_t *ref) {
+  chat_server_t *srv = c->srv;
+  chat_room_t *r;
+  if (membership(c, room, room_len, &r) < 0) { not_member(c, ref); return; }
+  if (!rate_ok(c)) {
+    chat_send_error(c, CHAT_ERR_RATE_LIMITED, "too many messages; slow down", ref);
+    return;
+  }
+  chat_op_t *op = op_new(c, r->name, ref);
+  if (!op) { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", ref); return; }
+  store_msg_t m = {
+      .room = r->name, .from = chat_client_name(c), .text = text, .text_len = len, .ts = wsc_now_ms(),
+  };
+  if (store_append(srv->store, &m, on_appended, op) < 0) {
+    chat_send_error(c, CHAT_ERR_INTERNAL, "the message could not be stored", ref);
+    op_release(op);
+  }
+}
+
+void chat_handle_plain(chat_client_t *c, const char *text, size_t len) {
+  chat_err_t e = chat_text_check(len, c->srv->cfg->max_text);
+  if (e == CHAT_ERR_BAD_REQUEST) { chat_send_error(c, e, "text is empty", NULL); return; }
+  if (e == CHAT_ERR_TOO_LARGE) { chat_send_error(c, e, "text is longer than the server allows", NULL); return; }
+  do_send(c, c->endpoint_room, strlen(c->endpoint_room), text, len, NULL);
+}
+
+/* ---- join and leave ------------------------------------------------------ */
+
+static const char *member_name_at(void *ud, size_t i) {
+  chat_room_t *r = ud;
+  return chat_client_name(r->members[i].c);
+}
+
+static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n, int more) {
+  (void)more;
+  chat_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  chat_client_t *c = op->c;
+  if (!srv->freeing && c->state == CHAT_CLIENT_LIVE) {
+    chat_enter(srv);
+    chat_room_t *r;
+    int mi = membership(c, op->room, strlen(op->room), &r);
+    /* A leave (and maybe a new join) since: this fetch is stale. */
+    if (mi >= 0 && c->rooms[mi].gen == op->gen) {
+      chat_membership_t *m = &c->rooms[mi];
+      int recovered = op->recovered;
+      if (status < 0) {
+        chat_send_error(c, CHAT_ERR_INTERNAL, "history is unavailable", NULL);
+        if (recovered == 1) recovered = 0;
+        n = 0;
+      }
+      chat_send_own(c, chat_enc_joined(&srv->jw, r->name, member_name_at, r, r->n, op->last_id,
+                                       store_epoch(srv->store), recovered));
+      for (size_t i = 0; i < n && chat_client_active(c); i++) {
+        chat_send_own(c, chat_enc_message(&srv->jw, &rows[i]));
+        wsc_metrics.chat_messages_out++;
+      }
+      if (m->replaying) m->replaying--;
+    }
+    chat_leave(srv);
+  }
+  op_release(op);
+}
+
+void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_since,
+                  int64_t since, const char *epoch, size_t epoch_len) {
+  chat_server_t *srv = c->srv;
+  chat_room_t *r = chat_room_get_or_create(srv, room, room_len);
+  if (!r) { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
+  int mi = chat_find_membership(c, r);
+  if (mi < 0) {
+    if ((mi = chat_room_add(r, c)) < 0) {
+      if (!r->n) chat_room_free(srv, r);
+      { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
+    }
+    c->rooms[mi].replaying = 1;
+    chat_broadcast(srv, r->name, chat_enc_presence(&srv->jw, r->name, "join", chat_client_name(c), NULL, r->n), c);
+  } else {
+    c->rooms[mi].replaying++;   /* a re-join: joined again, no presence */
+  }
+
+  chat_op_t *op = op_new(c, r->name, NULL);
+  if (!op) {
+    c->rooms[mi].replaying--;
+    { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
+  }
+  op->gen = c->rooms[mi].gen;
+  op->last_id = store_last_id(srv->store, r->name);
+  op->recovered = -1;
+  if (has_since) {
+    const char *ours = store_epoch(srv->store);
+    int epoch_ok = !epoch || (ours && strlen(ours) == epoch_len && memcmp(ours, epoch, epoch_len) == 0);
+    op->recovered = epoch_ok && since <= op->last_id && op->last_id - since <= srv->cfg->replay_max;
+  }
+  int rc = op->recovered == 1
+               ? store_fetch_after(srv->store, r->name, since, srv->cfg->replay_max, on_join_rows, op)
+               : store_fetch_before(srv->store, r->name, 0, srv->lim.history_default, on_join_rows, op);
+  if (rc < 0) on_join_rows(op, -1, NULL, 0, 0);
+}
+
+void chat_do_leave(chat_client_t *c, uint32_t mi) {
+  chat_server_t *srv = c->srv;
+  char room[CHAT_ROOM_MAX + 1];
+  snprintf(room, sizeof room, "%s", c->rooms[mi].room->name);
+  uint32_t left = chat_room_remove(srv, c, mi);   /* may free the room */
+  if (left)
+    chat_broadcast(srv, room, chat_enc_presence(&srv->jw, room, "leave", chat_client_name(c), NULL, left), NULL);
+}
+
+/* ---- the message types --------------------------------------------------- */
+
+static void handle_hello(chat_client_t *c, chat_req_t *req) {
+  chat_server_t *srv = c->srv;
+  chat_session_t *s = c->session;
+  char name[CHAT_NAME_MAX_BYTES + 1];
+  snprintf(name, sizeof name, "%.*s", (int)req->name.len, req->name.p);
+  chat_session_t *holder = chat_hmap_get(&srv->names, req->name.p, req->name.len);
+  if (holder && holder != s) {
+    char msg[64 + CHAT_NAME_MAX_BYTES];
+    snprintf(msg, sizeof msg, "the name %s is in use", name);
+    { chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, req->ref); return; }
+  }
+  chat_send_own(c, chat_enc_welcome(&srv->jw, name, s->token));
+  int same = s->name_len == req->name.len && memcmp(s->name, req->name.p, req->name.len) == 0;
+  if (!same && chat_rename(c, req->name.p, req->name.len) < 0)
+    chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", req->ref);
+}
+
+static void handle_join(chat_client_t *c, chat_req_t *req) {
+  chat_do_join(c, req->room.p, req->room.len, req->has_since, req->since, req->epoch.p, req->epoch.len);
+}
+
+static void handle_leave(chat_client_t *c, chat_req_t *req) {
+  int mi = membership(c, req->room.p, req->room.len, NULL);
+  if (mi < 0) { not_member(c, req->ref); return; }
+  char room[CHAT_ROOM_MAX + 1];
+  snprintf(room, sizeof room, "%.*s", (int)req->room.len, req->room.p);
+  chat_do_leave(c, (uint32_t)mi);
+  chat_send_own(c, chat_enc_left(&c->srv->jw, room));
+}
+
+static void handle_typing(chat_client_t *c, chat_req_t *req) {
+  chat_room_t *r;
+  int mi = membership(c, req->room.p, req->room.len, &r);
+  if (mi < 0) { not_member(c, req->ref); return; }
+  int64_t now = wsc_mono_ms();
+  if (now - c->rooms[mi].typing_ms < CHAT_TYPING_INTERVAL_MS) return;   /* dropped silently */
+  c->rooms[mi].typing_ms = now;
+  chat_broadcast(c->srv, r->name, chat_enc_typing(&c->srv->jw, r->name, chat_client_name(c)), c);
+}
+
+static void handle_dm(chat_client_t *c, chat_req_t *req) {
+  chat_server_t *srv = c->srv;
+  const char *to = req->to.p;
+  size_t to_len = req->to.len;
+  while (to_len && *to == ' ') to++, to_len--;          /* names are stored trimmed */
+  while (to_len && to[to_len - 1] == ' ') to_len--;
+  if (chat_name_eq(to, to_len, c->session->name, c->session->name_len))
+    { chat_send_error(c, CHAT_ERR_BAD_REQUEST, "you cannot send a dm to yourself", req->ref); return; }
+  chat_session_t *s = chat_hmap_get(&srv->names, to, to_len);
+  if (!s || !s->client) { chat_send_error(c, CHAT_ERR_NO_SUCH_USER, "no user of that name is connected", req->ref); return; }
+  chat_send_own(s->client, chat_enc_dm(&srv->jw, c->session->name, s->name, req->text.p, req->text.len, wsc_now_ms()));
+  chat_send_own(c, chat_enc_ack(&srv->jw, req->ref, NULL, -1));
+}
+
+static void on_history_rows(void *ud, int status, const store_msg_t *rows, size_t n, int more) {
+  chat_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  if (!srv->freeing && chat_client_active(op->c)) {
+    chat_enter(srv);
+    if (status < 0) chat_send_error(op->c, CHAT_ERR_INTERNAL, "history is unavailable", op->ref);
+    else chat_send_own(op->c, chat_enc_history(&srv->jw, op->room, rows, n, more));
+    chat_leave(srv);
+  }
+  op_release(op);
+}
+
+static void handle_history(chat_client_t *c, chat_req_t *req) {
+  chat_server_t *srv = c->srv;
+  chat_room_t *r;
+  if (membership(c, req->room.p, req->room.len, &r) < 0) { not_member(c, req->ref); return; }
+  chat_op_t *op = op_new(c, r->name, req->ref);
+  if (!op) { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", req->ref); return; }
+  if (req->has_before && req->before == 0) {   /* nothing is older than id 0 */
+    on_history_rows(op, 0, NULL, 0, 0);
+    return;
+  }
+  if (store_fetch_before(srv->store, r->name, req->before, req->limit, on_history_rows, op) < 0)
+    on_history_rows(op, -1, NULL, 0, 0);
+}
+
+static void handle_ping(chat_client_t *c, chat_req_t *req) {
+  chat_send_own(c, chat_enc_pong(&c->srv->jw, req->ref, wsc_now_ms()));
+}
+
+void chat_handle(chat_client_t *c, chat_req_t *req) {
+  switch (req->type) {
+    case CHAT_REQ_HELLO: handle_hello(c, req); break;
+    case CHAT_REQ_JOIN: handle_join(c, req); break;
+    case CHAT_REQ_LEAVE: handle_leave(c, req); break;
+    case CHAT_REQ_SEND: do_send(c, req->room.p, req->room.len, req->text.p, req->text.len, req->ref); break;
+    case CHAT_REQ_TYPING: handle_typing(c, req); break;
+    case CHAT_REQ_DM: handle_dm(c, req); break;
+    case CHAT_REQ_HISTORY: handle_history(c, req); break;
+    case CHAT_REQ_PING: handle_ping(c, req); break;
+    case CHAT_REQ_NONE: break;
+  }
+}

@@ -1,0 +1,152 @@
+/* chat/internal — the structs shared by the chat/ sources (never included outside
+ * src/chat/).
+ *
+ * Who owns what:
+ *   chat_server_t  owns the rooms map (-> chat_room_t), the names map
+ *                  (display name -> chat_session_t, ASCII case-insensitive;
+ *                  an entry exists while the session's name is held by a
+ *                  connection), the sessions map (token -> chat_session_t,
+ *                  owned; sessions live as long as the process), the array
+ *                  of attached clients and the JSON scratch writer.
+ *   chat_room_t    owns its members array. A room exists while it has
+ *                  members; it is freed when the last one leaves.
+ *   chat_client_t  owns its memberships array and endpoint room name. It is
+ *                  reference counted: one reference from attach until
+ *                  detach, one per store operation in flight, so a store
+ *                  callback that arrives after the connection is gone finds
+ *                  the client (state DEAD) and simply drops it.
+ *
+ * Room membership is kept on both sides with cross indexes, so joining and
+ * leaving are O(1) (index swap) and fan-out walks one flat array:
+ *   room->members[ri] = {client, mi}   and   client->rooms[mi] = {room, ri}.
+ */
+#ifndef WSC_CHAT_INTERNAL_H
+#define WSC_CHAT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat/chat.h"
+#include "chat/encode.h"
+#include "chat/hashmap.h"
+#include "chat/names.h"
+#include "chat/proto.h"
+
+#define CHAT_TYPING_INTERVAL_MS 2000   /* one typing event per member+room per 2 s */
+#define CHAT_GUEST_TRIES 16            /* random guest names tried per digit count */
+
+typedef struct chat_room chat_room_t;
+
+typedef struct chat_member {
+  chat_client_t *c;
+  uint32_t mi;                 /* index in c->rooms */
+} chat_member_t;
+
+struct chat_room {
+  chat_member_t *members;
+  uint32_t n, cap;
+  uint32_t name_len;
+  char name[];                 /* NUL-terminated; the rooms map key */
+};
+
+typedef struct chat_membership {
+  chat_room_t *room;
+  uint32_t ri;                 /* index in room->members */
+  uint32_t gen;                /* which join made it (pending fetches check it) */
+  uint32_t replaying;          /* join fetches in flight: broadcasts skip it */
+  int64_t typing_ms;           /* monotonic ms of the last typing relayed */
+} chat_membership_t;
+
+typedef struct chat_session {
+  chat_client_t *client;       /* the connection holding the name, or NULL */
+  char *name;                  /* current name (the names map key while held) */
+  size_t name_len;
+  char token[CHAT_TOKEN_HEX + 1];  /* the sessions map key */
+} chat_session_t;
+
+enum chat_client_state {
+  CHAT_CLIENT_LIVE = 0,
+  CHAT_CLIENT_ZOMBIE,          /* replaced by ?session=: closed, waits for detach */
+  CHAT_CLIENT_DEAD,            /* detached: only pending store ops still hold it */
+};
+
+struct chat_client {
+  chat_server_t *srv;          /* NULL once the server is freed */
+  const chat_transport_ops_t *ops;
+  void *ud;
+  chat_session_t *session;     /* NULL unless LIVE */
+  chat_membership_t *rooms;
+  uint32_t n_rooms, cap_rooms;
+  uint32_t idx;                /* in srv->clients */
+  uint32_t refs;
+  uint32_t next_gen;
+  uint8_t state;
+  uint8_t send_failed;         /* ops->send said over limit: send nothing more */
+  uint8_t detach_deferred;
+  char *endpoint_room;         /* /ws/{room}: plain text goes here; else NULL */
+  double tokens;               /* rate limit bucket (when config.rate_limit > 0) */
+  int64_t tokens_ms;
+};
+
+struct chat_server {
+  uv_loop_t *loop;
+  const wsc_config_t *cfg;
+  store_t *store;
+  bus_t *bus;
+  chat_limits_t lim;
+  chat_hmap_t rooms, names, sessions;
+  chat_client_t **clients;
+  uint32_t n_clients, cap_clients;
+  chat_client_t **deferred;    /* detaches requested during a fan-out */
+  uint32_t n_deferred, cap_deferred;
+  chat_jw_t jw;
+  int depth;                   /* > 0 while chat code is on the stack */
+  uint32_t pending;            /* store operations in flight */
+  int freeing;                 /* chat_server_free ran; free when pending == 0 */
+  chat_client_t *exclude;      /* a broadcast in progress skips this client */
+};
+
+/* --- server.c ------------------------------------------------------------- */
+void chat_enter(chat_server_t *srv);
+void chat_leave(chat_server_t *srv);    /* runs deferred detaches at depth 0 */
+int chat_client_active(const chat_client_t *c);
+/* Queues b to c if it is active; does not consume the caller's reference. */
+void chat_send(chat_client_t *c, wsc_buf_t *b);
+/* Queues b to c and drops the caller's reference (b may be NULL: OOM). */
+void chat_send_own(chat_client_t *c, wsc_buf_t *b);
+void chat_send_error(chat_client_t *c, chat_err_t e, const char *msg, const json_t *ref);
+/* Publishes b to the room (through the bus) skipping `exclude`, then drops
+ * the caller's reference. */
+void chat_broadcast(chat_server_t *srv, const char *room, wsc_buf_t *b, chat_client_t *exclude);
+const char *chat_client_name(const chat_client_t *c);
+void chat_client_unref(chat_client_t *c);
+/* Index of c's membership of room, or -1. */
+int chat_find_membership(const chat_client_t *c, const chat_room_t *room);
+/* A store operation finished: one fewer in flight; completes a deferred
+ * chat_server_free. */
+void chat_server_op_done(chat_server_t *srv);
+/* Renames c (the name is valid and free or c's own) with presence rename
+ * to every room of c. 0 or -1 (out of memory). */
+int chat_rename(chat_client_t *c, const char *name, size_t len);
+
+/* --- room.c --------------------------------------------------------------- */
+chat_room_t *chat_room_get(chat_server_t *srv, const char *name, size_t len);
+chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_t len);
+/* Adds c to room (new membership, replaying = 0); its index in c->rooms or -1. */
+int chat_room_add(chat_room_t *room, chat_client_t *c);
+/* Removes membership mi of c; frees the room when it is left empty (the
+ * room pointer is then invalid). Returns the members left. */
+uint32_t chat_room_remove(chat_server_t *srv, chat_client_t *c, uint32_t mi);
+void chat_room_free(chat_server_t *srv, chat_room_t *room);
+
+/* --- handlers.c ----------------------------------------------------------- */
+void chat_handle(chat_client_t *c, chat_req_t *req);
+/* Plain text on /ws/{room}: a `send` without ref. */
+void chat_handle_plain(chat_client_t *c, const char *text, size_t len);
+/* Joins room (validated) with an optional since/epoch, as `join` does. */
+void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_since,
+                  int64_t since, const char *epoch, size_t epoch_len);
+/* Leaves membership mi sending presence leave to the others. */
+void chat_do_leave(chat_client_t *c, uint32_t mi);
+
+#endif

@@ -1,0 +1,82 @@
+/* chat/room — rooms and memberships: creation on first join, O(1) add and
+ * remove with cross indexes (see internal.h), freed when empty. Rooms are
+ * subscribed on the bus while they exist on this node. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/metrics.h"
+#include "chat/internal.h"
+
+#define ROOM_MIN_CAP 4
+#define CLIENT_ROOMS_MIN_CAP 2
+
+chat_room_t *chat_room_get(chat_server_t *srv, const char *name, size_t len) {
+  return chat_hmap_get(&srv->rooms, name, len);
+}
+
+chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_t len) {
+  chat_room_t *r = chat_room_get(srv, name, len);
+  if (r) return r;
+  r = calloc(1, sizeof *r + len + 1);
+  if (!r) return NULL;
+  memcpy(r->name, name, len);
+  r->name_len = (uint32_t)len;
+  if (chat_hmap_put(&srv->rooms, r->name, len, r) < 0) {
+    free(r);
+    return NULL;
+  }
+  if (srv->bus) bus_subscribe(srv->bus, r->name);
+  wsc_metrics.chat_rooms++;
+  return r;
+}
+
+void chat_room_free(chat_server_t *srv, chat_room_t *room) {
+  chat_hmap_del(&srv->rooms, room->name, room->name_len);
+  if (srv->bus) bus_unsubscribe(srv->bus, room->name);
+  wsc_metrics.chat_rooms--;
+  free(room->members);
+  free(room);
+}
+
+/* Doubles *cap (from min) so that n + 1 elements of size sz fit. */
+static int grow(void **arr, uint32_t n, uint32_t *cap, size_t sz, uint32_t min) {
+  if (n < *cap) return 0;
+  uint32_t ncap = *cap ? *cap * 2 : min;
+  void *p = realloc(*arr, (size_t)ncap * sz);
+  if (!p) return -1;
+  *arr = p;
+  *cap = ncap;
+  return 0;
+}
+
+int chat_room_add(chat_room_t *room, chat_client_t *c) {
+  if (grow((void **)&room->members, room->n, &room->cap, sizeof *room->members, ROOM_MIN_CAP) < 0 ||
+      grow((void **)&c->rooms, c->n_rooms, &c->cap_rooms, sizeof *c->rooms, CLIENT_ROOMS_MIN_CAP) < 0)
+    return -1;
+  uint32_t mi = c->n_rooms++, ri = room->n++;
+  c->rooms[mi] = (chat_membership_t){
+      .room = room, .ri = ri, .gen = ++c->next_gen, .replaying = 0,
+      .typing_ms = INT64_MIN / 2,   /* "long ago": the first typing always goes out */
+  };
+  room->members[ri] = (chat_member_t){c, mi};
+  wsc_metrics.chat_members++;
+  return (int)mi;
+}
+
+uint32_t chat_room_remove(chat_server_t *srv, chat_client_t *c, uint32_t mi) {
+  chat_room_t *room = c->rooms[mi].room;
+  uint32_t ri = c->rooms[mi].ri;
+
+  /* Room side: move the last member into the hole and fix its back index. */
+  room->members[ri] = room->members[--room->n];
+  if (ri < room->n) room->members[ri].c->rooms[room->members[ri].mi].ri = ri;
+
+  /* Client side: the same with the client's last membership. */
+  c->rooms[mi] = c->rooms[--c->n_rooms];
+  if (mi < c->n_rooms) c->rooms[mi].room->members[c->rooms[mi].ri].mi = mi;
+
+  wsc_metrics.chat_members--;
+  uint32_t left = room->n;
+  if (!left) chat_room_free(srv, room);
+  return left;
+}
