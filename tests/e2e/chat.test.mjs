@@ -166,6 +166,8 @@ describe('web page: two people chat', { timeout: 110000 }, () => {
   it('a taken name gets a visible notice', async () => {
     const imposter = await newPage(browser);
     await imposter.goto(srv.http(`/#${ROOM}`));
+    // The link's room is filled in.
+    assert.equal(await imposter.getByTestId('room-input').inputValue(), ROOM);
     await imposter.getByTestId('name-input').fill('alice');
     await imposter.getByTestId('join-button').click();
     await imposter.getByTestId('notice').waitFor({ timeout: T });
@@ -173,5 +175,19 @@ describe('web page: two people chat', { timeout: 110000 }, () => {
     await imposter.context().close();
     // alice still has her name
     assert.equal(await textOf(alice, 'me'), 'alice');
+  });
+
+  it('a rename shows in the other page\'s member list', async () => {
+    await bob.getByTestId('me').click();
+    await bob.getByTestId('name-input').fill('robert');
+    await bob.getByTestId('join-button').click();
+    await eventually(async () => assert.equal(await textOf(bob, 'me'), 'robert'));
+    await memberVisible(alice, 'robert');
+    await memberGone(alice, 'bob');
+    await eventually(async () => assert.equal(await textOf(alice, 'member-count'), '2'));
+    await say(bob, 'call me robert');
+    const [m] = await waitMessage(alice, 'call me robert');
+    assert.equal(m.from, 'robert');
+    assert.equal(new URL(alice.url()).hash, `#${ROOM}`);
   });
 });

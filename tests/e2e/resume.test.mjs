@@ -61,6 +61,46 @@ describe('web page: reload and server restart', { timeout: 115000 }, () => {
     assert.equal(await alice.getByTestId('notice').isVisible(), false, 'no notice (e.g. name_taken)');
   });
 
+  it('a dropped connection resumes with since: 80 messages posted while away, all shown once, no gap', async () => {
+    const room = 'gap-room';
+    // carol's WebSocket goes through the test, which can cut it and hold
+    // off her reconnects like a network outage would.
+    const carol = await newPage(browser);
+    let link = null;
+    let blocked = false;
+    await carol.routeWebSocket(/\/ws(\?|$)/, (ws) => {
+      if (blocked) { ws.close({ code: 1001, reason: 'test outage' }); return; }
+      link = { ws, server: ws.connectToServer() };
+    });
+    await join(carol, srv, { name: 'carol', room });
+    const poster = await newPage(browser);
+    await join(poster, srv, { name: 'dave', room });
+    for (let i = 1; i <= 5; i++) await say(poster, `early ${i}`);
+    await waitMessage(carol, 'early 5');
+
+    blocked = true;
+    link.server.close();
+    link.ws.close({ code: 1001, reason: 'test outage' });
+    await carol.locator('[data-testid="status"]:not([data-state="online"])').waitFor({ timeout: T });
+    const late = Array.from({ length: 80 }, (_, i) => `late ${i + 1}`);
+    for (const t of late) await say(poster, t);
+    await waitMessage(poster, 'late 80');
+    blocked = false;
+    await waitOnline(carol, 30000);
+
+    const want = [...Array.from({ length: 5 }, (_, i) => `early ${i + 1}`), ...late];
+    const ms = await eventually(async () => {
+      const got = await roomMessages(carol);
+      assert.deepEqual(got.map((m) => m.text), want);
+      return got;
+    });
+    const ids = ms.map((m) => m.id);
+    for (let i = 1; i < ids.length; i++) assert.equal(ids[i], ids[i - 1] + 1, 'no gap in ids');
+    noProblems(assert, carol, poster);
+    await carol.context().close();
+    await poster.context().close();
+  });
+
   it('a server restart is survived: reconnect, nothing lost, nothing twice', async () => {
     const sent = ['before reload', 'welcome back'];
     await say(bob, 'just before');
@@ -102,6 +142,21 @@ describe('web page: reload and server restart', { timeout: 115000 }, () => {
     await waitOnline(bob, 30000);
     const [ma2, mb2] = await Promise.all([settled(alice, sent), settled(bob, sent)]);
     assert.deepEqual(ma2.map((m) => [m.id, m.text]), mb2.map((m) => [m.id, m.text]));
+    noProblems(assert, alice, bob);
+  });
+
+  it('history lost (a new database, new epoch): the page starts over from the server\'s history', async () => {
+    const port = srv.port;
+    await srv.stop();
+    await alice.locator('[data-testid="status"]:not([data-state="online"])').waitFor({ timeout: T });
+    // Same port, fresh database: ids start again, so old ids must not hide
+    // new messages and old messages must not linger as if current.
+    srv = await startServer({ port });
+    await waitOnline(alice, 30000);
+    await waitOnline(bob, 30000);
+    await say(bob, 'a new world');
+    const [ma, mb] = await Promise.all([settled(alice, ['a new world']), settled(bob, ['a new world'])]);
+    assert.deepEqual(ma.map((m) => [m.id, m.text]), mb.map((m) => [m.id, m.text]));
     noProblems(assert, alice, bob);
   });
 });
