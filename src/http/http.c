@@ -198,9 +198,10 @@ static int serve(net_conn_t *c, http_conn_t *h, uint8_t *rest, size_t rest_len) 
   }
   const http_app_t *app = h->app;
   app->handler(app->app, c, &req, rest, rest_len);
-  /* The handler may have taken the connection (conn->ud changed) or be
-   * closing it. */
-  if (c->ud != h || net_conn_is_closing(c)) return 1;
+  /* The handler may have taken the connection (another handler is
+   * installed; comparing conn->ud would not do: the new state may live at
+   * the address just freed) or be closing it. */
+  if (c->handler != &http_net_handler || net_conn_is_closing(c)) return 1;
   if (!req.keep_alive || req.upgrade) { /* an upgrade we declined ends the stream */
     net_conn_close(c);
     return 1;
