@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
   T, launch, newPage, join, eventually, say, roomMessages, waitMessage,
-  memberVisible, memberGone, textOf, noProblems,
+  memberVisible, memberGone, textOf, noProblems, waitOnline,
 } from './helpers.mjs';
 
 const ROOM = 'lobby';
@@ -189,5 +189,25 @@ describe('web page: two people chat', { timeout: 110000 }, () => {
     const [m] = await waitMessage(alice, 'call me robert');
     assert.equal(m.from, 'robert');
     assert.equal(new URL(alice.url()).hash, `#${ROOM}`);
+  });
+
+  it('switching rooms leaves the old one (the others see it) and shows the new one', async () => {
+    await alice.getByTestId('me').click();
+    await alice.getByTestId('room-input').fill('elsewhere');
+    await alice.getByTestId('join-button').click();
+    await eventually(async () => assert.equal(await textOf(alice, 'room-name'), 'elsewhere'));
+    await waitOnline(alice);
+    await memberVisible(alice, 'alice');
+    await memberGone(alice, 'robert');
+    await eventually(async () => assert.equal(await textOf(alice, 'member-count'), '1'));
+    assert.deepEqual(await roomMessages(alice), [], 'the old room\'s messages are gone');
+    assert.equal(new URL(alice.url()).hash, '#elsewhere');
+    await memberGone(bob, 'alice');
+    await eventually(async () => assert.equal(await textOf(bob, 'member-count'), '1'));
+    // And back through the link's hash.
+    await alice.evaluate((room) => { location.hash = room; }, ROOM);
+    await waitMessage(alice, 'call me robert');
+    await memberVisible(bob, 'alice');
+    noProblems(assert, alice, bob);
   });
 });
