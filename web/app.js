@@ -112,14 +112,16 @@
     const d = new Date(ts);
     return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   }
-  function fmtDay(ts) {
-    const d = new Date(ts);
-    const today = new Date();
-    const yest = new Date(Date.now() - 864e5);
-    if (d.toDateString() === today.toDateString()) return 'Today';
-    if (d.toDateString() === yest.toDateString()) return 'Yesterday';
-    return d.toLocaleDateString([], { weekday: 'short', year: 'numeric', month: 'short', day: 'numeric' });
+
+  // Unread count in the tab title while the page is hidden.
+  let unread = 0;
+  function setTitle() {
+    const base = state.room ? `#${state.room} · wschat` : 'wschat';
+    document.title = unread ? `(${unread}) ${base}` : base;
   }
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && unread) { unread = 0; setTitle(); }
+  });
 
   function hueOf(name) {
     let h = 0;
@@ -391,6 +393,7 @@
     if (state.minId == null || m.id < state.minId) state.minId = m.id;
     updateEmpty();
     if (how === 'history') return;
+    if (document.hidden && !isMe(m.from)) { unread++; setTitle(); }
     if (stick || isMe(m.from)) scrollToBottom();
     else el.jump.hidden = false;
   }
@@ -450,6 +453,7 @@
     const stick = nearBottom();
     el.list.appendChild(node);
     updateEmpty();
+    if (document.hidden && !out) { unread++; setTitle(); }
     if (stick) scrollToBottom(); else el.jump.hidden = false;
   }
 
@@ -814,12 +818,12 @@
   function enterRoom(name, room) {
     const prevRoom = state.room;
     state.wanted = { name, room };
-    setItem('localStorage', STORE_NAME, name);
+    if (name) setItem('localStorage', STORE_NAME, name);
     if (location.hash.slice(1) !== room) {
       history.replaceState(null, '', '#' + room);
     }
     el.roomName.textContent = room;
-    document.title = `#${room} · wschat`;
+    unread = 0;
     el.app.dataset.view = 'chat';
     el.app.dataset.joining = '0';
     el.joinCancel.hidden = false;
@@ -841,6 +845,7 @@
       for (const n of Array.from(el.list.querySelectorAll('.msg'))) n.remove();
       updateEmpty();
     }
+    setTitle();
     setDm(null);
     if (!state.ws) {
       state.attempt = 0;

@@ -1,18 +1,20 @@
 // Browser tests: two people chat on the web page of a real wschat server.
 // One server and one browser for the file; the tests run in order and share
 // alice's and bob's pages.
-import { describe, it, before, after } from 'node:test';
+import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
   T, launch, newPage, join, eventually, say, roomMessages, waitMessage,
   memberVisible, memberGone, textOf, noProblems, waitOnline,
+  testWithDiagnostics,
 } from './helpers.mjs';
 
 const ROOM = 'lobby';
 
 describe('web page: two people chat', { timeout: 110000 }, () => {
   let srv, browser, alice, bob;
+  const it = testWithDiagnostics(() => ({ srv }));
 
   before(async () => {
     srv = await startServer();

@@ -6,6 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { it } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const T = 20000; // default deadline for anything to appear (ms)
@@ -37,11 +38,15 @@ export async function eventually(fn, { timeout = T, interval = 100 } = {}) {
   }
 }
 
+const livePages = new Set();
+
 // A page in its own browser context (own storage, like another person).
 // Collects page errors and dialogs so a test can assert there were none.
 export async function newPage(browser, { viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
   const context = await browser.newContext({ viewport, colorScheme });
   const page = await context.newPage();
+  livePages.add(page);
+  page.on('close', () => livePages.delete(page));
   page.problems = [];
   page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
   page.on('dialog', (d) => { page.problems.push(`dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
@@ -114,4 +119,29 @@ export function artifact(name) {
 // Fails with the problems a page collected (script errors, dialogs).
 export function noProblems(assert, ...pages) {
   for (const p of pages) assert.deepEqual(p.problems, [], 'page problems');
+}
+
+// `it`, but a failing test leaves evidence for CI: a screenshot of each
+// page (artifacts/FAILED-<test>-<n>.png), what the pages reported, and the
+// tail of the server's log on stderr. getCtx() -> { srv }.
+export function testWithDiagnostics(getCtx) {
+  return (name, fn) => it(name, async (t) => {
+    try {
+      await fn(t);
+    } catch (e) {
+      const { srv } = getCtx();
+      const pages = [...livePages];
+      const slug = name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+      for (const [i, p] of pages.entries()) {
+        if (!p || p.isClosed()) continue;
+        try {
+          await p.screenshot({ path: artifact(`FAILED-${slug}-${i}.png`), timeout: 5000 });
+          const status = await p.getByTestId('status').getAttribute('data-state', { timeout: 2000 });
+          process.stderr.write(`page ${i}: status=${status} problems=${JSON.stringify(p.problems)}\n`);
+        } catch { /* the page may be gone */ }
+      }
+      if (srv) process.stderr.write(`--- server log (tail) ---\n${srv.log.slice(-6000)}\n---\n`);
+      throw e;
+    }
+  });
 }

@@ -1,13 +1,14 @@
 // Browser tests: how the page looks and fits — older history loads on
 // scrolling up, the page works at phone width, and screenshots (desktop,
 // dark, phone) go to tests/e2e/artifacts/ for a person to look at.
-import { describe, it, before, after } from 'node:test';
+import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { startServer } from '../lib/server.mjs';
 import {
   T, launch, newPage, join, eventually, say, roomMessages, waitMessage,
   memberVisible, artifact, noProblems,
+  testWithDiagnostics,
 } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
@@ -38,6 +39,7 @@ function seed(srv, room, n, name = 'seeder') {
 
 describe('web page: history, phone width, looks', { timeout: 115000 }, () => {
   let srv, browser;
+  const it = testWithDiagnostics(() => ({ srv }));
 
   before(async () => {
     srv = await startServer();

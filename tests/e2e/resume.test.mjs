@@ -1,12 +1,13 @@
 // Browser tests: the page keeps its name across a reload (session token) and
 // survives a server restart by itself, resuming with since/epoch so that no
 // message is lost or shown twice.
-import { describe, it, before, after } from 'node:test';
+import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
   T, launch, newPage, join, eventually, say, roomMessages, waitMessage, waitOnline,
   memberVisible, textOf, noProblems,
+  testWithDiagnostics,
 } from './helpers.mjs';
 
 const ROOM = 'resume-room';
@@ -26,6 +27,7 @@ async function settled(page, expectTexts) {
 
 describe('web page: reload and server restart', { timeout: 115000 }, () => {
   let srv, browser, alice, bob;
+  const it = testWithDiagnostics(() => ({ srv }));
 
   before(async () => {
     srv = await startServer();
