@@ -138,7 +138,7 @@ export function connectTcp(port, host = '127.0.0.1', timeoutMs = 10000) {
 export function parseHead(text) {
   const lines = text.split('\r\n');
   const m = /^HTTP\/(\d)\.(\d) (\d{3})(?: (.*))?$/.exec(lines[0]);
-  if (!m) throw new Error(`bad status line: ${JSON.stringify(lines[0])}`);
+  if (!m) throw new Error(`bad status line: ${JSON.stringify(lines[0].slice(0, 200))}`);
   const headers = {};
   const rawHeaders = [];
   for (const line of lines.slice(1)) {
