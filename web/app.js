@@ -25,6 +25,7 @@
   const BACKOFF_MAX = 10000;        // ms
   const PING_EVERY = 25000;         // ms
   const PONG_TIMEOUT = 10000;       // ms
+  const JOIN_TIMEOUT = 20000;       // ms from connecting to joined, else retry
   const HISTORY_PAGE = 50;
   const MAX_TEXT_BYTES = 4096;
   const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -180,6 +181,13 @@
     state.helloPending = false;
     state.helloTried = false;
     ws.onopen = () => { if (seq === state.connSeq) startHeartbeat(); };
+    // A connection that hangs before it is usable is given up and retried.
+    clearTimeout(state.joinTimer);
+    state.joinTimer = setTimeout(() => {
+      if (seq !== state.connSeq || state.joined) return;
+      dropSocket();
+      onDisconnected({ code: 1006 });
+    }, JOIN_TIMEOUT);
     ws.onmessage = (ev) => {
       if (seq !== state.connSeq) return;
       let m;
@@ -480,24 +488,36 @@
         state.outbox.splice(state.outbox.indexOf(o), 1);
         o.el.classList.remove('pending');
         o.el.classList.add('failed');
-        setMsgState(o.el, code === 'rate_limited' ? 'not sent — slow down' : `not sent — ${code.replace(/_/g, ' ')}`);
+        setMsgState(o.el, (code === 'rate_limited' ? 'not sent — slow down' : `not sent — ${code.replace(/_/g, ' ')}`) + ' · click to retry');
+        o.el.title = 'Click to send again';
+        o.el.addEventListener('click', () => retry(o), { once: true });
       }
     }
     switch (code) {
       case 'name_taken':
-      case 'bad_name':
+      case 'bad_name': {
+        const asked = state.wanted?.name ?? '';
+        let after;
         if (state.helloPending) {
           // The name we asked for after a reconnect is not to be had: stay
           // with the name we were given and join.
           state.helloPending = false;
+          after = ` You are ${state.myName} for now — click your name to change it.`;
           if (state.room && !state.joined && !state.joinSent) sendJoin();
+        } else if (state.myName) {
+          // A rename on a live connection was refused: keep the name we have.
+          after = ` You are still ${state.myName}.`;
+          if (state.wanted) state.wanted.name = state.myName;
+        } else {
+          after = ' You join as a guest — click your name to change it.';
         }
         notice(code === 'name_taken'
-          ? `The name “${state.wanted?.name ?? ''}” is taken. ${text}.`
-          : `That name is not allowed: ${text}.`);
+          ? `The name “${asked}” is taken.${after}`
+          : `The name “${asked}” is not allowed (${text}).${after}`);
         el.joinError.textContent = code === 'name_taken' ? 'That name is taken — pick another.' : 'That name is not allowed.';
         el.joinError.dataset.code = code;
         return;
+      }
       case 'bad_room':
         el.joinError.textContent = 'Room names are 1–64 letters, digits, “-”, “_” or “.”.';
         notice(`Bad room name: ${text}`);
@@ -760,6 +780,18 @@
     state.outbox.push(o);
     el.input.value = '';
     autosize();
+    if (state.joined && state.replayDone) transmit(o);
+  }
+
+  function retry(o) {
+    o.ref = nextRef();
+    o.sentOn = 0;
+    o.el.classList.remove('failed');
+    o.el.classList.add('pending');
+    o.el.title = '';
+    o.el.dataset.ref = o.ref;
+    setMsgState(o.el, 'sending…');
+    state.outbox.push(o);
     if (state.joined && state.replayDone) transmit(o);
   }
 
