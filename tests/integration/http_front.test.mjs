@@ -71,6 +71,23 @@ describe('http: routes and statuses', () => {
     const res = await request(srv.port, 'HELLO THERE\r\n\r\n');
     assertTextBody(res, 400);
   });
+  test('HTTP/1.1 request without Host -> 400 (RFC 9112 §3.2)', T, async () => {
+    assertTextBody(await request(srv.port, 'GET /healthz HTTP/1.1\r\n\r\n'), 400);
+  });
+  test('Content-Length together with Transfer-Encoding (smuggling) -> 400', T, async () => {
+    const res = await request(srv.port, 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+    assertTextBody(res, 400);
+  });
+  test('two different Content-Length headers -> 400', T, async () => {
+    const res = await request(srv.port, 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!');
+    assertTextBody(res, 400);
+  });
+  test('a header line without a colon -> 400', T, async () => {
+    assertTextBody(await request(srv.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nBroken header\r\n\r\n'), 400);
+  });
+  test('GET /healthz?probe=1 (query string) -> 200', T, async () => {
+    assert.equal((await get('/healthz?probe=1')).status, 200);
+  });
   test('a NUL byte in the request line -> 400', T, async () => {
     const res = await request(srv.port, 'GET /heal\0thz HTTP/1.1\r\nHost: x\r\n\r\n');
     assertTextBody(res, 400);

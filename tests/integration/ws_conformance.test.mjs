@@ -615,6 +615,46 @@ describe('X RFC 6455 rules beyond Autobahn', () => {
     await ws.send(pong(rep(0x61, 126)));
     await ws.expectFail(1002);
   }));
+  test('X.20 close frame, then the client half-closes TCP -> the server still answers the close, then closes', T, () => withWs(async (ws) => {
+    await ws.send(close(1000, 'bye'));
+    ws.socket.end();                       // FIN from our side; we keep reading
+    await ws.expectClose(1000);
+    await ws.expectEnd();
+  }));
+  test('X.21 client half-closes TCP without a close frame -> the server closes its side', T, () => withWs(async (ws) => {
+    await ws.send(text('last words'));
+    await ws.expectMessage(OP.TEXT, 'last words');
+    ws.socket.end();
+    const ev = await ws.next();            // a close frame (1006 cannot be sent) or just the TCP close
+    if (ev.kind === 'close') await ws.expectEnd();
+    else assert.equal(ev.kind, 'end', ws.describe(ev));
+  }));
+  test('X.22 clients vanishing in every state (mid header, mid payload, mid fragmented message, mid echo) leave the server healthy', T, async () => {
+    const states = [
+      (ws) => ws.send(text('abc').subarray(0, 1)),
+      (ws) => ws.send(text('abcdef').subarray(0, 4)),
+      (ws) => ws.send(text(rep(0x61, 70000)).subarray(0, 30000)),
+      (ws) => ws.sendAll([text('frag', { fin: false }), cont('ment', { fin: false })]),
+      (ws) => ws.send(ping('half').subarray(0, 7)),
+      (ws) => ws.send(close(1000, 'reason').subarray(0, 5)),
+      (ws) => ws.send(binary(rep(0x62, 4 * 1024 * 1024))),  // echo of 4 MiB being written when we go
+    ];
+    for (const st of states) {
+      for (const how of ['end', 'destroy', 'reset']) {
+        const ws = await RawWS.connect(srv.port, { path: '/echo' });
+        await st(ws);
+        if (how === 'end') ws.socket.end();
+        else if (how === 'destroy') ws.socket.destroy();
+        else ws.socket.resetAndDestroy();
+      }
+    }
+    await withWs(async (ws) => {
+      await ws.send(text('still fine'));
+      await ws.expectMessage(OP.TEXT, 'still fine');
+      await ws.closeClean();
+    });
+    // leaks, if any, show at exit: after() requires exit code 0 under LeakSanitizer
+  });
   test('X.19 the server keeps serving after all of the above', T, () => withWs(async (ws) => {
     await ws.send(text('still here'));
     await ws.expectMessage(OP.TEXT, 'still here');

@@ -74,6 +74,19 @@ describe('handshake: accepted', () => {
   test('Connection: Upgrade,keep-alive and Upgrade: websocket, h2c (token lists, odd spacing) -> 101', T, async () => {
     await expect101(srv.port, { headers: { Connection: 'Upgrade,keep-alive', Upgrade: 'websocket, h2c' } });
   });
+  test('Sec-WebSocket-Key with surrounding whitespace -> accept computed from the trimmed key', T, async () => {
+    const c = await HttpConn.open(srv.port);
+    try {
+      await c.write(upgradeRequest(srv.port, { headers: { 'Sec-WebSocket-Key': '  dGhlIHNhbXBsZSBub25jZQ==\t' } }));
+      const res = await c.readResponse({ head: true });
+      assert.equal(res.status, 101);
+      assert.equal(res.headers['sec-websocket-accept'], 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=');
+    } finally { c.destroy(); }
+  });
+  test('a query string on /echo -> 101', T, () => expect101(srv.port, { path: '/echo?client=test&x=1' }));
+  test('Connection split over two header lines (keep-alive / Upgrade) -> 101', T, async () => {
+    await expect101(srv.port, { headers: { Connection: ['keep-alive', 'Upgrade'] } });
+  });
   test('frames in the same write as the request are not lost', T, async () => {
     const ws = await RawWS.connect(srv.port, { path: '/echo', extra: Buffer.concat([text('early 1'), text('early 2')]) });
     try {
@@ -100,6 +113,10 @@ describe('handshake: subprotocol', () => {
     const res = await expect101(srv.port, { headers: { 'Sec-WebSocket-Protocol': 'chat, wschat.v1' } });
     assert.equal(res.headers['sec-websocket-protocol'], 'wschat.v1');
   });
+  test('subprotocols over two header lines ("chat" / "wschat.v1") -> wschat.v1 selected', T, async () => {
+    const res = await expect101(srv.port, { headers: { 'Sec-WebSocket-Protocol': ['chat', 'wschat.v1'] } });
+    assert.equal(res.headers['sec-websocket-protocol'], 'wschat.v1');
+  });
   test('only unknown subprotocols offered -> 101 without Sec-WebSocket-Protocol', T, async () => {
     const res = await expect101(srv.port, { headers: { 'Sec-WebSocket-Protocol': 'chat, superchat' } });
     assert.equal(res.headers['sec-websocket-protocol'], undefined);
@@ -120,6 +137,7 @@ describe('handshake: 400 for malformed upgrades', () => {
     ['key of 17 bytes', { key: Buffer.alloc(17, 1).toString('base64') }],
     ['key of 16 bytes without base64 padding', { key: Buffer.alloc(16, 1).toString('base64').replace(/=+$/, '') }],
     ['key that is not base64', { key: '!!!!!!!!!!!!!!!!!!!!!!==' }],
+    ['two different Sec-WebSocket-Key headers', { headers: { 'Sec-WebSocket-Key': ['dGhlIHNhbXBsZSBub25jZQ==', 'x3JJHMbDL1EzLkh9GBhXDw=='] } }],
     ['no Upgrade header', { headers: { Upgrade: null } }],
     ['Upgrade: h2c (no websocket token)', { headers: { Upgrade: 'h2c' } }],
     ['Upgrade: websockets (not the token)', { headers: { Upgrade: 'websockets' } }],
@@ -177,6 +195,10 @@ describe('handshake: Origin', () => {
     ['a suffix attack on the host', `http://127.0.0.1:${p}.evil.example`],
     ['a host that merely starts the same', `http://127.0.0.10:${p}`],
     ['"null" (sandboxed page)', 'null'],
+    ['userinfo trick', `http://127.0.0.1:${p}@evil.example`],
+    ['the host in the path', `http://evil.example/127.0.0.1:${p}`],
+    ['the host in the fragment', `http://evil.example#127.0.0.1:${p}`],
+    ['two origins in one header', `http://evil.example, http://127.0.0.1:${p}`],
   ];
   test('foreign Origins -> 403 with a one-line text body', T, async () => {
     for (const [name, origin] of foreign(srv.port)) {
