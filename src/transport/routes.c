@@ -28,6 +28,13 @@ static int is_get_or_head(const http_request_t *req) {
   return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 }
 
+/* A 2xx/3xx answer to GET or HEAD: HEAD gets the same headers, no body. */
+static void reply(net_conn_t *c, const http_request_t *req, int status, const char *type,
+                  const char *headers, const void *body, size_t len) {
+  int head_only = strcmp(req->method, "HEAD") == 0;
+  http_respond(c, status, type, headers, head_only ? NULL : body, len, req->keep_alive);
+}
+
 /* --- static files --------------------------------------------------------------- */
 
 static void serve_asset(routes_t *r, net_conn_t *c, const http_request_t *req, const char *name,
@@ -44,12 +51,10 @@ static void serve_asset(routes_t *r, net_conn_t *c, const http_request_t *req, c
   size_t inm_len;
   const char *inm = http_header(req, "If-None-Match", &inm_len);
   if (inm && inm_len == strlen(r->etag) + 2 && memcmp(inm + 1, r->etag, strlen(r->etag)) == 0) {
-    http_respond(c, 304, wsc_content_type(a->path), headers, NULL, 0, req->keep_alive);
+    reply(c, req, 304, wsc_content_type(a->path), headers, NULL, 0);
     return;
   }
-  int head_only = strcmp(req->method, "HEAD") == 0;
-  http_respond(c, 200, wsc_content_type(a->path), headers, head_only ? NULL : a->data, a->size,
-               req->keep_alive);
+  reply(c, req, 200, wsc_content_type(a->path), headers, a->data, a->size);
 }
 
 /* --- WebSocket upgrades ------------------------------------------------------------ */
@@ -142,13 +147,12 @@ static void on_request(void *app, net_conn_t *c, const http_request_t *req, uint
     return;
   }
   if (path_is(req, "/healthz")) {
-    http_respond(c, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n", "ok\n", 3,
-                 req->keep_alive);
+    reply(c, req, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n", "ok\n", 3);
   } else if (path_is(req, "/metrics")) {
     static char buf[METRICS_BUF];
     size_t n = metrics_render(buf, sizeof buf);
-    http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n",
-                 buf, n, req->keep_alive);
+    reply(c, req, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n",
+          buf, n);
   } else if (path_is(req, "/") || path_is(req, "/index.html")) {
     serve_asset(r, c, req, "/index.html", 11);
   } else {
