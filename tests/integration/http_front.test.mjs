@@ -261,24 +261,30 @@ describe('http: /metrics', () => {
     }
     assert.ok(samples > 0, 'no samples');
   });
-  test('open WebSockets show in the metrics', T, async () => {
-    const read = async () => {
-      const t = (await get('/metrics')).text;
-      const m = /^wschat_websockets (\S+)$/m.exec(t);
-      return m ? Number(m[1]) : NaN;
-    };
-    const before = await read();
-    assert.ok(Number.isFinite(before), 'wschat_websockets gauge missing');
-    const ws = await RawWS.connect(srv.port, { path: '/echo' });
+  test('open WebSockets show in the metrics (fresh server: 0 -> 3 -> 0)', T, async () => {
+    const s = await startServer({ args: ['--echo'] });
     try {
-      assert.equal(await read(), before + 1);
-      await ws.closeClean();
-    } finally { ws.destroy(); }
-    // the gauge goes back down once the server has closed its side
-    const deadline = Date.now() + 10000;
-    let now;
-    while ((now = await read()) !== before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(now, before);
+      const read = async () => {
+        const t = (await request(s.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n')).text;
+        const m = /^wschat_websockets (\S+)$/m.exec(t);
+        assert.ok(m, 'wschat_websockets gauge missing');
+        return Number(m[1]);
+      };
+      const waitFor = async (want) => {
+        const deadline = Date.now() + 10000;
+        let now;
+        while ((now = await read()) !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(now, want);
+      };
+      await waitFor(0);
+      const conns = [];
+      for (let i = 0; i < 3; i++) conns.push(await RawWS.connect(s.port, { path: '/echo' }));
+      await waitFor(3);
+      for (const ws of conns) { await ws.closeClean(); ws.destroy(); }
+      await waitFor(0);
+    } finally {
+      assert.equal(await s.stop(), 0, s.log.slice(-3000));
+    }
   });
 });
 
