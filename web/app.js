@@ -91,6 +91,7 @@
   function setStatus(s) {
     state.status = s;
     el.status.dataset.state = s;
+    el.app.dataset.online = s === 'online' ? '1' : '0';
     el.status.textContent = s;
     el.status.title = {
       online: 'Connected', connecting: 'Connecting…',
