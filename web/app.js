@@ -472,7 +472,25 @@
     const msgs = Array.isArray(m.messages) ? m.messages : [];
     const before = el.list.scrollHeight;
     const top = el.list.scrollTop;
-    for (const msg of msgs) onMessage({ ...msg, room: m.room }, 'history');
+    const fresh = msgs.filter((x) => typeof x.id === 'number' && !state.byId.has(x.id));
+    if (fresh.length && state.minId != null && fresh.every((x, i) => x.id < state.minId && (i === 0 || x.id > fresh[i - 1].id))) {
+      // The usual page: all older than what is shown, ascending. One insert.
+      const frag = document.createDocumentFragment();
+      for (const x of fresh) {
+        const node = renderMessage({ ...x, room: m.room });
+        state.byId.set(x.id, node);
+        frag.appendChild(node);
+      }
+      const firstOld = state.byId.get(state.minId);
+      let ref = el.historyTop.nextElementSibling;
+      if (ref === el.empty) ref = ref.nextElementSibling;
+      el.list.insertBefore(frag, ref);
+      for (const x of fresh) fixupNeighbours(state.byId.get(x.id));
+      if (firstOld) fixupNeighbours(firstOld);
+      state.minId = fresh[0].id;
+    } else {
+      for (const msg of msgs) onMessage({ ...msg, room: m.room }, 'history');
+    }
     state.more = !!m.more && msgs.length > 0;
     // Keep the view where it was while older messages appear above it.
     el.list.scrollTop = top + (el.list.scrollHeight - before);
