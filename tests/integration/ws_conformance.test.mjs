@@ -655,6 +655,17 @@ describe('X RFC 6455 rules beyond Autobahn', () => {
     });
     // leaks, if any, show at exit: after() requires exit code 0 under LeakSanitizer
   });
+  test('X.23 a code point split across fragments with a ping between -> pong, valid echo', T, () => withWs(async (ws) => {
+    await ws.sendAll([text(hex('ce'), { fin: false }), ping('mid'), cont(hex('ba'))]);
+    await ws.expectPong('mid');
+    await ws.expectMessage(OP.TEXT, hex('ceba'));
+    await ws.closeClean();
+  }));
+  test('X.24 close in the middle of a text message that ends mid code point -> close echoed (1000), not 1007', T, () => withWs(async (ws) => {
+    await ws.sendAll([text(hex('61ce'), { fin: false }), close(1000)]);
+    await ws.expectClose(1000);
+    await ws.expectEnd();
+  }));
   test('X.19 the server keeps serving after all of the above', T, () => withWs(async (ws) => {
     await ws.send(text('still here'));
     await ws.expectMessage(OP.TEXT, 'still here');

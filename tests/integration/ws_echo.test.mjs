@@ -6,7 +6,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import { openWs, sendAsync } from '../lib/wsclient.mjs';
-import { RawWS, binary as rawBinary, sleep } from '../lib/rawws.mjs';
+import { RawWS, OP, binary as rawBinary, text as rawText, sleep } from '../lib/rawws.mjs';
 
 const MiB = 1 << 20;
 const LIMIT = 16 * MiB;
@@ -226,6 +226,20 @@ describe('echo: many clients', () => {
         assert.equal((await c.closed).code, 1000);
       }));
     } finally { for (const c of clients) c.ws.terminate(); }
+  });
+});
+
+describe('echo: many connections', () => {
+  test('300 concurrent raw connections, one message each, all closed cleanly', T, async () => {
+    const conns = [];
+    try {
+      for (let i = 0; i < 300; i++) conns.push(await RawWS.connect(srv.port, { path: '/echo' }));
+      await Promise.all(conns.map(async (ws, i) => {
+        await ws.send(rawText(`conn ${i}`));
+        await ws.expectMessage(OP.TEXT, `conn ${i}`, 30000);
+      }));
+      await Promise.all(conns.map((ws) => ws.closeClean()));
+    } finally { for (const ws of conns) ws.destroy(); }
   });
 });
 

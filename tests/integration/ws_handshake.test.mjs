@@ -95,6 +95,32 @@ describe('handshake: accepted', () => {
       await ws.closeClean();
     } finally { ws.destroy(); }
   });
+  test('upgrade request and a frame sent one byte per write -> 101, then the echo', T, async () => {
+    const c = await HttpConn.open(srv.port);
+    try {
+      const bytes = Buffer.concat([Buffer.from(upgradeRequest(srv.port, { key: 'dGhlIHNhbXBsZSBub25jZQ==' })), text('trickled')]);
+      for (const b of bytes) await c.write(Buffer.from([b]));
+      const res = await c.readResponse({ head: true });
+      assert.equal(res.status, 101);
+      assert.equal(res.headers['sec-websocket-accept'], 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=');
+      const ws = new RawWS(c.socket, c.reader, res);
+      await ws.expectMessage(OP.TEXT, 'trickled');
+      await ws.closeClean();
+    } finally { c.destroy(); }
+  });
+  test('plain GET, upgrade and a frame pipelined in one write -> 200, 101, echo', T, async () => {
+    const c = await HttpConn.open(srv.port);
+    try {
+      await c.write(Buffer.concat([
+        Buffer.from(`GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n${upgradeRequest(srv.port)}`), text('pipelined')]));
+      assert.equal((await c.readResponse()).status, 200);
+      const res = await c.readResponse({ head: true });
+      assert.equal(res.status, 101);
+      const ws = new RawWS(c.socket, c.reader, res);
+      await ws.expectMessage(OP.TEXT, 'pipelined');
+      await ws.closeClean();
+    } finally { c.destroy(); }
+  });
   test('the independent client (ws) connects and echoes', T, async () => {
     const c = await openWs(srv.url('/echo'));
     c.ws.send('ok');
