@@ -6,7 +6,8 @@
  *                  (display name -> chat_session_t, ASCII case-insensitive;
  *                  an entry exists while the session's name is held by a
  *                  connection), the sessions map (token -> chat_session_t,
- *                  owned; sessions live as long as the process), the array
+ *                  owned; a session without a connection is kept on the idle
+ *                  list, up to idle_max of them, oldest dropped), the array
  *                  of attached clients and the JSON scratch writer.
  *   chat_room_t    owns its members array. A room exists while it has
  *                  members; it is freed when the last one leaves.
@@ -34,6 +35,9 @@
 
 #define CHAT_TYPING_INTERVAL_MS 2000   /* one typing event per member+room per 2 s */
 #define CHAT_GUEST_TRIES 16            /* random guest names tried per digit count */
+/* Sessions of closed connections kept for ?session= (oldest dropped first),
+ * so connection churn cannot grow the heap without bound. */
+#define CHAT_IDLE_SESSIONS_MAX 100000
 
 typedef struct chat_room chat_room_t;
 
@@ -61,6 +65,7 @@ typedef struct chat_session {
   chat_client_t *client;       /* the connection holding the name, or NULL */
   char *name;                  /* current name (the names map key while held) */
   size_t name_len;
+  struct chat_session *idle_prev, *idle_next;  /* idle list, while client == NULL */
   char token[CHAT_TOKEN_HEX + 1];  /* the sessions map key */
 } chat_session_t;
 
@@ -95,6 +100,8 @@ struct chat_server {
   bus_t *bus;
   chat_limits_t lim;
   chat_hmap_t rooms, names, sessions;
+  chat_session_t *idle_head, *idle_tail;   /* sessions without a connection, oldest first */
+  uint32_t n_idle, idle_max;
   chat_client_t **clients;
   uint32_t n_clients, cap_clients;
   chat_client_t **deferred;    /* detaches requested during a fan-out */

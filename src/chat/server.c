@@ -162,6 +162,38 @@ static chat_session_t *session_new(chat_server_t *srv) {
   return s;
 }
 
+static void session_free(chat_session_t *s) {
+  free(s->name);
+  free(s);
+}
+
+static void idle_remove(chat_server_t *srv, chat_session_t *s) {
+  if (s->idle_prev) s->idle_prev->idle_next = s->idle_next;
+  else if (srv->idle_head == s) srv->idle_head = s->idle_next;
+  else return;   /* not on the list */
+  if (s->idle_next) s->idle_next->idle_prev = s->idle_prev;
+  else srv->idle_tail = s->idle_prev;
+  s->idle_prev = s->idle_next = NULL;
+  srv->n_idle--;
+}
+
+/* s lost its connection: keep it for ?session=, dropping the oldest idle
+ * sessions over the cap (their tokens are then unknown: a new session). */
+static void idle_push(chat_server_t *srv, chat_session_t *s) {
+  s->idle_next = NULL;
+  s->idle_prev = srv->idle_tail;
+  if (srv->idle_tail) srv->idle_tail->idle_next = s;
+  else srv->idle_head = s;
+  srv->idle_tail = s;
+  srv->n_idle++;
+  while (srv->n_idle > srv->idle_max) {
+    chat_session_t *old = srv->idle_head;
+    idle_remove(srv, old);
+    chat_hmap_del(&srv->sessions, old->token, CHAT_TOKEN_HEX);
+    session_free(old);
+  }
+}
+
 int chat_rename(chat_client_t *c, const char *name, size_t len) {
   chat_server_t *srv = c->srv;
   chat_session_t *s = c->session;
@@ -219,6 +251,7 @@ static void unlink_client(chat_client_t *c) {
     if (c->session) {
       release_name(srv, c->session);
       c->session->client = NULL;
+      idle_push(srv, c->session);
       c->session = NULL;
     }
   }
@@ -274,6 +307,7 @@ static int attach_session(chat_client_t *c, const chat_connect_params_t *p) {
       replace_client(s->client, c, s);
       return 0;
     }
+    idle_remove(srv, s);
     if (name_held(srv, s->name, s->name_len)) {
       char msg[64 + CHAT_NAME_MAX_BYTES];
       snprintf(msg, sizeof msg, "the name %s is in use", s->name);
@@ -384,6 +418,7 @@ chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, stor
   chat_hmap_init(&srv->rooms, 0);
   chat_hmap_init(&srv->names, 1);
   chat_hmap_init(&srv->sessions, 0);
+  srv->idle_max = CHAT_IDLE_SESSIONS_MAX;
   chat_jw_init(&srv->jw);
   return srv;
 }
@@ -423,8 +458,7 @@ void chat_server_free(chat_server_t *srv) {
   for (uint32_t i = 0; i < srv->sessions.cap; i++) {
     chat_session_t *s = srv->sessions.slots[i].val;
     if (!srv->sessions.slots[i].key) continue;
-    free(s->name);
-    free(s);
+    session_free(s);
   }
   chat_hmap_free(&srv->rooms);
   chat_hmap_free(&srv->names);

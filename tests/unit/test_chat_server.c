@@ -396,6 +396,35 @@ static void test_session_reclaim(void **state) {
   assert_string_not_equal(str(w, "session"), q.session);
 }
 
+/* Sessions of closed connections are kept up to a cap, oldest dropped. */
+static void test_idle_sessions_capped(void **state) {
+  fixture_t *fx = *state;
+  fx->srv->idle_max = 2;
+  char tok[3][64];
+  const char *names[] = {"one", "two", "three"};
+  for (int i = 0; i < 3; i++) {
+    fake_t *f = connect_named(fx, 0, names[i]);
+    snprintf(tok[i], sizeof tok[i], "%s", str(expect(f, "welcome"), "session"));
+    detach(f);
+    fake_clear(f);
+  }
+  assert_int_equal(fx->srv->n_idle, 2);
+  chat_connect_params_t p = {.session = tok[0]};
+  fake_t *f = connect_p(fx, 0, &p);   /* dropped: a new guest session */
+  json_t *w = expect(f, "welcome");
+  assert_true(is_guest(str(w, "name")));
+  assert_string_not_equal(str(w, "session"), tok[0]);
+  p.session = tok[2];
+  fake_t *g = connect_p(fx, 1, &p);
+  w = expect(g, "welcome");
+  assert_string_equal(str(w, "name"), "three");
+  assert_string_equal(str(w, "session"), tok[2]);
+  assert_int_equal(fx->srv->n_idle, 1);   /* "two"; "three" is live again */
+  detach(g);
+  detach(f);
+  assert_int_equal(fx->srv->n_idle, 2);
+}
+
 static void test_reclaim_detach_in_close(void **state) {
   fixture_t *fx = *state;
   fake_t *a = connect_named(fx, 0, "alice");
@@ -897,6 +926,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hello_rename, setup, teardown),
       cmocka_unit_test_setup_teardown(test_session_reclaim, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reclaim_detach_in_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_idle_sessions_capped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_join_send_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_join_exact, setup, teardown),
       cmocka_unit_test_setup_teardown(test_since_resume, setup, teardown),
