@@ -125,7 +125,7 @@ void wsc_parser_free(wsc_parser *p) {
 }
 
 static int buf_append(wsc_parser *p, const uint8_t *d, size_t n) {
-  if (p->buf_len >= p->keep_max) return 0;
+  if (n == 0 || p->buf_len >= p->keep_max) return 0;
   if (n > p->keep_max - p->buf_len) n = p->keep_max - p->buf_len;
   if (p->buf_len + n > p->buf_cap) {
     size_t cap = p->buf_cap ? p->buf_cap : 512;
