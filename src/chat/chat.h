@@ -59,6 +59,10 @@ chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, stor
 void chat_server_set_bus(chat_server_t *srv, bus_t *bus);
 /* bus_deliver_cb: a room event from the bus, to every local member. */
 void chat_server_deliver(void *srv, const char *room, wsc_buf_t *msg);
+/* Frees rooms, names and sessions. Clients not yet detached become inert
+ * (nothing more is sent to them; the transport still detaches them). Safe
+ * before or after store_close: with store operations in flight the last
+ * bit of the server is freed when their callbacks have run. */
 void chat_server_free(chat_server_t *srv);
 
 /* Attaches a new connection: sends `welcome` (after an error for a bad or
@@ -70,7 +74,12 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
  * allows). */
 void chat_client_receive(chat_client_t *c, const char *text, size_t len);
 /* The connection is gone (closed, timed out, cut off): leave every room
- * (presence leave to the others), free the name, free the client. */
+ * (presence leave to the others), free the name, free the client. May be
+ * called from inside ops->send or ops->close: chat then stops using the
+ * transport at once and finishes the detach when its current call returns.
+ * Store callbacks still in flight for the client are safe (the client is
+ * reference counted; they find it gone). After chat_server_free, detach
+ * only releases the client. */
 void chat_client_detach(chat_client_t *c);
 
 /* Room name rule of PROTOCOL.md: 1–64 of [A-Za-z0-9._-]. 1 if valid. */
