@@ -41,6 +41,8 @@ describe('graceful shutdown', () => {
         await polite.send(close(1001));
         await polite.expectEnd(20000);
         const b = await rude.expectClose(1001, 20000);
+        // while it waits for the last closes, the server takes no new connections
+        assert.ok(await refused(s.port), 'new connections accepted during shutdown');
         const c = await lib.closed;
         assert.equal(c.code, 1001, `ws client got ${c.code}`);
         for (const ev of [a, b]) assert.equal(typeof ev.reason, 'string');
