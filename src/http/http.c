@@ -196,6 +196,11 @@ static int serve(net_conn_t *c, http_conn_t *h, uint8_t *rest, size_t rest_len) 
     http_error(c, 400, "malformed request target", NULL);
     return 1;
   }
+  if ((req.http_major > 1 || (req.http_major == 1 && req.http_minor >= 1)) &&
+      !http_header(&req, "Host", NULL)) {
+    http_error(c, 400, "missing Host header (required by HTTP/1.1)", NULL);
+    return 1;
+  }
   const http_app_t *app = h->app;
   app->handler(app->app, c, &req, rest, rest_len);
   /* The handler may have taken the connection (another handler is

@@ -15,6 +15,7 @@ enum {
   F_CLOSED = 1 << 3,       /* uv_close called */
   F_PAUSED = 1 << 4,
   F_EOF = 1 << 5,          /* the peer's EOF arrived while we were closing */
+  F_BACKPRESSURE = 1 << 6, /* reading stopped until the queue drains */
 };
 
 #define OUT_MIN_CAP 4
@@ -124,6 +125,18 @@ static void maybe_shutdown(net_conn_t *c) {
   }
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Reading was stopped for back-pressure: resume once the peer has taken
+ * half of the limit's worth back. */
+static void maybe_resume(net_conn_t *c) {
+  if (!(c->flags & F_BACKPRESSURE) || (c->flags & (F_CLOSING | F_CLOSED))) return;
+  if (c->queued > c->server->config->send_queue_limit / 2) return;
+  c->flags &= (uint8_t)~F_BACKPRESSURE;
+  if (!(c->flags & F_PAUSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
 static void after_write(uv_write_t *req, int status) {
   net_write_t *w = (net_write_t *)req;
   net_conn_t *c = w->conn;
@@ -134,6 +147,7 @@ static void after_write(uv_write_t *req, int status) {
     if (status != UV_ECANCELED) conn_finalize(c);
     return;
   }
+  maybe_resume(c);
   maybe_shutdown(c);
 }
 
@@ -197,6 +211,7 @@ static void flush_conn(net_conn_t *c) {
   }
   free(c->out);
   c->out = NULL;
+  maybe_resume(c);
   maybe_shutdown(c);
 }
 
@@ -296,6 +311,14 @@ void net_conn_pause(net_conn_t *c) {
     uv_read_stop((uv_stream_t *)&c->tcp);
   }
 }
+
+void net_conn_backpressure(net_conn_t *c) {
+  if (c->flags & (F_BACKPRESSURE | F_CLOSED)) return;
+  c->flags |= F_BACKPRESSURE;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+int net_conn_in_backpressure(const net_conn_t *c) { return (c->flags & F_BACKPRESSURE) != 0; }
 
 int net_conn_is_closing(const net_conn_t *c) { return (c->flags & (F_CLOSING | F_CLOSED)) != 0; }
 

@@ -115,6 +115,11 @@ void net_conn_close(net_conn_t *c);
 void net_conn_abort(net_conn_t *c);
 /* Stops/starts reading (back-pressure; used after a close). */
 void net_conn_pause(net_conn_t *c);
+/* Back-pressure for a peer that sends faster than it reads (echo): stops
+ * reading until the queue has drained to half the limit, then reads again
+ * by itself. */
+void net_conn_backpressure(net_conn_t *c);
+int net_conn_in_backpressure(const net_conn_t *c);
 int net_conn_is_closing(const net_conn_t *c);
 /* Peer address as text (for logs). */
 void net_conn_peer(const net_conn_t *c, char *out, size_t cap);

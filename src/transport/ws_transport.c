@@ -10,12 +10,16 @@
 #include "ws/session.h"
 
 #define MISSED_PONGS_LIMIT 2
+/* An echo peer held back by back-pressure that takes nothing for this long
+ * is not slow but gone, or hostile: it is cut off (1013). */
+#define STALL_LIMIT_MS 5000
 
 typedef struct ws_conn {
   ws_session_t session;
   net_conn_t *net;
   chat_client_t *chat;        /* NULL for echo, or once detached */
-  int64_t close_deadline;     /* set when we start a close */
+  int64_t deadline;           /* closing: give up on the peer's close;
+                                 open, in back-pressure: stall limit */
   uint32_t pinged_round;      /* heartbeat round of our last ping */
   uint8_t missed_pongs;
   uint8_t kind;
@@ -37,7 +41,7 @@ void ws_transport_init(const wsc_config_t *config, chat_server_t *chat) {
 
 static void start_close(ws_conn_t *w, uint16_t code, const char *reason) {
   if (!ws_session_can_send(&w->session)) return;
-  w->close_deadline = wsc_mono_ms() + NET_CLOSE_GRACE_MS;
+  w->deadline = wsc_mono_ms() + NET_CLOSE_GRACE_MS;
   ws_session_close(&w->session, code, reason);
 }
 
@@ -83,12 +87,17 @@ static void echo_message(ws_conn_t *w, int opcode, const uint8_t *data, size_t l
   if (len) memcpy(wsc_buf_bytes(b), data, len);
   b->len = (uint32_t)len;
   ws_frame_write_header(wsc_buf_prepend(b, hlen), 1, opcode, len);
-  /* Echo may exceed the queue limit by one message (a 16 MiB echo must
-   * fit); a peer that keeps sending without reading is cut off. */
-  if (w->net->queued > g_config->send_queue_limit || net_conn_send_force(w->net, b) != 0)
-    cut_off_slow_consumer(w);
-  else
+  /* An echo is always queued (a 16 MiB echo must fit a 1 MiB queue); past
+   * the limit we stop reading the peer until it has taken its echoes, so
+   * the queue stays near the limit. A peer that takes nothing for
+   * STALL_LIMIT_MS is cut off by the tick. */
+  if (net_conn_send_force(w->net, b) == 0) {
     wsc_metrics.ws_messages_out++;
+    if (w->net->queued > g_config->send_queue_limit && !net_conn_in_backpressure(w->net)) {
+      net_conn_backpressure(w->net);
+      w->deadline = wsc_mono_ms() + STALL_LIMIT_MS;
+    }
+  }
   wsc_buf_unref(b);
 }
 
@@ -172,10 +181,14 @@ static void heartbeat(ws_conn_t *w, int64_t now) {
 static void ws_on_tick(net_conn_t *c, int64_t now) {
   ws_conn_t *w = c->ud;
   if (!ws_session_can_send(&w->session)) {
-    if (w->close_deadline && now >= w->close_deadline) {
+    if (w->deadline && now >= w->deadline) {
       detach_chat(w);
       net_conn_abort(c);
     }
+    return;
+  }
+  if (net_conn_in_backpressure(c) && now >= w->deadline) {
+    cut_off_slow_consumer(w);
     return;
   }
   heartbeat(w, now);
