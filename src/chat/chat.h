@@ -36,6 +36,12 @@ typedef struct chat_transport_ops {
    * closes the connection (1013) and will call chat_client_detach; chat
    * just stops sending to it. */
   int (*send)(void *transport_ud, wsc_buf_t *msg);
+  /* Queues a reply to the client's own request (welcome, joined with its
+   * replay, history, ack, pong, error). A reply is bounded by the request,
+   * so it is accepted whole whenever the queue is not already over its
+   * limit, however large (a 1,000-message replay must reach a client that
+   * reads); past the limit it fails like send. */
+  int (*reply)(void *transport_ud, wsc_buf_t *msg);
   /* Closes the connection with a WebSocket close code and reason (4001
    * "replaced" when a session is taken over). chat_client_detach follows. */
   void (*close)(void *transport_ud, int code, const char *reason);

@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "base/metrics.h"
 #include "chat/internal.h"
+#include "transport/outbuf.h"
 
 typedef struct chat_op {
   chat_server_t *srv;
@@ -151,11 +152,20 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
         if (recovered == 1) recovered = 0;
         n = 0;
       }
-      chat_send_own(c, chat_enc_joined(&srv->jw, r->name, member_name_at, r, r->n, op->last_id,
-                                       store_epoch(srv->store), recovered));
-      for (size_t i = 0; i < n && chat_client_active(c); i++) {
-        chat_send_own(c, chat_enc_message(&srv->jw, &rows[i]));
-        wsc_metrics.chat_messages_out++;
+      /* joined and its replay leave as one reply (consecutive frames in
+       * one buffer), so the transport judges the burst once. */
+      wsc_buf_t **parts = malloc((n + 1) * sizeof *parts);
+      if (parts) {
+        size_t np = 0;
+        parts[np++] = chat_enc_joined(&srv->jw, r->name, member_name_at, r, r->n, op->last_id,
+                                      store_epoch(srv->store), recovered);
+        for (size_t i = 0; i < n; i++) parts[np++] = chat_enc_message(&srv->jw, &rows[i]);
+        chat_send_own(c, outbuf_concat(parts, np));
+        for (size_t i = 0; i < np; i++) wsc_buf_unref(parts[i]);
+        free(parts);
+        wsc_metrics.chat_messages_out += n;
+      } else {
+        chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL);
       }
       if (m->replaying) m->replaying--;
     }

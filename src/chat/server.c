@@ -56,7 +56,7 @@ int chat_client_active(const chat_client_t *c) {
 
 void chat_send(chat_client_t *c, wsc_buf_t *b) {
   if (!b || !chat_client_active(c)) return;
-  if (c->ops->send(c->ud, b) < 0) c->send_failed = 1;
+  if (c->ops->reply(c->ud, b) < 0) c->send_failed = 1;
 }
 
 void chat_send_own(chat_client_t *c, wsc_buf_t *b) {

@@ -18,3 +18,17 @@ void outbuf_seal(wsc_buf_t *b) {
   uint8_t *h = wsc_buf_prepend(b, n);
   ws_frame_write_header(h, 1, WS_OP_TEXT, b->len - n);
 }
+
+wsc_buf_t *outbuf_concat(wsc_buf_t *const *parts, size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    if (parts[i]) total += parts[i]->len;
+  wsc_buf_t *b = wsc_buf_new(0, total);
+  if (!b) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (!parts[i]) continue;
+    memcpy(b->data + b->len, wsc_buf_bytes(parts[i]), parts[i]->len);
+    b->len += parts[i]->len;
+  }
+  return b;
+}

@@ -22,6 +22,11 @@ wsc_buf_t *outbuf_text(const char *json, size_t len);
 /* Prepends the text-frame header for the current len. Call once. */
 void outbuf_seal(wsc_buf_t *b);
 
+/* Several sealed messages as one buffer of consecutive frames, sent as a
+ * unit (a join's replay). NULL parts are skipped; NULL on allocation
+ * failure. Its JSON accessors are not meaningful (hdr is 0). */
+wsc_buf_t *outbuf_concat(wsc_buf_t *const *parts, size_t n);
+
 /* The JSON payload of a sealed buffer. */
 static inline const char *outbuf_json(const wsc_buf_t *b) { return (const char *)b->data + b->off + b->hdr; }
 static inline size_t outbuf_json_len(const wsc_buf_t *b) { return b->len - b->hdr; }

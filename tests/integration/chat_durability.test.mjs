@@ -206,3 +206,36 @@ describe('chat: slow consumer', () => {
     }
   });
 });
+
+describe('chat: a replay larger than the send queue', () => {
+  test('a joiner that reads gets a 1,000-message replay whole, even past --send-queue', T, async () => {
+    const srv = await startServer({ args: ['--send-queue', '65536'] });
+    try {
+      const room = 'bigreplay';
+      const writer = await open(srv.url(`/ws?name=writer&room=${room}`));
+      await writer.next('welcome');
+      await writer.next('joined');
+      const text = 'x'.repeat(1000);
+      let acked = 0;
+      for (let batch = 0; batch < 50; batch++) {
+        for (let i = 0; i < 20; i++) writer.send({ type: 'send', room, text, ref: batch * 20 + i });
+        while (acked < (batch + 1) * 20) { const m = await writer.next(undefined, 60000); if (m.type === 'ack') acked++; }
+      }
+      // ~1 MB of replay against a 64 KiB queue: it is one reply, accepted whole.
+      const joiner = await open(srv.url(`/ws?name=joiner&room=${room}&since=0`));
+      await joiner.next('welcome');
+      const joined = await joiner.next('joined');
+      assert.equal(joined.recovered, true);
+      assert.equal(joined.last_id, 1000);
+      for (let id = 1; id <= 1000; id++) {
+        const m = await joiner.next('message');
+        assert.equal(m.id, id);
+      }
+      assert.equal(joiner.closeInfo, null);
+      joiner.ws.close();
+      writer.ws.close();
+    } finally {
+      assert.equal(await srv.stop(), 0, srv.log.slice(-3000));
+    }
+  });
+});

@@ -55,11 +55,22 @@ static int fake_send(void *ud, wsc_buf_t *b) {
     }
     return -1;
   }
-  assert_true(f->n < MAX_MSGS);
-  json_error_t err;
-  json_t *j = json_loadb(outbuf_json(b), outbuf_json_len(b), 0, &err);
-  if (!j) fail_msg("server sent invalid JSON: %s", err.text);
-  f->msgs[f->n++] = j;
+  /* One buffer may hold several frames (a join's replay): read each. */
+  size_t off = 0;
+  while (off < b->len) {
+    const uint8_t *fr = frame + off;
+    assert_int_equal(fr[0], 0x81);
+    size_t hlen = 2, len = fr[1] & 0x7f;
+    if (len == 126) { len = ((size_t)fr[2] << 8) | fr[3]; hlen = 4; }
+    else if (len == 127) { len = 0; for (int i = 0; i < 8; i++) len = (len << 8) | fr[2 + i]; hlen = 10; }
+    assert_true(off + hlen + len <= b->len);
+    assert_true(f->n < MAX_MSGS);
+    json_error_t err;
+    json_t *j = json_loadb((const char *)fr + hlen, len, 0, &err);
+    if (!j) fail_msg("server sent invalid JSON: %s", err.text);
+    f->msgs[f->n++] = j;
+    off += hlen + len;
+  }
   return 0;
 }
 
@@ -74,7 +85,7 @@ static void fake_close(void *ud, int code, const char *reason) {
   }
 }
 
-static const chat_transport_ops_t fake_ops = {.send = fake_send, .close = fake_close};
+static const chat_transport_ops_t fake_ops = {.send = fake_send, .reply = fake_send, .close = fake_close};
 
 /* The next unread message (borrowed; freed with the fake). */
 static json_t *take(fake_t *f) {
