@@ -35,7 +35,8 @@ def fold(lines, keep_comm=None):
         sym = re.sub(r"\+0x[0-9a-f]+$", "", m.group(1))
         if sym == "[unknown]":
             sym = "[" + m.group(2).rsplit("/", 1)[-1] + "]"
-        stack.append(sym)
+        if not (stack and sym == stack[-1] and sym.startswith("[")):
+            stack.append(sym)  # runs of one unresolved frame fold into one
     if stack and (keep_comm is None or comm == keep_comm):
         yield tuple(reversed(stack))
 

@@ -215,13 +215,21 @@ static void flush_conn(net_conn_t *c) {
   maybe_shutdown(c);
 }
 
+/* The cork: runs once per loop iteration, after all I/O callbacks.
+ *
+ * A closed connection may still be on the dirty list: conn_finalize does
+ * not unlink it (that would cost a list walk per close, quadratic when a
+ * room's members leave together). That is safe because libuv frees nothing
+ * before its close phase, which comes after this check phase, and every
+ * connection on the list is popped here first. on_closed still unlinks a
+ * connection found dirty there, for a close made after this phase. */
 static void on_flush(uv_check_t *h) {
   net_server_t *srv = h->data;
   while (srv->dirty) {
     net_conn_t *c = srv->dirty;
     srv->dirty = c->next_dirty;
     c->flags &= (uint8_t)~F_DIRTY;
-    flush_conn(c);
+    if (!(c->flags & F_CLOSED)) flush_conn(c);
   }
 }
 
@@ -268,6 +276,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void on_closed(uv_handle_t *h) {
   net_conn_t *c = h->data;
   net_server_t *srv = c->server;
+  unmark_dirty(c); /* normally a no-op: see on_flush */
   if (c->prev) c->prev->next = c->next;
   else srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -286,7 +295,6 @@ static void on_closed(uv_handle_t *h) {
 static void conn_finalize(net_conn_t *c) {
   if (c->flags & F_CLOSED) return;
   c->flags |= F_CLOSED;
-  unmark_dirty(c);
   const net_handler_t *h = c->handler;
   if (h && h->on_close) h->on_close(c);
   c->handler = NULL;
