@@ -74,6 +74,7 @@ def load(results):
                 j = json.load(f)
         except (OSError, ValueError):
             continue
+        j["_run"] = int(m.group(3))
         runs.setdefault((m.group(1), m.group(2)), []).append(j)
     return runs
 
@@ -112,10 +113,10 @@ def fmt(v, f, unit):
     return "—" if v is None else f.format(v) + unit
 
 
-def versions(wschat_bin):
+def versions(wschat_bin, commit):
     v = {}
-    v["wschat"] = sh(f"{wschat_bin} --version") or "?"
-    v["libwebsockets"] = sh("pkg-config --modversion libwebsockets") or "?"
+    v["wschat"] = (sh(f"{wschat_bin} --version") or "?") + (f", built from commit {commit}" if commit else "")
+    v["libwebsockets"] = sh("dpkg-query -W -f='${Version}' libwebsockets-dev") or sh("pkg-config --modversion libwebsockets") or "?"
     node = sh("node --version")
     ws = "?"
     try:
@@ -254,7 +255,7 @@ def main():
     w(f"Each figure is the median of {nruns} runs; every server restarted for every run. "
       "Ratio columns are wschat ÷ peer: for rates higher means wschat is ahead, for latency, CPU and memory lower means wschat is ahead. "
       "A run whose deliveries did not all verify (lost, duplicated, reordered, corrupt, or a connection error) is marked ✗ with its error count; "
-      "its numbers are still shown but do not count as a result.\n")
+      "when every run of a cell failed, its median is still shown after the ✗ but gets no ratio. The first FAULT lines of a failed run are listed under the table.\n")
     head = "| scenario | metric | " + " | ".join(SERVER_NAMES.get(s, s) for s in servers) + " | " + \
         " | ".join(f"wschat ÷ {SERVER_NAMES.get(p, p)}" for p in peers) + " |"
     w(head)
@@ -275,15 +276,16 @@ def main():
                 if not rs:
                     c = "—"
                 elif not good:
-                    c = f"✗ failed {len(bad)}/{len(rs)} (errors {max(j.get('errors', 0) for j in bad)})"
+                    c = f"✗ {fmt(median(bad, get), f, unit)} (all {len(rs)} runs failed verification, up to {max(j.get('errors', 0) for j in bad)} errors)"
                 else:
                     c = fmt(v, f, unit)
                     if bad:
                         c += f" (✗ {len(bad)}/{len(rs)} runs failed, median of the rest)"
                 cells.append(c)
             ratios = []
+            no_ratio = label.startswith("generator") or label == "connections open"
             for p in peers:
-                if vals.get("wschat") is not None and vals.get(p):
+                if not no_ratio and vals.get("wschat") is not None and vals.get(p):
                     ratios.append(f"{vals['wschat'] / vals[p]:.2f}×")
                 else:
                     ratios.append("—")
@@ -291,17 +293,44 @@ def main():
             first = False
             w(f"| {title} | {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     w("")
+    failed = []
+    for (s, sc), rs in sorted(runs.items()):
+        for j in rs:
+            if not j.get("ok", False):
+                failed.append((s, sc, j.get("_run", 0), j))
+    if failed:
+        w("Failed runs (first fault lines from the generator's stderr):\n")
+        for s, sc, i, j in failed:
+            errf = os.path.join(a.results, f"{s}.{sc}.{i}.err")
+            first = ""
+            try:
+                with open(errf) as f:
+                    lines = [l.strip() for l in f if "FAULT" in l]
+                if lines:
+                    first = lines[0].replace("wschat-bench: FAULT ", "")
+                    if len(lines) > 1:
+                        first += f" (and {len(lines) - 1} more FAULT lines shown; {j.get('errors', '?')} errors in all)"
+            except OSError:
+                pass
+            w(f"- {SERVER_NAMES.get(s, s)}, {sc}, run {i}: `{first or 'errors=' + str(j.get('errors'))}`")
+        w("")
     w("![deliveries per second](bench-deliveries.png)\n")
     w("![latency percentiles at 100,000 deliveries/s](bench-latency.png)\n")
 
     # notes derived from the data
     notes = []
-    for s in servers:
-        rs = ok_runs(runs.get((s, "echo"), []))
-        cpu = median(rs, lambda j: 100.0 * j["client_cpu_s"] / j["duration_s"])
-        if cpu is not None and cpu >= 85:
-            notes.append(f"- echo against {SERVER_NAMES.get(s, s)}: the generator used {cpu:.0f} % of its CPU, "
-                         "so that echo rate is bounded by the generator, not the server; compare server CPU per echo instead.")
+    for sc in ("fanout_1x100", "fanout_100x10", "echo"):
+        for s in servers:
+            rs = ok_runs(runs.get((s, sc), []))
+            cpu = median(rs, lambda j: 100.0 * j["client_cpu_s"] / j["duration_s"])
+            scpu = median(rs, lambda j: 100.0 * j["server_cpu_s"] / j["duration_s"])
+            if cpu is not None and cpu >= 85:
+                notes.append(f"- {sc} against {SERVER_NAMES.get(s, s)}: the generator used {cpu:.0f} % of its CPU (the server {scpu or 0:.0f} %), "
+                             "so that rate is bounded by the generator, not the server; compare server CPU per delivery instead.")
+            elif s == "wschat" and cpu is not None and scpu is not None and scpu < 85:
+                notes.append(f"- {sc} against wschat: neither side was saturated (server {scpu:.0f} % of its CPU, generator {cpu:.0f} %): "
+                             "with a window of 1 the rate is bounded by the round trip between the two processes; server CPU per delivery "
+                             "is the figure that shows headroom.")
     for s in servers:
         rs = ok_runs(runs.get((s, "fanout_1x1000_rate"), []))
         d = median(rs, lambda j: j["deliveries_per_s"])
@@ -334,6 +363,29 @@ def main():
     w("- **Placement**: each server pinned to CPU 0 (`taskset`), the generator to CPU 1; every server started fresh for every run; "
       "loopback TCP with the generator's connections spread over source addresses 127.0.0.2, 127.0.0.3, …\n")
 
+    w("## Running wschat-bench by hand\n")
+    w("```")
+    w("build/tools/wschat-bench/wschat-bench fanout  --url ws://127.0.0.1:8000 --rooms 1 --conns 100 --window 1 --size 64 --duration 10")
+    w("build/tools/wschat-bench/wschat-bench fanout  --url ws://127.0.0.1:8000 --rooms 1 --conns 1000 --pubs 1 --rate 100")
+    w("build/tools/wschat-bench/wschat-bench echo    --url ws://127.0.0.1:8000 --conns 100 --inflight 16")
+    w("build/tools/wschat-bench/wschat-bench connect --url ws://127.0.0.1:8000 --conns 15000 --rooms 150 --server-pid $(pidof wschat)")
+    w("build/tools/wschat-bench/wschat-bench --help   # every option")
+    w("```\n")
+    w("A progress line goes to stderr every second; the last line on stdout is machine-readable, e.g.\n")
+    w("```")
+    w("RESULT scenario=fanout rooms=1 conns=100 pubs=100 size=64 mode=closed window=1 duration_s=10.00 sent=... deliveries=... "
+      "msgs_per_s=... deliveries_per_s=... p50_ms=... p90_ms=... p99_ms=... p999_ms=... max_ms=... client_cpu_s=... server_cpu_s=... "
+      "server_cpu_ns_per_delivery=... lost=0 duplicates=0 reordered=0 corrupt=0 errors=0")
+    w("```\n")
+    w("`--json FILE` writes everything (configuration, counts, latency percentiles, CPU, every verification counter). "
+      "Exit status: 0 when every delivery verified, 1 on any fault (a `FAULT` line on stderr says which), 2 on bad usage. "
+      "`--server-pid` adds server CPU (and, for `connect`, RSS); `--warmup`, `--duration`, `--drain-timeout`, `--join-timeout`, "
+      "`--concurrency` (handshakes in flight) and `--per-addr` (connections per source address) tune the run. "
+      "The generator raises its own file limit to the hard limit (20,000 here) and refuses runs that would not fit.\n")
+    w("Its own tests: `tests/integration/bench_faults.test.mjs` (a deliberately faulty server — tests/bench/faulty_server.mjs — that drops, "
+      "duplicates or reorders one message must make every run fail with the right fault), `tests/integration/bench_wschat.test.mjs` "
+      "(short fan-out, open-loop, echo and connect runs against wschat must verify), and the codec's unit test "
+      "`tools/wschat-bench/test_wsc.c` (CTest `bench.test_wsc`).\n")
     w("## The servers\n")
     w("| server | what | started as |")
     w("|---|---|---|")
@@ -349,8 +401,10 @@ def main():
     w("## Machine and versions\n")
     w(f"- machine: {machine()}")
     w(f"- date: {date}")
-    for k, v in versions(a.wschat).items():
+    for k, v in versions(a.wschat, m.get("wschat_commit", "")).items():
         w(f"- {k}: {v}")
+    w(f"- load average (1/5/15 min) when the matrix started: {m.get('loadavg_start', '?')}; when it ended: {m.get('loadavg_end', '?')}. "
+      "The machine is shared: anything else running competes for the same two CPUs, so compare servers within one run of the matrix, not across runs.")
     w(f"- runs per figure: {m.get('runs', '?')}; measured window {m.get('duration', '?')} s after {m.get('warmup', '?')} s warm-up; "
       f"servers on CPU {m.get('server_cpu', '?')}, generator on CPU {m.get('bench_cpu', '?')}")
     w("")

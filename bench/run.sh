@@ -114,6 +114,11 @@ scenario_args() {
   echo "runs=$RUNS"; echo "duration=$DURATION"; echo "warmup=$WARMUP"
   echo "connect_conns=$CONNECT_CONNS"; echo "quick=${QUICK:-0}"
   echo "server_cpu=$SERVER_CPU"; echo "bench_cpu=$BENCH_CPU"
+  echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  # the commit the measured binary was built from (WSCHAT_COMMIT when it was built elsewhere)
+  c="${WSCHAT_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null)}"
+  if [ -z "${WSCHAT_COMMIT:-}" ] && [ -n "$(git -C "$root" status --porcelain -- src 2>/dev/null)" ]; then c="$c + uncommitted src/ changes"; fi
+  echo "wschat_commit=$c"
   for s in $SERVERS; do echo "server.$s=taskset -c $SERVER_CPU $(server_cmd "$s" PORT | sed "s#$root/##g; s#$tmp#TMP#g")"; done
   for sc in $SCENARIOS; do echo "scenario.$sc=taskset -c $BENCH_CPU wschat-bench $(scenario_args "$sc") --url ws://127.0.0.1:PORT --server-pid PID --json FILE"; done
 } >"$OUT/meta.txt"
@@ -144,6 +149,8 @@ for sc in $SCENARIOS; do
   done
 done
 
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+echo "failed_runs=$failures" >>"$OUT/meta.txt"
 log "results in $OUT ($failures failed runs)"
 if [ "${NO_REPORT:-0}" != 1 ]; then
   "$PYTHON" "$root/bench/report.py" "$OUT" --wschat "$WSCHAT" || exit 1
