@@ -7,6 +7,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/pool.h"
 
 enum {
   F_DIRTY = 1 << 0,        /* on the server's dirty list */
@@ -38,6 +39,7 @@ typedef struct net_write {
 } net_write_t;
 
 static uint8_t g_read_buf[NET_READ_BUF];
+static wsc_pool_t g_conn_pool = WSC_POOL_INIT(net_conn_t);
 
 static void conn_finalize(net_conn_t *c);
 
@@ -282,7 +284,7 @@ static void on_closed(uv_handle_t *h) {
   if (c->next) c->next->prev = c->prev;
   srv->n_conns--;
   wsc_metrics.connections_open--;
-  free(c);
+  wsc_pool_free(&g_conn_pool, c);
   if (srv->shutting_down && srv->n_conns == 0 && srv->shutdown_done) {
     void (*done)(net_server_t *) = srv->shutdown_done;
     srv->shutdown_done = NULL;
@@ -341,20 +343,22 @@ void net_conn_peer(const net_conn_t *c, char *out, size_t cap) {
 
 /* --- accepting ------------------------------------------------------------------ */
 
+static void on_unaccepted_closed(uv_handle_t *h) { wsc_pool_free(&g_conn_pool, h->data); }
+
 static void on_connection(uv_stream_t *listener, int status) {
   net_server_t *srv = listener->data;
   if (status < 0) {
     LOG_WARN("net", "accept failed err=%s", uv_strerror(status));
     return;
   }
-  net_conn_t *c = calloc(1, sizeof *c);
+  net_conn_t *c = wsc_pool_alloc(&g_conn_pool);
   if (!c) return;
   uv_tcp_init(srv->loop, &c->tcp);
   c->tcp.data = c;
   c->server = srv;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     c->flags |= F_CLOSED;
-    uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
     return;
   }
   c->next = srv->conns;

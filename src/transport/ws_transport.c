@@ -7,6 +7,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/pool.h"
 #include "ws/session.h"
 
 #define MISSED_PONGS_LIMIT 2
@@ -25,6 +26,7 @@ typedef struct ws_conn {
   uint8_t kind;
 } ws_conn_t;
 
+static wsc_pool_t g_ws_pool = WSC_POOL_INIT(ws_conn_t);
 static const wsc_config_t *g_config;
 static chat_server_t *g_chat;
 /* Heartbeat rounds: one global clock instead of a timer per connection. */
@@ -217,7 +219,7 @@ static void ws_on_close(net_conn_t *c) {
   detach_chat(w);
   ws_session_free(&w->session);
   wsc_metrics.websockets_open--;
-  free(w);
+  wsc_pool_free(&g_ws_pool, w);
 }
 
 static const net_handler_t ws_net_handler = {
@@ -229,7 +231,7 @@ static const net_handler_t ws_net_handler = {
 
 int ws_transport_start(net_conn_t *c, ws_kind_t kind, const chat_connect_params_t *params,
                        uint8_t *rest, size_t rest_len) {
-  ws_conn_t *w = calloc(1, sizeof *w);
+  ws_conn_t *w = wsc_pool_alloc(&g_ws_pool);
   if (!w) {
     net_conn_abort(c);
     return -1;

@@ -1,0 +1,35 @@
+/* base/pool — fixed-size object pools for what every connection keeps.
+ *
+ * Why: a connection's long-lived objects (net_conn, ws_conn, chat client
+ * and session) are allocated while its handshake's short-lived buffers come
+ * and go. From malloc they end up interleaved with the holes those buffers
+ * leave, and the heap grows by half again what is in use. A pool keeps
+ * objects of one size packed in slabs, with a free list: no per-object
+ * malloc header, no interleaving.
+ *
+ * Slabs are kept once made (reused by later connections), so a pool holds
+ * the high-water mark of its objects. Single-threaded (the loop thread).
+ */
+#ifndef WSC_BASE_POOL_H
+#define WSC_BASE_POOL_H
+
+#include <stddef.h>
+
+#define WSC_POOL_SLAB_BYTES (64 * 1024)
+
+typedef struct wsc_pool {
+  size_t size;        /* object size, rounded up to a pointer's alignment */
+  void *free_list;    /* freed objects, linked through their first word */
+  char *slab;         /* current slab: objects after `used` never handed out */
+  size_t used, cap;   /* bytes of the current slab handed out / in it */
+  size_t live;        /* objects handed out and not freed */
+} wsc_pool_t;
+
+#define WSC_POOL_INIT(type) {.size = (sizeof(type) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *)}
+
+/* A zeroed object, or NULL when out of memory. */
+void *wsc_pool_alloc(wsc_pool_t *p);
+/* Returns an object to its pool (NULL is ignored). */
+void wsc_pool_free(wsc_pool_t *p, void *obj);
+
+#endif
