@@ -42,6 +42,10 @@ typedef struct chat_transport_ops {
    * limit, however large (a 1,000-message replay must reach a client that
    * reads); past the limit it fails like send. */
   int (*reply)(void *transport_ud, wsc_buf_t *msg);
+  /* Queues a room event that is not a message (presence, typing): like
+   * send, but it may wait a few milliseconds to share a write with the
+   * next ones (net_conn_send_lazy); order with everything else is kept. */
+  int (*notify)(void *transport_ud, wsc_buf_t *msg);
   /* Closes the connection with a WebSocket close code and reason (4001
    * "replaced" when a session is taken over). chat_client_detach follows. */
   void (*close)(void *transport_ud, int code, const char *reason);

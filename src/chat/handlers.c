@@ -204,6 +204,14 @@ void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_s
     int epoch_ok = !epoch || (ours && strlen(ours) == epoch_len && memcmp(ours, epoch, epoch_len) == 0);
     op->recovered = epoch_ok && since <= op->last_id && op->last_id - since <= srv->cfg->replay_max;
   }
+  /* Nothing to replay (a room never written, or a client already at
+   * last_id): no read, so no trip through the store's queue. Ids are
+   * assigned at append, so no message is in flight below last_id that a
+   * read would have waited for; later ones reach the member live. */
+  if (op->last_id == 0 || (op->recovered == 1 && since == op->last_id)) {
+    on_join_rows(op, 0, NULL, 0, 0);
+    return;
+  }
   int rc = op->recovered == 1
                ? store_fetch_after(srv->store, r->name, since, srv->cfg->replay_max, on_join_rows, op)
                : store_fetch_before(srv->store, r->name, 0, srv->lim.history_default, on_join_rows, op);

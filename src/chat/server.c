@@ -17,11 +17,16 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/pool.h"
 #include "chat/internal.h"
 #include "transport/outbuf.h"
 
 #define CLIENTS_MIN_CAP 64
 #define LOG_COMP "chat"
+
+/* Every connection keeps a client and a session: pooled (base/pool.h). */
+static wsc_pool_t g_client_pool = WSC_POOL_INIT(chat_client_t);
+static wsc_pool_t g_session_pool = WSC_POOL_INIT(chat_session_t);
 
 static const char MESSAGE_PREFIX[] = "{\"type\":\"message\"";
 
@@ -90,7 +95,10 @@ void chat_server_deliver(void *ud, const char *room_name, wsc_buf_t *msg) {
     chat_client_t *c = room->members[i].c;
     if (c == srv->exclude || c->rooms[room->members[i].mi].replaying || !chat_client_active(c))
       continue;
-    if (c->ops->send(c->ud, msg) < 0) c->send_failed = 1;
+    /* Room events other than messages (presence, typing) may wait a few
+     * ms to share a write: a join storm costs each member one write. */
+    int rc = is_message ? c->ops->send(c->ud, msg) : c->ops->notify(c->ud, msg);
+    if (rc < 0) c->send_failed = 1;
     else if (is_message) wsc_metrics.chat_messages_out++;
   }
   chat_leave(srv);
@@ -150,13 +158,13 @@ static int pick_guest_name(chat_server_t *srv, chat_session_t *s) {
 }
 
 static chat_session_t *session_new(chat_server_t *srv) {
-  chat_session_t *s = calloc(1, sizeof *s);
+  chat_session_t *s = wsc_pool_alloc(&g_session_pool);
   if (!s) return NULL;
   unsigned char raw[CHAT_TOKEN_BYTES];
   random_bytes(raw, sizeof raw);
   chat_hex(s->token, raw, sizeof raw);
   if (chat_hmap_put(&srv->sessions, s->token, CHAT_TOKEN_HEX, s) < 0) {
-    free(s);
+    wsc_pool_free(&g_session_pool, s);
     return NULL;
   }
   return s;
@@ -164,7 +172,7 @@ static chat_session_t *session_new(chat_server_t *srv) {
 
 static void session_free(chat_session_t *s) {
   free(s->name);
-  free(s);
+  wsc_pool_free(&g_session_pool, s);
 }
 
 static void idle_remove(chat_server_t *srv, chat_session_t *s) {
@@ -220,7 +228,7 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
 static void client_free(chat_client_t *c) {
   free(c->rooms);
   free(c->endpoint_room);
-  free(c);
+  wsc_pool_free(&g_client_pool, c);
 }
 
 void chat_client_unref(chat_client_t *c) {
@@ -356,7 +364,7 @@ static void attach_room(chat_client_t *c, const chat_connect_params_t *p) {
 
 chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t *ops,
                                   void *transport_ud, const chat_connect_params_t *params) {
-  chat_client_t *c = calloc(1, sizeof *c);
+  chat_client_t *c = wsc_pool_alloc(&g_client_pool);
   if (!c) return NULL;
   c->srv = srv;
   c->ops = ops;
@@ -368,7 +376,7 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
     c->tokens_ms = wsc_mono_ms();
   }
   if (params->room_endpoint && params->room && !(c->endpoint_room = strdup(params->room))) {
-    free(c);
+    wsc_pool_free(&g_client_pool, c);
     return NULL;
   }
   if (push_ptr((void ***)&srv->clients, &srv->n_clients, &srv->cap_clients, c) < 0) {

@@ -17,6 +17,8 @@ enum {
   F_PAUSED = 1 << 4,
   F_EOF = 1 << 5,          /* the peer's EOF arrived while we were closing */
   F_BACKPRESSURE = 1 << 6, /* reading stopped until the queue drains */
+  F_LAZY = 1 << 7,         /* on the server's lazy list */
+  F_FREE_LATER = 1 << 8,   /* closed while on the lazy list: its walk frees it */
 };
 
 #define OUT_MIN_CAP 4
@@ -52,15 +54,26 @@ static void mark_dirty(net_conn_t *c) {
   c->server->dirty = c;
 }
 
+static void on_lazy_timer(uv_timer_t *t);
+
+static void mark_lazy(net_conn_t *c) {
+  net_server_t *srv = c->server;
+  c->flags |= F_LAZY;
+  c->next_lazy = srv->lazy;
+  srv->lazy = c;
+  if (!uv_is_active((uv_handle_t *)&srv->lazy_timer))
+    uv_timer_start(&srv->lazy_timer, on_lazy_timer, NET_LAZY_MS, 0);
+}
+
 static void unmark_dirty(net_conn_t *c) {
   if (!(c->flags & F_DIRTY)) return;
   net_conn_t **pp = &c->server->dirty;
   while (*pp && *pp != c) pp = &(*pp)->next_dirty;
   if (*pp) *pp = c->next_dirty;
-  c->flags &= (uint8_t)~F_DIRTY;
+  c->flags &= (uint16_t)~F_DIRTY;
 }
 
-static int queue_buf(net_conn_t *c, wsc_buf_t *b) {
+static int queue_buf(net_conn_t *c, wsc_buf_t *b, int lazy) {
   struct net_out *o = c->out;
   if (!o || o->n == o->cap) {
     uint32_t cap = o ? o->cap * 2 : OUT_MIN_CAP;
@@ -72,19 +85,27 @@ static int queue_buf(net_conn_t *c, wsc_buf_t *b) {
   }
   o->bufs[o->n++] = wsc_buf_ref(b);
   c->queued += b->len;
-  mark_dirty(c);
+  if (!lazy) mark_dirty(c);
+  else if (!(c->flags & (F_DIRTY | F_LAZY))) mark_lazy(c);
   return 0;
 }
 
 int net_conn_send_force(net_conn_t *c, wsc_buf_t *b) {
   if (c->flags & (F_CLOSING | F_CLOSED)) return -1;
   if (b->len == 0) return 0;
-  return queue_buf(c, b);
+  return queue_buf(c, b, 0);
 }
 
 int net_conn_send(net_conn_t *c, wsc_buf_t *b) {
   if (c->queued + b->len > c->server->config->send_queue_limit) return -1;
   return net_conn_send_force(c, b);
+}
+
+int net_conn_send_lazy(net_conn_t *c, wsc_buf_t *b) {
+  if (c->queued + b->len > c->server->config->send_queue_limit) return -1;
+  if (c->flags & (F_CLOSING | F_CLOSED)) return -1;
+  if (b->len == 0) return 0;
+  return queue_buf(c, b, 1);
 }
 
 int net_conn_send_copy(net_conn_t *c, const void *data, size_t len) {
@@ -135,7 +156,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void maybe_resume(net_conn_t *c) {
   if (!(c->flags & F_BACKPRESSURE) || (c->flags & (F_CLOSING | F_CLOSED))) return;
   if (c->queued > c->server->config->send_queue_limit / 2) return;
-  c->flags &= (uint8_t)~F_BACKPRESSURE;
+  c->flags &= (uint16_t)~F_BACKPRESSURE;
   if (!(c->flags & F_PAUSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -230,8 +251,23 @@ static void on_flush(uv_check_t *h) {
   while (srv->dirty) {
     net_conn_t *c = srv->dirty;
     srv->dirty = c->next_dirty;
-    c->flags &= (uint8_t)~F_DIRTY;
+    c->flags &= (uint16_t)~F_DIRTY;
     if (!(c->flags & F_CLOSED)) flush_conn(c);
+  }
+}
+
+/* Lazy bytes have waited long enough: flush them with this iteration's
+ * cork (timers run before the check phase). */
+static void on_lazy_timer(uv_timer_t *t) {
+  net_server_t *srv = t->data;
+  net_conn_t *c = srv->lazy;
+  srv->lazy = NULL;
+  while (c) {
+    net_conn_t *next = c->next_lazy;
+    c->flags &= (uint16_t)~F_LAZY;
+    if (c->flags & F_FREE_LATER) wsc_pool_free(&g_conn_pool, c);
+    else if (!(c->flags & F_CLOSED) && c->out && c->out->n) mark_dirty(c);
+    c = next;
   }
 }
 
@@ -279,12 +315,14 @@ static void on_closed(uv_handle_t *h) {
   net_conn_t *c = h->data;
   net_server_t *srv = c->server;
   unmark_dirty(c); /* normally a no-op: see on_flush */
+  int free_later = (c->flags & F_LAZY) != 0; /* the lazy walk frees it */
   if (c->prev) c->prev->next = c->next;
   else srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   srv->n_conns--;
   wsc_metrics.connections_open--;
-  wsc_pool_free(&g_conn_pool, c);
+  if (free_later) c->flags |= F_FREE_LATER;
+  else wsc_pool_free(&g_conn_pool, c);
   if (srv->shutting_down && srv->n_conns == 0 && srv->shutdown_done) {
     void (*done)(net_server_t *) = srv->shutdown_done;
     srv->shutdown_done = NULL;
@@ -419,6 +457,8 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
   uv_timer_start(&srv->ticker, on_tick, NET_TICK_MS, NET_TICK_MS);
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->shutdown_timer.data = srv;
+  uv_timer_init(loop, &srv->lazy_timer);
+  srv->lazy_timer.data = srv;
   return 0;
 }
 
@@ -459,4 +499,7 @@ void net_server_close(net_server_t *srv) {
   uv_close((uv_handle_t *)&srv->ticker, NULL);
   uv_timer_stop(&srv->shutdown_timer);
   uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
+  on_lazy_timer(&srv->lazy_timer); /* frees connections closed while lazy */
+  uv_timer_stop(&srv->lazy_timer);
+  uv_close((uv_handle_t *)&srv->lazy_timer, NULL);
 }

@@ -37,6 +37,7 @@
 #define NET_TICK_MS 250           /* granularity of timeouts and heartbeats */
 #define NET_LISTEN_BACKLOG 4096
 #define NET_CLOSE_GRACE_MS 5000   /* how long a graceful close may take */
+#define NET_LAZY_MS 15            /* how long lazy bytes may wait for company */
 
 typedef struct net_conn net_conn_t;
 typedef struct net_server net_server_t;
@@ -68,8 +69,9 @@ struct net_conn {
   size_t queued;                 /* bytes queued + in flight */
   net_conn_t *prev, *next;       /* all connections of the server */
   net_conn_t *next_dirty;        /* connections with queued bytes */
+  net_conn_t *next_lazy;         /* connections with only lazy bytes queued */
   int64_t close_deadline;        /* while closing: when to give up (mono ms) */
-  uint8_t flags;
+  uint16_t flags;
 };
 
 struct net_server {
@@ -83,6 +85,8 @@ struct net_server {
   void *ud;                      /* the application's */
   net_conn_t *conns;             /* list of open connections */
   net_conn_t *dirty;             /* list of connections to flush */
+  net_conn_t *lazy;              /* list of connections with lazy bytes */
+  uv_timer_t lazy_timer;         /* flushes the lazy list every NET_LAZY_MS */
   size_t n_conns;
   int shutting_down;
   void (*shutdown_done)(net_server_t *srv);
@@ -102,6 +106,12 @@ void net_server_close(net_server_t *srv);
  * when that would take the queue past the limit (nothing queued) or the
  * connection is closing. */
 int net_conn_send(net_conn_t *c, wsc_buf_t *b);
+/* Like net_conn_send, for bytes that may wait up to NET_LAZY_MS to share
+ * a write with others (presence and typing events): a join storm in a big
+ * room then costs each member one writev per NET_LAZY_MS, not one per
+ * joiner. Order is kept: lazy bytes sit in the same queue, and any
+ * ordinary send flushes them with it. */
+int net_conn_send_lazy(net_conn_t *c, wsc_buf_t *b);
 /* The same, ignoring the limit: for small control frames (pong, close)
  * that must go out even to a slow consumer. */
 int net_conn_send_force(net_conn_t *c, wsc_buf_t *b);

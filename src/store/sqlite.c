@@ -47,7 +47,7 @@
  * calls instead of growing the heap while the disk cannot keep up. */
 #define STORE_MAX_PENDING_APPENDS 100000
 #define STORE_MAX_PENDING_BYTES ((size_t)64 * 1024 * 1024)
-#define STORE_MAX_PENDING_READS 10000
+#define STORE_MAX_PENDING_READS 100000  /* a join storm of max_connections fits */
 /* Larger fetch limits are clamped to this (the caller sees `more`). */
 #define STORE_FETCH_LIMIT_MAX 100000
 #define STORE_ERRMSG_MAX 160

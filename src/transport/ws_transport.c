@@ -73,6 +73,18 @@ static int chat_send(void *ud, wsc_buf_t *msg) {
   return 0;
 }
 
+/* chat's notify: a presence or typing event, sent lazily. */
+static int chat_notify(void *ud, wsc_buf_t *msg) {
+  ws_conn_t *w = ud;
+  if (!ws_session_can_send(&w->session)) return 0;
+  if (net_conn_send_lazy(w->net, msg) != 0) {
+    cut_off_slow_consumer(w);
+    return -1;
+  }
+  wsc_metrics.ws_messages_out++;
+  return 0;
+}
+
 /* chat's reply: accepted whole unless the queue is already over its limit
  * (see chat_transport_ops_t). */
 static int chat_reply(void *ud, wsc_buf_t *msg) {
@@ -90,7 +102,8 @@ static void chat_close(void *ud, int code, const char *reason) {
   start_close(ud, (uint16_t)code, reason);
 }
 
-static const chat_transport_ops_t chat_ops = {.send = chat_send, .reply = chat_reply, .close = chat_close};
+static const chat_transport_ops_t chat_ops = {.send = chat_send, .reply = chat_reply, .notify = chat_notify,
+                                               .close = chat_close};
 
 static void echo_message(ws_conn_t *w, int opcode, const uint8_t *data, size_t len) {
   size_t hlen = ws_frame_header_size(len);

@@ -85,7 +85,7 @@ static void fake_close(void *ud, int code, const char *reason) {
   }
 }
 
-static const chat_transport_ops_t fake_ops = {.send = fake_send, .reply = fake_send, .close = fake_close};
+static const chat_transport_ops_t fake_ops = {.send = fake_send, .reply = fake_send, .notify = fake_send, .close = fake_close};
 
 /* The next unread message (borrowed; freed with the fake). */
 static json_t *take(fake_t *f) {
