@@ -77,24 +77,8 @@ void chat_jw_int(chat_jw_t *w, int64_t v) {
   chat_jw_raw(w, tmp, (size_t)n);
 }
 
-/* The shortest %g form that reads back as the same double, so a ref of
- * 0.1 is echoed as 0.1 (jansson's dump would give 0.10000000000000001). */
-static void jw_real(chat_jw_t *w, double d) {
-  char tmp[40];
-  int n = 0;
-  for (int prec = 15; prec <= 17; prec++) {
-    n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-    if (strtod(tmp, NULL) == d) break;
-  }
-  /* "%g" never yields inf/nan here: jansson does not parse them. */
-  chat_jw_raw(w, tmp, (size_t)n);
-}
-
 void chat_jw_ref(chat_jw_t *w, const json_t *ref) {
-  if (json_is_string(ref)) chat_jw_str(w, json_string_value(ref), json_string_length(ref));
-  else if (json_is_integer(ref)) chat_jw_int(w, json_integer_value(ref));
-  else if (json_is_real(ref)) jw_real(w, json_real_value(ref));
-  else RAW(w, "null");
+  chat_jw_raw(w, json_string_value(ref), json_string_length(ref));
 }
 
 wsc_buf_t *chat_jw_finish(chat_jw_t *w) {

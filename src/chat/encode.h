@@ -37,7 +37,9 @@ void chat_jw_free(chat_jw_t *w);
 void chat_jw_raw(chat_jw_t *w, const char *s, size_t n);
 void chat_jw_str(chat_jw_t *w, const char *s, size_t n);   /* quoted, escaped */
 void chat_jw_int(chat_jw_t *w, int64_t v);
-void chat_jw_ref(chat_jw_t *w, const json_t *ref);          /* string or number */
+/* A ref is the JSON text of the client's ref, held in a jansson string
+ * (chat/proto.h): written as is, so it is echoed exactly as given. */
+void chat_jw_ref(chat_jw_t *w, const json_t *ref);
 /* Seals what was written into a new outbuf and resets the writer. */
 wsc_buf_t *chat_jw_finish(chat_jw_t *w);
 

@@ -1,9 +1,16 @@
 /* chat/proto — see proto.h. */
 #include "chat/proto.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "chat/names.h"
+#include "chat/rawjson.h"
+
+/* NUL is allowed in strings: "a\u0000b" is JSON (a name or room holding
+ * it is then refused by its own rule). A duplicate key makes a message
+ * ambiguous: refused (docs/PROTOCOL.md). */
+#define LOAD_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
 
 static const char *const err_codes[] = {
     [CHAT_OK] = "ok",
@@ -143,20 +150,52 @@ static chat_parse_result_t check_fields(chat_req_t *req, const chat_limits_t *li
   return CHAT_PARSE_OK;
 }
 
+/* json_loadb, retried on a copy with saturated numbers when a number is
+ * out of range (chat/rawjson.h); *err tells why a failure failed. */
+static json_t *load(const char *text, size_t len, size_t flags, json_error_t *err) {
+  json_t *root = json_loadb(text, len, flags, err);
+  if (root || json_error_code(err) != json_error_numeric_overflow) return root;
+  size_t n;
+  char *sat = rawjson_saturate(text, len, &n);
+  if (!sat) return NULL;
+  root = json_loadb(sat, n, flags, err);
+  free(sat);
+  return root;
+}
+
+static int is_typed_object(const json_t *root) {
+  return root && json_is_object(root) && json_is_string(json_object_get(root, "type"));
+}
+
+/* The ref to echo: the text the client wrote for it, in a jansson string
+ * (a number is not re-formatted). NULL when there is none. */
+static json_t *ref_text(const char *text, size_t len) {
+  size_t start, n;
+  if (rawjson_member(text, len, "ref", &start, &n) < 0) return NULL;
+  return json_stringn(text + start, n);
+}
+
 chat_parse_result_t chat_req_parse(const char *text, size_t len, const chat_limits_t *lim,
                                    chat_req_t *req) {
   memset(req, 0, sizeof *req);
   req->err = CHAT_ERR_BAD_REQUEST;
   req->errmsg = "a message is a JSON object with a string type";
-  req->root = json_loadb(text, len, 0, NULL);
-  if (!req->root || !json_is_object(req->root)) return CHAT_PARSE_NOT_PROTOCOL;
+  json_error_t jerr;
+  req->root = load(text, len, LOAD_FLAGS, &jerr);
+  if (!req->root && json_error_code(&jerr) == json_error_duplicate_key) {
+    /* Still a protocol message (on /ws/{room} not plain text), but one
+     * whose fields, ref included, cannot be trusted. */
+    req->root = load(text, len, JSON_ALLOW_NUL, &jerr);
+    if (!is_typed_object(req->root)) return CHAT_PARSE_NOT_PROTOCOL;
+    return fail(req, CHAT_ERR_BAD_REQUEST, "a key appears twice");
+  }
+  if (!is_typed_object(req->root)) return CHAT_PARSE_NOT_PROTOCOL;
   json_t *type = json_object_get(req->root, "type");
-  if (!type || !json_is_string(type)) return CHAT_PARSE_NOT_PROTOCOL;
 
   /* ref first, so that even unknown_type can echo it. */
   json_t *ref = opt(req->root, "ref");
   int ref_ok = !ref || json_is_string(ref) || json_is_number(ref);
-  if (ref_ok) req->ref = ref;
+  if (ref_ok && ref) req->ref = ref_text(text, len);
 
   req->type = lookup_type(json_string_value(type), json_string_length(type));
   if (req->type == CHAT_REQ_NONE) return fail(req, CHAT_ERR_UNKNOWN_TYPE, "unknown message type");
@@ -172,6 +211,7 @@ chat_parse_result_t chat_req_parse(const char *text, size_t len, const chat_limi
 
 void chat_req_free(chat_req_t *req) {
   if (req->root) json_decref(req->root);
+  if (req->ref) json_decref(req->ref);
   req->root = NULL;
   req->ref = NULL;
 }
@@ -182,8 +222,9 @@ int chat_parse_since(const char *s, int64_t *out) {
   for (; *s; s++) {
     if (*s < '0' || *s > '9') return -1;
     int d = *s - '0';
-    if (v > (INT64_MAX - d) / 10) return -1;
-    v = v * 10 + d;
+    /* Beyond int64 is still an integer >= 0, later than any id: saturate
+     * (the same as in JSON, chat/rawjson.h). */
+    v = v > (INT64_MAX - d) / 10 ? INT64_MAX : v * 10 + d;
   }
   *out = v;
   return 0;

@@ -13,9 +13,13 @@
  *      `text` over max_text -> too_large
  *   (5. membership, 6. rate limit and the rest: the server)
  * A JSON null in an optional field is the same as the field being absent.
+ * JSON details (docs/PROTOCOL.md): a duplicate key is bad_request (no ref
+ * echoed); NUL is allowed in strings; a number out of int64/double range
+ * is saturated (chat/rawjson.h); nesting deeper than jansson's 2,048
+ * levels or a NUL in a key is "not JSON" (step 1).
  *
- * Ownership: chat_req_t owns the parsed JSON (`root`); every pointer in it
- * points into that tree. chat_req_free releases it.
+ * Ownership: chat_req_t owns the parsed JSON (`root`) and `ref`; every
+ * other pointer in it points into that tree. chat_req_free releases both.
  */
 #ifndef WSC_CHAT_PROTO_H
 #define WSC_CHAT_PROTO_H
@@ -73,7 +77,9 @@ typedef struct chat_str {
 typedef struct chat_req {
   json_t *root;
   chat_req_type_t type;
-  json_t *ref;              /* string or number, or NULL (borrowed from root) */
+  json_t *ref;              /* the ref's JSON text as the client wrote it (a
+                               jansson string, owned; encoders echo it raw),
+                               or NULL: none, or not a string or number */
   chat_str_t room;          /* join leave send typing history */
   chat_str_t name;          /* hello: trimmed */
   chat_str_t text;          /* send dm */
@@ -98,7 +104,8 @@ void chat_req_free(chat_req_t *req);
  * CHAT_OK, CHAT_ERR_BAD_REQUEST (empty) or CHAT_ERR_TOO_LARGE. */
 chat_err_t chat_text_check(size_t len, size_t max_text);
 
-/* Parses a decimal `since` from a URL: digits only, fits int64. 0 or -1. */
+/* Parses a decimal `since` from a URL: digits only (beyond int64:
+ * INT64_MAX, like a JSON since). 0 or -1. */
 int chat_parse_since(const char *s, int64_t *out);
 
 #endif

@@ -104,7 +104,8 @@ static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, ws_ki
 
 static void route_ws(routes_t *r, net_conn_t *c, const http_request_t *req, uint8_t *rest,
                      size_t rest_len) {
-  if (path_is(req, "/ws") || path_is(req, "/ws/")) {
+  /* "/ws/" is /ws/{room} with an empty room: invalid like any other. */
+  if (path_is(req, "/ws")) {
     upgrade(r, c, req, WS_KIND_CHAT, NULL, rest, rest_len);
     return;
   }

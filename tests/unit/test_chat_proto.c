@@ -15,6 +15,7 @@
 #include "chat/hashmap.h"
 #include "chat/names.h"
 #include "chat/proto.h"
+#include "chat/rawjson.h"
 #include "transport/outbuf.h"
 
 /* ---- names ----------------------------------------------------------------- */
@@ -225,7 +226,8 @@ static void test_parse_numbers(void **state) {
   assert_int_equal(chat_parse_since("-1", &v), -1);
   assert_int_equal(chat_parse_since("1.5", &v), -1);
   assert_int_equal(chat_parse_since("", &v), -1);
-  assert_int_equal(chat_parse_since("99999999999999999999", &v), -1);
+  assert_int_equal(chat_parse_since("99999999999999999999", &v), 0);   /* saturated */
+  assert_true(v == INT64_MAX);
 }
 
 static void test_parse_fields(void **state) {
@@ -236,18 +238,18 @@ static void test_parse_fields(void **state) {
   assert_int_equal(req.type, CHAT_REQ_HELLO);
   assert_int_equal(req.name.len, 3);
   assert_memory_equal(req.name.p, "Bob", 3);
-  assert_string_equal(json_string_value(req.ref), "r1");
+  assert_string_equal(json_string_value(req.ref), "\"r1\"");   /* the ref's JSON text */
   chat_req_free(&req);
   /* the ref is kept for an unknown type, so its error can echo it */
   j = "{\"type\":\"nope\",\"ref\":42}";
   assert_int_equal(chat_req_parse(j, strlen(j), &LIM, &req), CHAT_PARSE_ERROR);
   assert_int_equal(req.err, CHAT_ERR_UNKNOWN_TYPE);
-  assert_int_equal(json_integer_value(req.ref), 42);
+  assert_string_equal(json_string_value(req.ref), "42");
   chat_req_free(&req);
   /* a bad_room error still carries the ref */
   j = "{\"type\":\"send\",\"room\":\"x y\",\"text\":\"t\",\"ref\":\"c9\"}";
   assert_int_equal(chat_req_parse(j, strlen(j), &LIM, &req), CHAT_PARSE_ERROR);
-  assert_string_equal(json_string_value(req.ref), "c9");
+  assert_string_equal(json_string_value(req.ref), "\"c9\"");
   chat_req_free(&req);
   /* a ref of the wrong type is not echoed */
   j = "{\"type\":\"ping\",\"ref\":{\"a\":1}}";
@@ -316,12 +318,13 @@ static void test_encode_refs(void **state) {
   (void)state;
   chat_jw_t w;
   chat_jw_init(&w);
-  json_t *s = json_string("c1"), *i = json_integer(-12), *r = json_real(0.1), *r2 = json_real(1e300);
+  /* refs are the JSON text the client wrote (chat/proto.h) */
+  json_t *s = json_string("\"c1\""), *i = json_string("-12"), *r = json_string("0.10"), *r2 = json_string("1e300");
   assert_string_equal(json_of(chat_enc_ack(&w, s, "general", 1301)),
                       "{\"type\":\"ack\",\"ref\":\"c1\",\"room\":\"general\",\"id\":1301}");
   assert_string_equal(json_of(chat_enc_ack(&w, i, NULL, -1)), "{\"type\":\"ack\",\"ref\":-12}");
-  assert_string_equal(json_of(chat_enc_pong(&w, r, 5)), "{\"type\":\"pong\",\"ref\":0.1,\"ts\":5}");
-  assert_string_equal(json_of(chat_enc_pong(&w, r2, 5)), "{\"type\":\"pong\",\"ref\":1e+300,\"ts\":5}");
+  assert_string_equal(json_of(chat_enc_pong(&w, r, 5)), "{\"type\":\"pong\",\"ref\":0.10,\"ts\":5}");
+  assert_string_equal(json_of(chat_enc_pong(&w, r2, 5)), "{\"type\":\"pong\",\"ref\":1e300,\"ts\":5}");
   assert_string_equal(json_of(chat_enc_pong(&w, NULL, 5)), "{\"type\":\"pong\",\"ts\":5}");
   assert_string_equal(json_of(chat_enc_error(&w, "not_member", "no", s)),
                       "{\"type\":\"error\",\"code\":\"not_member\",\"message\":\"no\",\"ref\":\"c1\"}");
@@ -448,6 +451,93 @@ static void test_hmap_random(void **state) {
   chat_hmap_free(&m);
 }
 
+/* ---- raw JSON: refs as given, saturated numbers ------------------------------- */
+
+static char *member(const char *j, const char *key) {
+  static char out[256];
+  size_t st, n;
+  if (rawjson_member(j, strlen(j), key, &st, &n) < 0) return NULL;
+  snprintf(out, sizeof out, "%.*s", (int)n, j + st);
+  return out;
+}
+
+static void test_rawjson_member(void **state) {
+  (void)state;
+  assert_string_equal(member("{\"ref\":1.50}", "ref"), "1.50");
+  assert_string_equal(member(" { \"a\" : [1,{\"ref\":2},\"]\"] , \"ref\" : -0 } ", "ref"), "-0");
+  assert_string_equal(member("{\"x\":\"\\\"ref\\\"\",\"ref\":\"a\\\"b\"}", "ref"), "\"a\\\"b\"");
+  assert_string_equal(member("{\"r\\u0065f\":18446744073709551616}", "ref"), "18446744073709551616");
+  assert_string_equal(member("{\"ref\":{\"a\":[]}}", "ref"), "{\"a\":[]}");
+  assert_null(member("{\"refs\":1}", "ref"));
+  assert_null(member("{\"re\":1}", "ref"));
+  assert_null(member("[\"ref\",1]", "ref"));
+  assert_null(member("{\"a\":{\"ref\":1}}", "ref"));    /* top level only */
+  assert_null(member("{\"ref\"", "ref"));              /* truncated: no overrun */
+  assert_null(member("{\"ref\":", "ref"));
+  assert_null(member("", "ref"));
+}
+
+static char *sat(const char *j) {
+  static char out[256];
+  size_t n;
+  char *p = rawjson_saturate(j, strlen(j), &n);
+  assert_non_null(p);
+  assert_int_equal(strlen(p), n);
+  snprintf(out, sizeof out, "%s", p);
+  free(p);
+  return out;
+}
+
+static void test_rawjson_saturate(void **state) {
+  (void)state;
+  assert_string_equal(sat("{\"a\":9223372036854775807,\"b\":-9223372036854775808}"),
+                      "{\"a\":9223372036854775807,\"b\":-9223372036854775808}");
+  assert_string_equal(sat("[18446744073709551616,-99999999999999999999,1e400,-1e999,1e-400,0.5]"),
+                      "[9223372036854775807,-9223372036854775808,1e308,-1e308,1e-400,0.5]");
+  assert_string_equal(sat("{\"s\":\"99999999999999999999\",\"n\":99999999999999999999}"),
+                      "{\"s\":\"99999999999999999999\",\"n\":9223372036854775807}");
+}
+
+static void test_parse_json_details(void **state) {
+  (void)state;
+  chat_req_t req;
+  /* a number ref is echoed as written, even out of range */
+  const char *j = "{\"type\":\"ping\",\"ref\":18446744073709551616}";
+  assert_int_equal(chat_req_parse(j, strlen(j), &LIM, &req), CHAT_PARSE_OK);
+  assert_string_equal(json_string_value(req.ref), "18446744073709551616");
+  chat_req_free(&req);
+  j = "{\"type\":\"ping\",\"ref\":1.0}";
+  assert_int_equal(chat_req_parse(j, strlen(j), &LIM, &req), CHAT_PARSE_OK);
+  assert_string_equal(json_string_value(req.ref), "1.0");
+  chat_req_free(&req);
+  j = "{\"type\":\"ping\",\"ref\":\"\\u0041\"}";
+  assert_int_equal(chat_req_parse(j, strlen(j), &LIM, &req), CHAT_PARSE_OK);
+  assert_string_equal(json_string_value(req.ref), "\"\\u0041\"");
+  chat_req_free(&req);
+  /* a since beyond int64 is a (huge) integer, a limit beyond it is clamped */
+  j = "{\"type\":\"join\",\"room\":\"r\",\"since\":99999999999999999999}";
+  assert_int_equal(chat_req_parse(j, strlen(j), &LIM, &req), CHAT_PARSE_OK);
+  assert_true(req.has_since && req.since == INT64_MAX);
+  chat_req_free(&req);
+  j = "{\"type\":\"history\",\"room\":\"r\",\"limit\":99999999999999999999,\"before\":1e999}";
+  assert_int_equal(chat_req_parse(j, strlen(j), &LIM, &req), CHAT_PARSE_ERROR);
+  assert_int_equal(req.err, CHAT_ERR_BAD_REQUEST);   /* before is not an integer */
+  chat_req_free(&req);
+  ASSERT_PARSE("{\"type\":\"join\",\"room\":\"r\",\"since\":-99999999999999999999}", CHAT_PARSE_ERROR, CHAT_ERR_BAD_REQUEST);
+  /* NUL is allowed in strings; a name or room with it is refused by its rule */
+  ASSERT_PARSE("{\"type\":\"send\",\"room\":\"r\",\"text\":\"a\\u0000b\"}", CHAT_PARSE_OK, CHAT_OK);
+  ASSERT_PARSE("{\"type\":\"hello\",\"name\":\"a\\u0000b\"}", CHAT_PARSE_ERROR, CHAT_ERR_BAD_NAME);
+  ASSERT_PARSE("{\"type\":\"join\",\"room\":\"a\\u0000b\"}", CHAT_PARSE_ERROR, CHAT_ERR_BAD_ROOM);
+  /* duplicate keys: bad_request, and no ref is trusted */
+  j = "{\"type\":\"ping\",\"ref\":\"a\",\"x\":{\"k\":1,\"k\":2}}";
+  assert_int_equal(chat_req_parse(j, strlen(j), &LIM, &req), CHAT_PARSE_ERROR);
+  assert_int_equal(req.err, CHAT_ERR_BAD_REQUEST);
+  assert_null(req.ref);
+  chat_req_free(&req);
+  ASSERT_PARSE("{\"type\":\"ping\",\"type\":\"ping\"}", CHAT_PARSE_ERROR, CHAT_ERR_BAD_REQUEST);
+  ASSERT_PARSE("{\"a\":1,\"a\":2}", CHAT_PARSE_NOT_PROTOCOL, CHAT_ERR_BAD_REQUEST);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_name_valid),
@@ -460,6 +550,9 @@ int main(void) {
       cmocka_unit_test(test_parse_precedence),
       cmocka_unit_test(test_parse_numbers),
       cmocka_unit_test(test_parse_fields),
+      cmocka_unit_test(test_rawjson_member),
+      cmocka_unit_test(test_rawjson_saturate),
+      cmocka_unit_test(test_parse_json_details),
       cmocka_unit_test(test_text_check),
       cmocka_unit_test(test_encode_escaping),
       cmocka_unit_test(test_encode_refs),
