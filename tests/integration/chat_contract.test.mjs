@@ -324,6 +324,21 @@ describe('contract: connections and names', () => {
     await u.close();
     await w.close();
   });
+  test('?session= of a closed connection whose name was taken meanwhile: name_taken, then welcome with a guest name and the same token', T, async () => {
+    const name = fresh('took');
+    const a = await connect(srv, `/ws?name=${name}`);
+    await a.close();
+    const b = await connect(srv, `/ws?name=${name.toUpperCase()}`);
+    assert.equal(b.name, name.toUpperCase());
+    const a2 = await Chat.open(srv.url(`/ws?session=${a.welcome.session}`));
+    await a2.expectError('name_taken');
+    const w = await a2.next('welcome');
+    assert.match(w.name, /^guest-[0-9a-f]{4}$/);
+    assert.equal(w.session, a.welcome.session);
+    await a2.quiet();
+    await a2.close();
+    await b.close();
+  });
 });
 
 describe('contract: rooms, presence, typing', () => {
@@ -813,7 +828,7 @@ describe('contract: history and resume', () => {
       assert.deepEqual(await replayOf(c), texts, q);
       await c.close();
     }
-    for (const bad of ['-1', '1.5', 'abc', '1e3', '+1', '%201']) {
+    for (const bad of ['-1', '1.5', 'abc', '1e3', '+1', '%201', '']) {
       const c = await Chat.open(srv.url(`/ws?room=${room}&since=${bad}`));
       await c.next('welcome');
       await c.expectError('bad_request');
@@ -878,6 +893,11 @@ describe('contract: /ws/{room}', () => {
     p.send('x'.repeat(4097));
     await p.expectError('too_large');
     await p.quiet();
+    // after leaving {room}, plain text has no room: not_member
+    p.send({ type: 'leave', room });
+    assert.deepEqual(await p.next(), { type: 'left', room });
+    p.send('anyone?');
+    await p.expectError('not_member');
     await p.close();
   });
 
