@@ -8,7 +8,7 @@
 #include "chat/internal.h"
 
 #define ROOM_MIN_CAP 4
-#define CLIENT_ROOMS_MIN_CAP 2
+#define CLIENT_ROOMS_MIN_CAP 1  /* most connections are in one room */
 
 chat_room_t *chat_room_get(chat_server_t *srv, const char *name, size_t len) {
   return chat_hmap_get(&srv->rooms, name, len);

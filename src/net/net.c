@@ -50,14 +50,14 @@ static void conn_finalize(net_conn_t *c);
 static void mark_dirty(net_conn_t *c) {
   if (c->flags & F_DIRTY) return;
   c->flags |= F_DIRTY;
-  c->next_dirty = c->server->dirty;
-  c->server->dirty = c;
+  c->next_dirty = net_conn_server(c)->dirty;
+  net_conn_server(c)->dirty = c;
 }
 
 static void on_lazy_timer(uv_timer_t *t);
 
 static void mark_lazy(net_conn_t *c) {
-  net_server_t *srv = c->server;
+  net_server_t *srv = net_conn_server(c);
   c->flags |= F_LAZY;
   c->next_lazy = srv->lazy;
   srv->lazy = c;
@@ -67,7 +67,7 @@ static void mark_lazy(net_conn_t *c) {
 
 static void unmark_dirty(net_conn_t *c) {
   if (!(c->flags & F_DIRTY)) return;
-  net_conn_t **pp = &c->server->dirty;
+  net_conn_t **pp = &net_conn_server(c)->dirty;
   while (*pp && *pp != c) pp = &(*pp)->next_dirty;
   if (*pp) *pp = c->next_dirty;
   c->flags &= (uint16_t)~F_DIRTY;
@@ -97,12 +97,12 @@ int net_conn_send_force(net_conn_t *c, wsc_buf_t *b) {
 }
 
 int net_conn_send(net_conn_t *c, wsc_buf_t *b) {
-  if (c->queued + b->len > c->server->config->send_queue_limit) return -1;
+  if (c->queued + b->len > net_conn_server(c)->config->send_queue_limit) return -1;
   return net_conn_send_force(c, b);
 }
 
 int net_conn_send_lazy(net_conn_t *c, wsc_buf_t *b) {
-  if (c->queued + b->len > c->server->config->send_queue_limit) return -1;
+  if (c->queued + b->len > net_conn_server(c)->config->send_queue_limit) return -1;
   if (c->flags & (F_CLOSING | F_CLOSED)) return -1;
   if (b->len == 0) return 0;
   return queue_buf(c, b, 1);
@@ -155,7 +155,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
  * half of the limit's worth back. */
 static void maybe_resume(net_conn_t *c) {
   if (!(c->flags & F_BACKPRESSURE) || (c->flags & (F_CLOSING | F_CLOSED))) return;
-  if (c->queued > c->server->config->send_queue_limit / 2) return;
+  if (c->queued > net_conn_server(c)->config->send_queue_limit / 2) return;
   c->flags &= (uint16_t)~F_BACKPRESSURE;
   if (!(c->flags & F_PAUSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -313,7 +313,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_closed(uv_handle_t *h) {
   net_conn_t *c = h->data;
-  net_server_t *srv = c->server;
+  net_server_t *srv = net_conn_server(c);
   unmark_dirty(c); /* normally a no-op: see on_flush */
   int free_later = (c->flags & F_LAZY) != 0; /* the lazy walk frees it */
   if (c->prev) c->prev->next = c->next;
@@ -393,7 +393,6 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (!c) return;
   uv_tcp_init(srv->loop, &c->tcp);
   c->tcp.data = c;
-  c->server = srv;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     c->flags |= F_CLOSED;
     uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
@@ -434,6 +433,7 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
                      net_accept_cb on_accept, void *ud) {
   memset(srv, 0, sizeof *srv);
   srv->loop = loop;
+  loop->data = srv;
   srv->config = config;
   srv->on_accept = on_accept;
   srv->ud = ud;

@@ -61,8 +61,7 @@ typedef struct net_handler {
 typedef void (*net_accept_cb)(net_server_t *srv, net_conn_t *c);
 
 struct net_conn {
-  uv_tcp_t tcp;                  /* first: the uv handle's data is unused */
-  net_server_t *server;
+  uv_tcp_t tcp;                  /* first; tcp.data points back here */
   const net_handler_t *handler;
   void *ud;                      /* the handler's state */
   struct net_out *out;           /* queued, not yet written; NULL when idle */
@@ -74,6 +73,8 @@ struct net_conn {
   uint16_t flags;
 };
 
+/* One server per loop: loop->data points to it (net_conn_server), which
+ * saves every connection a pointer. */
 struct net_server {
   uv_loop_t *loop;
   const wsc_config_t *config;
@@ -91,6 +92,8 @@ struct net_server {
   int shutting_down;
   void (*shutdown_done)(net_server_t *srv);
 };
+
+static inline net_server_t *net_conn_server(const net_conn_t *c) { return c->tcp.loop->data; }
 
 /* Binds config->host:config->port and starts accepting. Returns 0 or a
  * negative libuv error. */

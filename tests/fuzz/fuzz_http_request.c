@@ -51,11 +51,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   net_server_t srv;
   memset(&srv, 0, sizeof srv);
   srv.loop = &loop;
+  loop.data = &srv;
   srv.config = &config;
   net_conn_t *c = calloc(1, sizeof *c);
   uv_tcp_init(&loop, &c->tcp);
   c->tcp.data = c;
-  c->server = &srv;
   srv.conns = c;
   srv.n_conns = 1;
   http_app_t app = {handler, NULL, &config};
