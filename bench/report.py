@@ -30,6 +30,7 @@ SCENARIO_TITLES = {
     "fanout_100x10": "fan-out 100 rooms × 10 conns, all publishing (closed loop, window 1, 64 B)",
     "echo": "echo 100 conns × 16 in flight (64 B)",
     "connect": "connect: idle connections (rooms of 100 on /ws/ROOM)",
+    "connect_echo": "connect: idle connections on /echo (no rooms: the transport alone)",
 }
 # (scenario, label, getter, unit, higher_is_better, format)
 METRICS = [
@@ -53,6 +54,9 @@ METRICS = [
     ("connect", "connections accepted/s", lambda j: j["accept_per_s"], "", True, "{:,.0f}"),
     ("connect", "server RSS per idle connection", lambda j: j["rss_per_conn_bytes"], " B", False, "{:,.0f}"),
     ("connect", "connections open", lambda j: j["opened"], "", True, "{:,.0f}"),
+    ("connect_echo", "connections accepted/s", lambda j: j["accept_per_s"], "", True, "{:,.0f}"),
+    ("connect_echo", "server RSS per idle connection", lambda j: j["rss_per_conn_bytes"], " B", False, "{:,.0f}"),
+    ("connect_echo", "connections open", lambda j: j["opened"], "", True, "{:,.0f}"),
 ]
 
 

@@ -30,7 +30,7 @@ else
   CONNECT_CONNS="${CONNECT_CONNS:-15000}"
 fi
 SERVERS="${SERVERS:-wschat lws node fastapi}"
-SCENARIOS="${SCENARIOS:-fanout_1x100 fanout_1x1000_rate fanout_100x10 echo connect}"
+SCENARIOS="${SCENARIOS:-fanout_1x100 fanout_1x1000_rate fanout_100x10 echo connect connect_echo}"
 DRAIN="${DRAIN:-60}"
 
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -105,6 +105,9 @@ scenario_args() {
     fanout_100x10)      echo "fanout --rooms 100 --conns 10 --pubs all --window 1 --size 64 $common" ;;
     echo)               echo "echo --conns 100 --inflight 16 --size 64 $common" ;;
     connect)            echo "connect --conns $CONNECT_CONNS --rooms $(( (CONNECT_CONNS + 99) / 100 )) --concurrency 256 --settle 2" ;;
+    # The same on /echo: the connection and WebSocket alone, with no chat
+    # work (wschat's joins send welcome, joined and presence; peers send nothing).
+    connect_echo)       echo "connect --conns $CONNECT_CONNS --concurrency 256 --settle 2" ;;
     *) log "unknown scenario $1"; exit 2 ;;
   esac
 }
