@@ -143,7 +143,7 @@ static void release_name(chat_server_t *srv, chat_session_t *s) {
     chat_hmap_del(&srv->names, s->name, s->name_len);
 }
 
-/* A free guest-XXXX name: 4 hex digits, more when those seem exhausted. */
+/* A free guest name ("guest-" and 4 hex digits, more when those seem exhausted). */
 static int pick_guest_name(chat_server_t *srv, chat_session_t *s) {
   char name[CHAT_GUEST_PREFIX_LEN + CHAT_GUEST_MAX_DIGITS + 1];
   unsigned char rnd[CHAT_GUEST_MAX_DIGITS / 2 + 1];
