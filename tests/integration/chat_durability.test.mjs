@@ -10,38 +10,10 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { startServer } from '../lib/server.mjs';
 import { RawWS } from '../lib/rawws.mjs';
+import { Chat } from '../lib/chat.mjs';
 
 const T = { timeout: 180000 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// A chat connection with every server message parsed, in order.
-function open(url) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
-    const c = { ws, queue: [], wake: null, closeInfo: null };
-    ws.on('message', (d) => { c.queue.push(JSON.parse(d.toString('utf8'))); const w = c.wake; c.wake = null; if (w) w(); });
-    ws.on('error', () => {});
-    c.closed = new Promise((r) => ws.on('close', (code) => { c.closeInfo = { code }; const w = c.wake; c.wake = null; if (w) w(); r(code); }));
-    c.send = (o) => ws.send(JSON.stringify(o));
-    c.next = async (type, timeoutMs = 20000) => {
-      const deadline = Date.now() + timeoutMs;
-      while (!c.queue.length) {
-        if (c.closeInfo) throw new Error(`closed ${c.closeInfo.code} waiting for ${type}`);
-        if (Date.now() > deadline) throw new Error(`timeout waiting for ${type}`);
-        await new Promise((r) => { c.wake = r; setTimeout(r, 200); });
-      }
-      const m = c.queue.shift();
-      if (type && m.type !== type) throw new Error(`expected ${type}, got ${JSON.stringify(m).slice(0, 200)}`);
-      return m;
-    };
-    c.until = async (pred, timeoutMs = 20000) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) { const m = await c.next(undefined, Math.max(1, deadline - Date.now())); if (pred(m)) return m; }
-    };
-    ws.once('open', () => resolve(c));
-    ws.once('error', reject);
-  });
-}
 
 // Every message of the room through `history`, ascending.
 async function allHistory(c, room) {
@@ -61,7 +33,7 @@ describe('chat: durable history', () => {
     let srv = await startServer();
     try {
       const room = 'keep';
-      const a = await open(srv.url(`/ws?name=ann&room=${room}`));
+      const a = await Chat.open(srv.url(`/ws?name=ann&room=${room}`));
       await a.next('welcome');
       const j0 = await a.next('joined');
       for (let i = 0; i < 5; i++) a.send({ type: 'send', room, text: `before ${i}`, ref: i });
@@ -71,7 +43,7 @@ describe('chat: durable history', () => {
       await a.closed;
       srv = await srv.restart();
 
-      const b = await open(srv.url(`/ws?room=${room}`));
+      const b = await Chat.open(srv.url(`/ws?room=${room}`));
       await b.next('welcome');
       const j = await b.next('joined');
       assert.equal(j.last_id, ids[4]);
@@ -85,7 +57,7 @@ describe('chat: durable history', () => {
       const ack = await b.next('ack');
       assert.ok(ack.id > ids[4], 'ids continue after the restart');
       // resume across the restart with since + epoch
-      const c = await open(srv.url(`/ws?room=${room}&since=${ids[2]}&epoch=${j0.epoch}`));
+      const c = await Chat.open(srv.url(`/ws?room=${room}&since=${ids[2]}&epoch=${j0.epoch}`));
       await c.next('welcome');
       assert.equal((await c.next('joined')).recovered, true);
       assert.deepEqual([(await c.next('message')).id, (await c.next('message')).id, (await c.next('message')).id],
@@ -103,7 +75,7 @@ describe('chat: durable history', () => {
       const room = 'crash';
       const clients = [];
       for (let k = 0; k < 3; k++) {
-        const c = await open(srv.url(`/ws?name=writer${k}&room=${room}`));
+        const c = await Chat.open(srv.url(`/ws?name=writer${k}&room=${room}`));
         await c.next('welcome');
         await c.next('joined');
         clients.push(c);
@@ -129,7 +101,7 @@ describe('chat: durable history', () => {
       const before = new Map(acked);
 
       srv = await srv.restart();
-      const r = await open(srv.url(`/ws?room=${room}`));
+      const r = await Chat.open(srv.url(`/ws?room=${room}`));
       await r.next('welcome');
       const j = await r.until((m) => m.type === 'joined');
       const all = await allHistory(r, room);
@@ -160,10 +132,10 @@ describe('chat: slow consumer', () => {
       const room = 'firehose';
       const slow = await RawWS.connect(srv.port, { path: `/ws/${room}` });
       slow.socket.pause();   // never read
-      const reader = await open(srv.url(`/ws?room=${room}`));
+      const reader = await Chat.open(srv.url(`/ws?room=${room}`));
       await reader.next('welcome');
       await reader.until((m) => m.type === 'joined');
-      const writer = await open(srv.url(`/ws?room=${room}`));
+      const writer = await Chat.open(srv.url(`/ws?room=${room}`));
       await writer.next('welcome');
       await writer.until((m) => m.type === 'joined');
 
@@ -212,7 +184,7 @@ describe('chat: a replay larger than the send queue', () => {
     const srv = await startServer({ args: ['--send-queue', '65536'] });
     try {
       const room = 'bigreplay';
-      const writer = await open(srv.url(`/ws?name=writer&room=${room}`));
+      const writer = await Chat.open(srv.url(`/ws?name=writer&room=${room}`));
       await writer.next('welcome');
       await writer.next('joined');
       const text = 'x'.repeat(1000);
@@ -222,7 +194,7 @@ describe('chat: a replay larger than the send queue', () => {
         while (acked < (batch + 1) * 20) { const m = await writer.next(undefined, 60000); if (m.type === 'ack') acked++; }
       }
       // ~1 MB of replay against a 64 KiB queue: it is one reply, accepted whole.
-      const joiner = await open(srv.url(`/ws?name=joiner&room=${room}&since=0`));
+      const joiner = await Chat.open(srv.url(`/ws?name=joiner&room=${room}&since=0`));
       await joiner.next('welcome');
       const joined = await joiner.next('joined');
       assert.equal(joined.recovered, true);

@@ -5,100 +5,11 @@
 // WebSocket-level limits of chat endpoints.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
 import { startServer } from '../lib/server.mjs';
+import { Chat } from '../lib/chat.mjs';
 
 const T = { timeout: 60000 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// A chat connection: every server message parsed, in order, awaitable.
-class Chat {
-  constructor(ws) {
-    this.ws = ws;
-    this.queue = [];
-    this.all = [];
-    this.wake = null;
-    this.closeInfo = null;
-    ws.on('message', (data, isBinary) => {
-      assert.equal(isBinary, false, 'chat messages are text frames');
-      const m = JSON.parse(data.toString('utf8'));
-      this.all.push(m);
-      this.queue.push(m);
-      this._wake();
-    });
-    ws.on('error', () => {});
-    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => {
-      this.closeInfo = { code, reason: reason.toString('utf8') };
-      this._wake();
-      resolve(this.closeInfo);
-    }));
-  }
-
-  static open(url) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
-      const c = new Chat(ws);
-      ws.once('open', () => resolve(c));
-      ws.once('unexpected-response', (req, res) => { req.destroy(); reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })); });
-      ws.once('error', reject);
-    });
-  }
-
-  _wake() { const w = this.wake; this.wake = null; if (w) w(); }
-
-  send(obj) { this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)); }
-
-  // The next message; with `type`, it must be of that type.
-  async next(type, timeoutMs = 10000) {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      if (this.closeInfo) throw new Error(`closed (${this.closeInfo.code} ${this.closeInfo.reason}) waiting for ${type ?? 'a message'}`);
-      if (Date.now() > deadline) throw new Error(`timeout waiting for ${type ?? 'a message'}`);
-      await new Promise((r) => { this.wake = r; setTimeout(r, Math.max(1, deadline - Date.now())); });
-    }
-    const m = this.queue.shift();
-    if (type && m.type !== type) throw new Error(`expected ${type}, got ${JSON.stringify(m)}`);
-    return m;
-  }
-
-  // Skips messages until one matches.
-  async until(pred, timeoutMs = 10000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = await this.next(undefined, Math.max(1, deadline - Date.now()));
-      if (pred(m)) return m;
-    }
-  }
-
-  async expectError(code, ref) {
-    const m = await this.next('error');
-    assert.equal(m.code, code, JSON.stringify(m));
-    assert.equal(typeof m.message, 'string');
-    if (ref === undefined) assert.equal('ref' in m, false, JSON.stringify(m));
-    else assert.deepEqual(m.ref, ref);
-    return m;
-  }
-
-  // Nothing arrives for ms.
-  async silence(ms = 300) {
-    await sleep(ms);
-    assert.deepEqual(this.queue, [], 'unexpected messages');
-  }
-
-  // A ping round trip: everything the server sent before it has arrived.
-  async sync() {
-    const ref = `sync-${Math.random()}`;
-    this.send({ type: 'ping', ref });
-    const out = [];
-    for (;;) {
-      const m = await this.next();
-      if (m.type === 'pong' && m.ref === ref) return out;
-      out.push(m);
-    }
-  }
-
-  close() { this.ws.close(1000); return this.closed; }
-}
 
 // Connects and reads welcome (and joined + replay when a room is given).
 async function connect(srv, path = '/ws') {
