@@ -25,7 +25,8 @@ typedef struct wsc_pool {
   size_t live;        /* objects handed out and not freed */
 } wsc_pool_t;
 
-#define WSC_POOL_INIT(type) {.size = (sizeof(type) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *)}
+#define WSC_POOL_INIT_SIZE(bytes) {.size = ((bytes) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *)}
+#define WSC_POOL_INIT(type) WSC_POOL_INIT_SIZE(sizeof(type))
 
 /* A zeroed object, or NULL when out of memory. */
 void *wsc_pool_alloc(wsc_pool_t *p);

@@ -73,15 +73,38 @@ static void unmark_dirty(net_conn_t *c) {
   c->flags &= (uint16_t)~F_DIRTY;
 }
 
+/* Queue arrays of the smallest size come from a pool: nearly every
+ * connection needs one for a moment each loop iteration, and from malloc
+ * these short-lived arrays would fragment the heap between the long-lived
+ * objects. Larger ones (a busy connection) use malloc. */
+static wsc_pool_t g_out_pool =
+    WSC_POOL_INIT_SIZE(sizeof(struct net_out) + OUT_MIN_CAP * sizeof(wsc_buf_t *));
+
+static void out_free(struct net_out *o) {
+  if (o && o->cap == OUT_MIN_CAP) wsc_pool_free(&g_out_pool, o);
+  else free(o);
+}
+
+static struct net_out *out_grow(struct net_out *o) {
+  if (!o) {
+    o = wsc_pool_alloc(&g_out_pool);
+    if (o) o->cap = OUT_MIN_CAP;
+    return o;
+  }
+  uint32_t cap = o->cap * 2;
+  struct net_out *grown = malloc(sizeof *o + cap * sizeof o->bufs[0]);
+  if (!grown) return NULL;
+  memcpy(grown, o, sizeof *o + o->n * sizeof o->bufs[0]);
+  grown->cap = cap;
+  out_free(o);
+  return grown;
+}
+
 static int queue_buf(net_conn_t *c, wsc_buf_t *b, int lazy) {
   struct net_out *o = c->out;
   if (!o || o->n == o->cap) {
-    uint32_t cap = o ? o->cap * 2 : OUT_MIN_CAP;
-    struct net_out *grown = realloc(o, sizeof *o + cap * sizeof o->bufs[0]);
-    if (!grown) return -1;
-    if (!o) grown->n = 0;
-    grown->cap = cap;
-    c->out = o = grown;
+    if (!(o = out_grow(o))) return -1;
+    c->out = o;
   }
   o->bufs[o->n++] = wsc_buf_ref(b);
   c->queued += b->len;
@@ -122,7 +145,7 @@ static void drop_queue(net_conn_t *c) {
     c->queued -= c->out->bufs[i]->len;
     wsc_buf_unref(c->out->bufs[i]);
   }
-  free(c->out);
+  out_free(c->out);
   c->out = NULL;
 }
 
@@ -232,7 +255,7 @@ static void flush_conn(net_conn_t *c) {
     conn_finalize(c);
     return;
   }
-  free(c->out);
+  out_free(c->out);
   c->out = NULL;
   maybe_resume(c);
   maybe_shutdown(c);
