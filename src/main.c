@@ -7,6 +7,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,25 @@ static int parse_config(wsc_config_t *c, int argc, char **argv) {
   return 0;
 }
 
+/* Every connection is a file descriptor, and the usual soft limit (1024)
+ * would refuse the 1025th client: raise it to the hard limit, as Redis
+ * does, and say what we got. */
+static void raise_open_files_limit(int wanted) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t want = (rlim_t)wanted + 64; /* listeners, the store, the loop */
+  if (rl.rlim_cur >= want) return;
+  rlim_t before = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < want)
+    LOG_WARN("main", "open files limited to %llu (hard limit); --max-connections=%d will not all fit",
+             (unsigned long long)rl.rlim_cur, wanted);
+  else
+    LOG_INFO("main", "open files limit raised from %llu to %llu", (unsigned long long)before,
+             (unsigned long long)rl.rlim_cur);
+}
+
 /* --- shutdown --------------------------------------------------------------------- */
 
 static void on_net_closed(net_server_t *net) {
@@ -206,6 +226,7 @@ int main(int argc, char **argv) {
   static app_t app;
   if (parse_config(&app.config, argc, argv)) return 2;
   signal(SIGPIPE, SIG_IGN);
+  raise_open_files_limit(app.config.max_connections);
   app.loop = uv_default_loop();
 
   const char *err = NULL;

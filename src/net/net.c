@@ -409,7 +409,13 @@ static void on_unaccepted_closed(uv_handle_t *h) { wsc_pool_free(&g_conn_pool, h
 static void on_connection(uv_stream_t *listener, int status) {
   net_server_t *srv = listener->data;
   if (status < 0) {
-    LOG_WARN("net", "accept failed err=%s", uv_strerror(status));
+    /* Out of descriptors comes in floods: say so once a second. */
+    static int64_t last_log;
+    int64_t now = wsc_mono_ms();
+    if (now - last_log >= 1000) {
+      last_log = now;
+      LOG_WARN("net", "accept failed err=%s open=%zu", uv_strerror(status), srv->n_conns);
+    }
     return;
   }
   net_conn_t *c = wsc_pool_alloc(&g_conn_pool);
