@@ -145,8 +145,16 @@ static void on_message(void *ud, int opcode, const uint8_t *data, size_t len) {
   if (w->chat) chat_client_receive(w->chat, (const char *)data, len);
 }
 
+/* The session's own frames: pongs and the close frame. A close always
+ * goes out; a pong to a peer whose queue is already over the limit means
+ * it pings without reading (a ping flood would otherwise grow the queue
+ * without bound), so it is cut off instead. */
 static void on_write(void *ud, const uint8_t *data, size_t len) {
   ws_conn_t *w = ud;
+  if (len && (data[0] & 0x0f) == WS_OP_PONG && w->net->queued > g_config->send_queue_limit) {
+    cut_off_slow_consumer(w);
+    return;
+  }
   net_conn_send_copy(w->net, data, len);
 }
 

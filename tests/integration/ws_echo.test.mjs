@@ -6,7 +6,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import { openWs, sendAsync } from '../lib/wsclient.mjs';
-import { RawWS, OP, binary as rawBinary, text as rawText, sleep } from '../lib/rawws.mjs';
+import { RawWS, OP, binary as rawBinary, text as rawText, ping, sleep } from '../lib/rawws.mjs';
 
 const MiB = 1 << 20;
 const LIMIT = 16 * MiB;
@@ -289,6 +289,39 @@ describe('echo: slow consumer', () => {
     } finally {
       const code = await s.stop();
       assert.equal(code, 0, s.log.slice(-3000));
+    }
+  });
+});
+
+describe('echo: ping flood', () => {
+  test('a client that pings without reading is cut off (1013) past --send-queue, not given unbounded pongs', T, async () => {
+    const s = await startServer({ args: ['--echo', '--send-queue', '65536'] });
+    try {
+      const ws = await RawWS.connect(s.port, { path: '/echo' });
+      ws.socket.pause();                            // never read the pongs
+      const burst = Buffer.concat(Array.from({ length: 1000 }, () => ping(Buffer.alloc(125, 0x70))));
+      let dropped = 0;
+      const deadline = Date.now() + 60000;
+      for (let i = 0; i < 100 && !dropped && Date.now() < deadline; i++) {
+        const ok = await Promise.race([ws.send(burst), sleep(5000).then(() => 'stalled')]);
+        const metrics = await (await fetch(s.http('/metrics'))).text();
+        dropped = Number(/^wschat_slow_consumers_dropped_total (\d+)/m.exec(metrics)?.[1] ?? 0);
+        if (ok === false || ok === 'stalled' || ws.socket.destroyed) break;
+      }
+      for (let i = 0; i < 100 && !dropped; i++) {
+        await sleep(100);
+        const metrics = await (await fetch(s.http('/metrics'))).text();
+        dropped = Number(/^wschat_slow_consumers_dropped_total (\d+)/m.exec(metrics)?.[1] ?? 0);
+      }
+      assert.ok(dropped >= 1, 'the ping flooder was not cut off');
+      ws.destroy();
+      const c = await openWs(s.url('/echo'));
+      await sendAsync(c.ws, 'alive');
+      assert.equal((await c.next('message')).data.toString(), 'alive');
+      c.ws.close(1000);
+      await c.closed;
+    } finally {
+      assert.equal(await s.stop(), 0, s.log.slice(-3000));
     }
   });
 });
