@@ -236,6 +236,13 @@ static void http_on_data(net_conn_t *c, uint8_t *data, size_t len) {
       uint8_t *rest = data + n;
       size_t rest_len = len - n;
       if (serve(c, h, rest, rest_len)) return;
+      if (c->queued > h->app->config->send_queue_limit) {
+        /* Pipelining requests faster than it reads the responses: stop
+         * here rather than queue responses without bound. */
+        LOG_INFO("http", "closing a pipelining client over the send queue limit queued=%zu", c->queued);
+        net_conn_close(c);
+        return;
+      }
       request_reset(h);
       data = rest;
       len = rest_len;

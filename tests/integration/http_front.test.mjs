@@ -325,3 +325,31 @@ describe('http: static files', () => {
     }
   });
 });
+
+describe('http: a client that pipelines without reading', () => {
+  test('is closed once its responses pass --send-queue; the server stays healthy', { timeout: 60000 }, async () => {
+    const net = await import('node:net');
+    const s = await startServer({ args: ['--send-queue', '65536'] });
+    try {
+      const sock = net.connect(s.port, '127.0.0.1');
+      await new Promise((r, j) => { sock.once('connect', r); sock.once('error', j); });
+      sock.pause();                                   // do not read the responses
+      sock.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2000)));
+      await new Promise((r) => setTimeout(r, 1000));
+      let received = 0;
+      const ended = new Promise((resolve) => { sock.on('end', () => resolve(true)); sock.on('close', () => resolve(true)); });
+      sock.on('data', (d) => { received += d.length; });
+      sock.on('error', () => {});
+      sock.resume();
+      const closed = await Promise.race([ended, new Promise((r) => setTimeout(() => r(false), 20000))]);
+      assert.ok(closed, 'the connection was not closed');
+      // 2,000 index pages would be far more than the limit plus one page.
+      assert.ok(received < 2 * 1024 * 1024, `received ${received} bytes`);
+      sock.destroy();
+      const ok = await request(s.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(ok.status, 200);
+    } finally {
+      assert.equal(await s.stop(), 0, s.log.slice(-3000));
+    }
+  });
+});
