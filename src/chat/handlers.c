@@ -247,6 +247,12 @@ static void handle_hello(chat_client_t *c, chat_req_t *req) {
 }
 
 static void handle_join(chat_client_t *c, chat_req_t *req) {
+  /* Every room a connection is in costs memory and fan-out work: a bound
+   * keeps one client from taking them from the others. */
+  if (c->n_rooms >= CHAT_ROOMS_PER_CLIENT_MAX && membership(c, req->room.p, req->room.len, NULL) < 0) {
+    chat_send_error(c, CHAT_ERR_TOO_MANY_ROOMS, "a connection may be in at most 100 rooms; leave one first", req->ref);
+    return;
+  }
   chat_do_join(c, req->room.p, req->room.len, req->has_since, req->since, req->epoch.p, req->epoch.len);
 }
 

@@ -38,6 +38,7 @@
 /* Sessions of closed connections kept for ?session= (oldest dropped first),
  * so connection churn cannot grow the heap without bound. */
 #define CHAT_IDLE_SESSIONS_MAX 100000
+#define CHAT_ROOMS_PER_CLIENT_MAX 100  /* rooms one connection may be in at once */
 
 typedef struct chat_room chat_room_t;
 

@@ -23,6 +23,7 @@ static const char *const err_codes[] = {
     [CHAT_ERR_TOO_LARGE] = "too_large",
     [CHAT_ERR_RATE_LIMITED] = "rate_limited",
     [CHAT_ERR_NO_SUCH_USER] = "no_such_user",
+    [CHAT_ERR_TOO_MANY_ROOMS] = "too_many_rooms",
     [CHAT_ERR_INTERNAL] = "internal",
 };
 

@@ -52,6 +52,7 @@ typedef enum chat_err {
   CHAT_ERR_TOO_LARGE,
   CHAT_ERR_RATE_LIMITED,
   CHAT_ERR_NO_SUCH_USER,
+  CHAT_ERR_TOO_MANY_ROOMS,  /* a join past CHAT_ROOMS_PER_CLIENT_MAX */
   CHAT_ERR_INTERNAL,        /* the store failed; the message was not stored */
 } chat_err_t;
 

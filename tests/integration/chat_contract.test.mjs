@@ -829,3 +829,18 @@ describe('contract: /ws/{room}', () => {
     await dec.close();
   });
 });
+
+describe('contract: bounds on one connection', () => {
+  test('a connection may be in at most 100 rooms: the 101st join is too_many_rooms with its ref', T, async () => {
+    const c = await connect(srv);
+    const base = fresh('many');
+    for (let i = 0; i < 100; i++) await joinRoom(c, `${base}-${i}`);
+    c.send({ type: 'join', room: `${base}-100`, ref: 'j101' });
+    await c.expectExactError('too_many_rooms', 'j101');
+    await joinRoom(c, `${base}-7`);                  // a room it is in: joined again
+    c.send({ type: 'leave', room: `${base}-0` });
+    assert.equal((await c.until((m) => m.type === 'left')).room, `${base}-0`);
+    await joinRoom(c, `${base}-100`);                // room for one more
+    c.close();
+  });
+});
