@@ -3,7 +3,7 @@
 #   make test   install what is missing, build with ASan+UBSan, run every suite
 # and the ones a developer needs:
 #   make build | make fuzz [FUZZ_TIME=60] | make bench | make clean
-.PHONY: all deps build build-asan run test fuzz bench clean
+.PHONY: all deps deps-test build build-asan run test fuzz bench clean
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PORT     ?= 8000
@@ -16,11 +16,14 @@ all: build
 deps:
 	@bash scripts/install-deps.sh
 
+deps-test:
+	@bash scripts/install-deps.sh --test
+
 build: deps
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build -j$(JOBS)
 
-build-asan: deps
+build-asan: deps-test
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWSCHAT_SANITIZE=ON >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 
@@ -31,7 +34,7 @@ run: build
 test: build-asan
 	cd build-asan && ctest --output-on-failure -j$(JOBS) --timeout 900
 
-fuzz: deps
+fuzz: deps-test
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DWSCHAT_SANITIZE=ON -DWSCHAT_FUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 	@for t in build-fuzz/tests/fuzz_*; do \
@@ -42,7 +45,7 @@ fuzz: deps
 	      build-fuzz/corpus/$$name tests/fuzz/corpus/$$name || exit 1; \
 	done
 
-bench: deps
+bench:
 	@bash scripts/install-deps.sh --bench
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build -j$(JOBS)

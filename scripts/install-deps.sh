@@ -2,8 +2,9 @@
 # Installs what wschat needs on Debian 12, and nothing that is already there.
 # Idempotent: a second run does no apt-get at all.
 #
-#   scripts/install-deps.sh            build + test dependencies
-#   scripts/install-deps.sh --bench    also the benchmark peers and tools
+#   scripts/install-deps.sh            what building and running need (make run)
+#   scripts/install-deps.sh --test     also what the tests need (make test)
+#   scripts/install-deps.sh --bench    also the benchmark peers and tools (make bench)
 set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config
@@ -14,8 +15,13 @@ TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
 BENCH_PKGS=(python3-fastapi python3-uvicorn python3-websockets libwebsockets-dev
             gnuplot-nox linux-perf util-linux)
 
-want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
-[ "${1:-}" = "--bench" ] && want+=("${BENCH_PKGS[@]}")
+want=("${BUILD_PKGS[@]}")
+case "${1:-}" in
+  --test) want+=("${TEST_PKGS[@]}") ;;
+  --bench) want+=("${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
+  "") ;;
+  *) echo "usage: $0 [--test|--bench]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do
@@ -39,6 +45,7 @@ else
 fi
 
 # Test-only JavaScript packages (independent WebSocket client, browser driver).
+[ "${1:-}" = "" ] && exit 0
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -f "$root/tests/package.json" ] && [ ! -d "$root/tests/node_modules/ws" -o ! -d "$root/tests/node_modules/playwright-core" ]; then
   echo "install-deps: npm install in tests/"
