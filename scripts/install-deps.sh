@@ -11,7 +11,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
             libuv1-dev libhttp-parser-dev libssl-dev zlib1g-dev
             libjansson-dev libsqlite3-dev libhiredis-dev)
 TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
-           redis-server sqlite3 procps)
+           sqlite3 procps curl)
 BENCH_PKGS=(python3-fastapi python3-uvicorn python3-websockets libwebsockets-dev
             gnuplot-nox linux-perf util-linux)
 
