@@ -61,11 +61,11 @@ static void cut_off_slow_consumer(ws_conn_t *w) {
   net_conn_close(w->net);
 }
 
-/* chat's send: a sealed frame shared with the other recipients. */
-static int chat_send(void *ud, wsc_buf_t *msg) {
-  ws_conn_t *w = ud;
+/* Queues a chat frame with one of net's enqueue functions; a refusal means
+ * the client is over its send-queue limit and is cut off. */
+static int chat_queue(ws_conn_t *w, wsc_buf_t *msg, int (*enqueue)(net_conn_t *, wsc_buf_t *)) {
   if (!ws_session_can_send(&w->session)) return 0;
-  if (net_conn_send(w->net, msg) != 0) {
+  if (enqueue(w->net, msg) != 0) {
     cut_off_slow_consumer(w);
     return -1;
   }
@@ -73,30 +73,17 @@ static int chat_send(void *ud, wsc_buf_t *msg) {
   return 0;
 }
 
-/* chat's notify: a presence or typing event, sent lazily. */
-static int chat_notify(void *ud, wsc_buf_t *msg) {
-  ws_conn_t *w = ud;
-  if (!ws_session_can_send(&w->session)) return 0;
-  if (net_conn_send_lazy(w->net, msg) != 0) {
-    cut_off_slow_consumer(w);
-    return -1;
-  }
-  wsc_metrics.ws_messages_out++;
-  return 0;
-}
-
-/* chat's reply: accepted whole unless the queue is already over its limit
+/* A reply is accepted whole unless the queue is already over its limit
  * (see chat_transport_ops_t). */
-static int chat_reply(void *ud, wsc_buf_t *msg) {
-  ws_conn_t *w = ud;
-  if (!ws_session_can_send(&w->session)) return 0;
-  if (w->net->queued > g_config->send_queue_limit || net_conn_send_force(w->net, msg) != 0) {
-    cut_off_slow_consumer(w);
-    return -1;
-  }
-  wsc_metrics.ws_messages_out++;
-  return 0;
+static int enqueue_reply(net_conn_t *c, wsc_buf_t *msg) {
+  return c->queued > g_config->send_queue_limit ? -1 : net_conn_send_force(c, msg);
 }
+
+/* send: a room message shared with the other recipients; notify: presence
+ * or typing, sent lazily; reply: the answer to the client's own request. */
+static int chat_send(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, net_conn_send); }
+static int chat_notify(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, net_conn_send_lazy); }
+static int chat_reply(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, enqueue_reply); }
 
 static void chat_close(void *ud, int code, const char *reason) {
   start_close(ud, (uint16_t)code, reason);
