@@ -1,7 +1,7 @@
 /* bus/bus — fan-out of room events between server nodes.
  *
  * chat/ publishes every room event (a sealed message buffer, see
- * transport/outbuf.h) through the bus; the bus hands it to the deliver
+ * msg/outbuf.h) through the bus; the bus hands it to the deliver
  * callback of every node subscribed to the room — with the in-process bus
  * (bus/local.c) that is this process, at once. A Redis pub/sub
  * implementation slots in behind the same vtable without changes to chat/.

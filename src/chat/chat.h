@@ -7,7 +7,7 @@
  * attaches a client with a small vtable for sending and closing, hands it
  * every text message the peer sends, and detaches it when the connection is
  * gone. Every server message is encoded once into a sealed outbuf
- * (transport/outbuf.h) and the same buffer is queued to every recipient.
+ * (msg/outbuf.h) and the same buffer is queued to every recipient.
  *
  * Ownership: chat owns chat_client_t from attach until detach (detach frees
  * it; the transport must not use the pointer after). The transport owns its

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "transport/outbuf.h"
+#include "msg/outbuf.h"
 
 #define JW_MIN_CAP 512
 

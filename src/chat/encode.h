@@ -3,7 +3,7 @@
  * Each function writes one message's JSON into the writer's scratch space
  * (reused across calls, so a broadcast costs no allocation besides the
  * outbuf itself), then copies it into a new sealed outbuf
- * (transport/outbuf.h) that the caller owns (one reference) and queues to
+ * (msg/outbuf.h) that the caller owns (one reference) and queues to
  * every recipient. NULL on allocation failure.
  *
  * JSON is written by hand: keys are fixed, strings are escaped per RFC 8259

@@ -22,7 +22,7 @@
 #include "base/clock.h"
 #include "base/metrics.h"
 #include "chat/internal.h"
-#include "transport/outbuf.h"
+#include "msg/outbuf.h"
 
 typedef struct chat_op {
   chat_server_t *srv;

@@ -19,7 +19,7 @@
 #include "base/metrics.h"
 #include "base/pool.h"
 #include "chat/internal.h"
-#include "transport/outbuf.h"
+#include "msg/outbuf.h"
 
 #define CLIENTS_MIN_CAP 64
 #define LOG_COMP "chat"

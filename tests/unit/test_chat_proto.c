@@ -16,7 +16,7 @@
 #include "chat/names.h"
 #include "chat/proto.h"
 #include "chat/rawjson.h"
-#include "transport/outbuf.h"
+#include "msg/outbuf.h"
 
 /* ---- names ----------------------------------------------------------------- */
 

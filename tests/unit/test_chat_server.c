@@ -22,7 +22,7 @@
 #include "chat/chat.h"
 #include "chat/internal.h"   /* white box: srv->pending, to wait for the store */
 #include "store/store.h"
-#include "transport/outbuf.h"
+#include "msg/outbuf.h"
 
 #define MAX_MSGS 4096
 #define MAX_LOOP_ITERATIONS 100000

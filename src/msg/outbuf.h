@@ -1,4 +1,4 @@
-/* transport/outbuf — a server message encoded once for every transport.
+/* msg/outbuf — a server message encoded once for every transport.
  *
  * chat/ writes a message's JSON into an outbuf and seals it; sealing
  * prepends the WebSocket text-frame header in the buffer's headroom. The
@@ -7,8 +7,8 @@
  * JSON (buf->hdr tells where it starts). Nothing is re-encoded per
  * recipient.
  */
-#ifndef WSC_TRANSPORT_OUTBUF_H
-#define WSC_TRANSPORT_OUTBUF_H
+#ifndef WSC_MSG_OUTBUF_H
+#define WSC_MSG_OUTBUF_H
 
 #include <stddef.h>
 

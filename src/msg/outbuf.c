@@ -1,5 +1,5 @@
-/* transport/outbuf — see outbuf.h. */
-#include "transport/outbuf.h"
+/* msg/outbuf — see outbuf.h. */
+#include "msg/outbuf.h"
 
 #include <string.h>
 
