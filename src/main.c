@@ -31,6 +31,7 @@ typedef struct app {
   store_t *store;
   bus_t *bus;
   chat_server_t *chat;
+  ws_transport_t *ws;
   routes_t routes;
   net_server_t net;
   uv_signal_t sigint, sigterm;
@@ -242,8 +243,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   chat_server_set_bus(app.chat, app.bus);
-  ws_transport_init(&app.config, app.chat);
+  app.ws = ws_transport_new(&app.config, app.chat);
+  if (!app.ws) {
+    LOG_ERROR("main", "out of memory");
+    return 1;
+  }
   routes_init(&app.routes, &app.config, app.chat);
+  app.routes.ws = app.ws;
 
   int rc = net_server_start(&app.net, app.loop, &app.config, on_accept, &app);
   if (rc != 0) {
@@ -270,6 +276,7 @@ int main(int argc, char **argv) {
   store_close(app.store);
   chat_server_free(app.chat);
   bus_free(app.bus);
+  ws_transport_free(app.ws);
   uv_run(app.loop, UV_RUN_DEFAULT);
   uv_loop_close(app.loop);
   LOG_INFO("main", "bye");

@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#define WSC_METRICS_CARRIERS 3
+
 typedef struct wsc_metrics {
   /* net */
   uint64_t connections_accepted;
@@ -17,6 +19,7 @@ typedef struct wsc_metrics {
   uint64_t slow_consumers_dropped; /* closed for a send queue over its limit */
   /* ws */
   int64_t websockets_open;         /* gauge */
+  int64_t websockets_by_carrier[WSC_METRICS_CARRIERS]; /* gauge: http1, h2, h3 (net/carrier.h) */
   uint64_t ws_messages_in, ws_messages_out;
   uint64_t ws_protocol_errors;     /* connections failed with 1002/1007/1009... */
   /* http */

@@ -27,6 +27,19 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_connections", "gauge", "Open TCP connections.", (double)m->connections_open);
   emit(&o, "wschat_connections_accepted_total", "counter", "TCP connections accepted.", (double)m->connections_accepted);
   emit(&o, "wschat_websockets", "gauge", "Open WebSocket connections.", (double)m->websockets_open);
+  static const char *const carriers[WSC_METRICS_CARRIERS] = {"http1", "h2", "h3"};
+  if (o.len < o.cap) {
+    int n = snprintf(o.p + o.len, o.cap - o.len,
+                     "# HELP wschat_websockets_by_carrier Open WebSockets by what carries them.\n"
+                     "# TYPE wschat_websockets_by_carrier gauge\n");
+    if (n > 0) o.len += (size_t)n;
+    for (int i = 0; i < WSC_METRICS_CARRIERS && o.len < o.cap; i++) {
+      n = snprintf(o.p + o.len, o.cap - o.len, "wschat_websockets_by_carrier{carrier=\"%s\"} %lld\n",
+                   carriers[i], (long long)m->websockets_by_carrier[i]);
+      if (n > 0) o.len += (size_t)n;
+    }
+    if (o.len >= o.cap) o.len = o.cap - 1;
+  }
   emit(&o, "wschat_rooms", "gauge", "Rooms with at least one member.", (double)m->chat_rooms);
   emit(&o, "wschat_members", "gauge", "Room memberships (client, room).", (double)m->chat_members);
   emit(&o, "wschat_chat_clients", "gauge", "Attached chat clients.", (double)m->chat_clients);

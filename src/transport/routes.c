@@ -99,7 +99,7 @@ static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, ws_ki
   }
   net_conn_send_copy(c, resp, n);
   http_conn_take(c);
-  ws_transport_start(c, kind, &params, rest, rest_len);
+  ws_transport_start_tcp(r->ws, c, kind, &params, rest, rest_len);
 }
 
 static void route_ws(routes_t *r, net_conn_t *c, const http_request_t *req, uint8_t *rest,

@@ -12,11 +12,13 @@
 
 #include "chat/chat.h"
 #include "http/http.h"
+#include "transport/ws_transport.h"
 
 typedef struct routes {
   http_app_t http;
   const wsc_config_t *config;
   chat_server_t *chat;
+  ws_transport_t *ws;            /* WebSockets are handed to it; set by the owner */
   ws_hs_policy_t origin_policy;
   char etag[32];                 /* of the embedded assets, per build */
 } routes_t;

@@ -15,9 +15,19 @@
  * is not slow but gone, or hostile: it is cut off (1013). */
 #define STALL_LIMIT_MS 5000
 
+struct ws_transport {
+  const wsc_config_t *config;
+  chat_server_t *chat;
+  /* Heartbeat rounds: one clock for every WebSocket instead of a timer
+   * per connection. */
+  uint32_t round;
+  int64_t round_at;
+};
+
 typedef struct ws_conn {
   ws_session_t session;
-  net_conn_t *net;
+  wsc_carrier_t carrier;      /* what carries the bytes (net/carrier.h) */
+  ws_transport_t *t;
   chat_client_t *chat;        /* NULL for echo, or once detached */
   int64_t deadline;           /* closing: give up on the peer's close;
                                  open, in back-pressure: stall limit */
@@ -26,18 +36,22 @@ typedef struct ws_conn {
   uint8_t kind;
 } ws_conn_t;
 
+/* Memory for ws_conn objects of every transport (an allocator, like net's
+ * connection pool, not transport state). */
 static wsc_pool_t g_ws_pool = WSC_POOL_INIT(ws_conn_t);
-static const wsc_config_t *g_config;
-static chat_server_t *g_chat;
-/* Heartbeat rounds: one global clock instead of a timer per connection. */
-static uint32_t g_round;
-static int64_t g_round_at;
 
-void ws_transport_init(const wsc_config_t *config, chat_server_t *chat) {
-  g_config = config;
-  g_chat = chat;
-  g_round_at = wsc_mono_ms();
+ws_transport_t *ws_transport_new(const wsc_config_t *config, chat_server_t *chat) {
+  ws_transport_t *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->config = config;
+  t->chat = chat;
+  t->round_at = wsc_mono_ms();
+  return t;
 }
+
+void ws_transport_free(ws_transport_t *t) { free(t); }
+
+static inline size_t queued(const ws_conn_t *w) { return wsc_carrier_queued(w->carrier); }
 
 /* --- sending ------------------------------------------------------------------ */
 
@@ -50,22 +64,29 @@ static void start_close(ws_conn_t *w, uint16_t code, const char *reason) {
 static void cut_off_slow_consumer(ws_conn_t *w) {
   wsc_metrics.slow_consumers_dropped++;
   char peer[64];
-  net_conn_peer(w->net, peer, sizeof peer);
-  LOG_WARN("ws", "slow consumer cut off peer=%s queued=%zu", peer, w->net->queued);
+  w->carrier.ops->peer(w->carrier.h, peer, sizeof peer);
+  LOG_WARN("ws", "slow consumer cut off peer=%s carrier=%s queued=%zu", peer, w->carrier.ops->name,
+           queued(w));
   /* Its queue is full, so no closing handshake can complete in time:
    * queue the close frame, stop reading (nothing it sends matters now),
    * and let net flush what it can and close, or abort at the grace
    * deadline. The chat client is detached when the connection closes. */
   start_close(w, WS_CLOSE_TRY_AGAIN, "send queue limit exceeded");
-  net_conn_pause(w->net);
-  net_conn_close(w->net);
+  w->carrier.ops->pause(w->carrier.h);
+  w->carrier.ops->close(w->carrier.h);
 }
 
-/* Queues a chat frame with one of net's enqueue functions; a refusal means
- * the client is over its send-queue limit and is cut off. */
-static int chat_queue(ws_conn_t *w, wsc_buf_t *msg, int (*enqueue)(net_conn_t *, wsc_buf_t *)) {
+/* Queues a chat frame by reference; a refusal means the client is over
+ * its send-queue limit and is cut off. */
+static int chat_queue(ws_conn_t *w, wsc_buf_t *msg, unsigned flags) {
   if (!ws_session_can_send(&w->session)) return 0;
-  if (enqueue(w->net, msg) != 0) {
+  if ((flags & WSC_SEND_FORCE) && queued(w) > w->t->config->send_queue_limit) {
+    /* A reply is accepted whole unless the queue is already over its
+     * limit (see chat_transport_ops_t). */
+    cut_off_slow_consumer(w);
+    return -1;
+  }
+  if (wsc_carrier_send(w->carrier, msg, flags) != 0) {
     cut_off_slow_consumer(w);
     return -1;
   }
@@ -73,17 +94,11 @@ static int chat_queue(ws_conn_t *w, wsc_buf_t *msg, int (*enqueue)(net_conn_t *,
   return 0;
 }
 
-/* A reply is accepted whole unless the queue is already over its limit
- * (see chat_transport_ops_t). */
-static int enqueue_reply(net_conn_t *c, wsc_buf_t *msg) {
-  return c->queued > g_config->send_queue_limit ? -1 : net_conn_send_force(c, msg);
-}
-
 /* send: a room message shared with the other recipients; notify: presence
  * or typing, sent lazily; reply: the answer to the client's own request. */
-static int chat_send(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, net_conn_send); }
-static int chat_notify(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, net_conn_send_lazy); }
-static int chat_reply(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, enqueue_reply); }
+static int chat_send(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, 0); }
+static int chat_notify(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, WSC_SEND_LAZY); }
+static int chat_reply(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, WSC_SEND_FORCE); }
 
 static void chat_close(void *ud, int code, const char *reason) {
   start_close(ud, (uint16_t)code, reason);
@@ -106,10 +121,11 @@ static void echo_message(ws_conn_t *w, int opcode, const uint8_t *data, size_t l
    * the limit we stop reading the peer until it has taken its echoes, so
    * the queue stays near the limit. A peer that takes nothing for
    * STALL_LIMIT_MS is cut off by the tick. */
-  if (net_conn_send_force(w->net, b) == 0) {
+  const wsc_carrier_ops_t *ops = w->carrier.ops;
+  if (wsc_carrier_send(w->carrier, b, WSC_SEND_FORCE) == 0) {
     wsc_metrics.ws_messages_out++;
-    if (w->net->queued > g_config->send_queue_limit && !net_conn_in_backpressure(w->net)) {
-      net_conn_backpressure(w->net);
+    if (queued(w) > w->t->config->send_queue_limit && !ops->in_backpressure(w->carrier.h)) {
+      ops->backpressure(w->carrier.h);
       w->deadline = wsc_mono_ms() + STALL_LIMIT_MS;
     }
   }
@@ -138,11 +154,11 @@ static void on_message(void *ud, int opcode, const uint8_t *data, size_t len) {
  * without bound), so it is cut off instead. */
 static void on_write(void *ud, const uint8_t *data, size_t len) {
   ws_conn_t *w = ud;
-  if (len && (data[0] & 0x0f) == WS_OP_PONG && w->net->queued > g_config->send_queue_limit) {
+  if (len && (data[0] & 0x0f) == WS_OP_PONG && queued(w) > w->t->config->send_queue_limit) {
     cut_off_slow_consumer(w);
     return;
   }
-  net_conn_send_copy(w->net, data, len);
+  wsc_carrier_send_copy(w->carrier, data, len);
 }
 
 static void on_pong(void *ud) {
@@ -164,7 +180,7 @@ static void on_closed(void *ud, int code) {
   /* The closing handshake is over: the name and rooms are free now, even
    * if the TCP close takes a moment. */
   detach_chat(w);
-  net_conn_close(w->net);
+  w->carrier.ops->close(w->carrier.h);
 }
 
 static const ws_session_cb_t session_cb = {
@@ -174,91 +190,129 @@ static const ws_session_cb_t session_cb = {
     .on_closed = on_closed,
 };
 
-/* --- net handler ------------------------------------------------------------------ */
+/* --- carrier callbacks (the same for every carrier) ------------------------------ */
 
-static void ws_on_data(net_conn_t *c, uint8_t *data, size_t len) {
-  ws_conn_t *w = c->ud;
+static void ws_data(void *ud, uint8_t *data, size_t len) {
+  ws_conn_t *w = ud;
   ws_session_feed(&w->session, data, len);
 }
 
 static void heartbeat(ws_conn_t *w, int64_t now) {
-  if (g_config->ping_interval_ms <= 0) return;
-  if (now - g_round_at >= g_config->ping_interval_ms) {
-    g_round++;
-    g_round_at = now;
+  ws_transport_t *t = w->t;
+  if (t->config->ping_interval_ms <= 0) return;
+  if (now - t->round_at >= t->config->ping_interval_ms) {
+    t->round++;
+    t->round_at = now;
   }
-  if (w->pinged_round == g_round) return;
-  w->pinged_round = g_round;
+  if (w->pinged_round == t->round) return;
+  w->pinged_round = t->round;
   if (w->missed_pongs >= MISSED_PONGS_LIMIT) {
-    LOG_INFO("ws", "heartbeat timeout missed_pongs=%d", w->missed_pongs);
+    LOG_INFO("ws", "heartbeat timeout missed_pongs=%d carrier=%s", w->missed_pongs, w->carrier.ops->name);
     detach_chat(w);
-    net_conn_abort(w->net);
+    w->carrier.ops->abort(w->carrier.h);
     return;
   }
   uint8_t frame[WS_MAX_SERVER_HEADER];
   size_t n = ws_build_frame(frame, WS_OP_PING, NULL, 0);
-  net_conn_send_copy(w->net, frame, n);
+  wsc_carrier_send_copy(w->carrier, frame, n);
   w->missed_pongs++;
 }
 
-static void ws_on_tick(net_conn_t *c, int64_t now) {
-  ws_conn_t *w = c->ud;
+static void ws_tick(void *ud, int64_t now) {
+  ws_conn_t *w = ud;
   if (!ws_session_can_send(&w->session)) {
     if (w->deadline && now >= w->deadline) {
       detach_chat(w);
-      net_conn_abort(c);
+      w->carrier.ops->abort(w->carrier.h);
     }
     return;
   }
-  if (net_conn_in_backpressure(c) && now >= w->deadline) {
+  if (w->carrier.ops->in_backpressure(w->carrier.h) && now >= w->deadline) {
     cut_off_slow_consumer(w);
     return;
   }
   heartbeat(w, now);
 }
 
-static void ws_on_shutdown(net_conn_t *c) {
-  start_close(c->ud, WS_CLOSE_GOING_AWAY, "server shutting down");
-}
+static void ws_shutdown(void *ud) { start_close(ud, WS_CLOSE_GOING_AWAY, "server shutting down"); }
 
-static void ws_on_close(net_conn_t *c) {
-  ws_conn_t *w = c->ud;
+static void ws_close(void *ud) {
+  ws_conn_t *w = ud;
   if (!w) return;
   detach_chat(w);
   ws_session_free(&w->session);
   wsc_metrics.websockets_open--;
+  wsc_metrics.websockets_by_carrier[w->carrier.ops->kind]--;
   wsc_pool_free(&g_ws_pool, w);
 }
 
-static const net_handler_t ws_net_handler = {
-    .on_data = ws_on_data,
-    .on_tick = ws_on_tick,
-    .on_shutdown = ws_on_shutdown,
-    .on_close = ws_on_close,
+static const wsc_carrier_cb_t carrier_cb = {
+    .on_data = ws_data,
+    .on_tick = ws_tick,
+    .on_shutdown = ws_shutdown,
+    .on_close = ws_close,
 };
 
-int ws_transport_start(net_conn_t *c, ws_kind_t kind, const chat_connect_params_t *params,
-                       uint8_t *rest, size_t rest_len) {
+/* TCP: net's handler is the up direction of the TCP carrier. */
+static void tcp_on_data(net_conn_t *c, uint8_t *data, size_t len) { ws_data(c->ud, data, len); }
+static void tcp_on_tick(net_conn_t *c, int64_t now) { ws_tick(c->ud, now); }
+static void tcp_on_shutdown(net_conn_t *c) { ws_shutdown(c->ud); }
+static void tcp_on_close(net_conn_t *c) { ws_close(c->ud); }
+
+static const net_handler_t ws_net_handler = {
+    .on_data = tcp_on_data,
+    .on_tick = tcp_on_tick,
+    .on_shutdown = tcp_on_shutdown,
+    .on_close = tcp_on_close,
+};
+
+/* --- starting ------------------------------------------------------------------------ */
+
+static ws_conn_t *conn_new(ws_transport_t *t, wsc_carrier_t carrier, ws_kind_t kind) {
   ws_conn_t *w = wsc_pool_alloc(&g_ws_pool);
+  if (!w) return NULL;
+  w->carrier = carrier;
+  w->t = t;
+  w->kind = (uint8_t)kind;
+  w->pinged_round = t->round;
+  size_t limit = kind == WS_KIND_ECHO ? t->config->max_message : t->config->max_chat_message;
+  ws_session_init(&w->session, &session_cb, w, limit);
+  wsc_metrics.websockets_open++;
+  wsc_metrics.websockets_by_carrier[carrier.ops->kind]++;
+  return w;
+}
+
+static int attach_chat(ws_conn_t *w, ws_kind_t kind, const chat_connect_params_t *params) {
+  if (kind != WS_KIND_CHAT) return 0;
+  w->chat = chat_client_attach(w->t->chat, &chat_ops, w, params);
+  if (!w->chat) {
+    start_close(w, WS_CLOSE_INTERNAL, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+int ws_transport_start_tcp(ws_transport_t *t, net_conn_t *c, ws_kind_t kind,
+                           const chat_connect_params_t *params, uint8_t *rest, size_t rest_len) {
+  ws_conn_t *w = conn_new(t, (wsc_carrier_t){&wsc_tcp_carrier_ops, c}, kind);
   if (!w) {
     net_conn_abort(c);
     return -1;
   }
-  w->net = c;
-  w->kind = (uint8_t)kind;
-  w->pinged_round = g_round;
-  size_t limit = kind == WS_KIND_ECHO ? g_config->max_message : g_config->max_chat_message;
-  ws_session_init(&w->session, &session_cb, w, limit);
   c->handler = &ws_net_handler;
   c->ud = w;
-  wsc_metrics.websockets_open++;
-  if (kind == WS_KIND_CHAT) {
-    w->chat = chat_client_attach(g_chat, &chat_ops, w, params);
-    if (!w->chat) {
-      start_close(w, WS_CLOSE_INTERNAL, "out of memory");
-      return -1;
-    }
-  }
+  if (attach_chat(w, kind, params) != 0) return -1;
   if (rest_len && !net_conn_is_closing(c)) ws_session_feed(&w->session, rest, rest_len);
   return 0;
+}
+
+int ws_transport_start(ws_transport_t *t, wsc_carrier_t carrier, ws_kind_t kind,
+                       const chat_connect_params_t *params) {
+  ws_conn_t *w = conn_new(t, carrier, kind);
+  if (!w) {
+    carrier.ops->abort(carrier.h);
+    return -1;
+  }
+  carrier.ops->attach(carrier.h, &carrier_cb, w);
+  return attach_chat(w, kind, params);
 }

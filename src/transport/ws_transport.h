@@ -1,20 +1,26 @@
-/* transport/ws_transport — a WebSocket connection after its handshake:
- * glues a net connection, a ws/session (the RFC 6455 state machine) and,
- * on chat endpoints, a chat client.
+/* transport/ws_transport — a WebSocket after its handshake: glues a
+ * carrier (net/carrier.h: a TCP connection after 101, an HTTP/2 stream
+ * after extended CONNECT, an HTTP/3 stream), a ws/session (the RFC 6455
+ * state machine) and, on chat endpoints, a chat client. Nothing here
+ * depends on which carrier is underneath.
  *
- * Two kinds: ECHO (GET /echo: every message is sent back with its opcode;
+ * Two kinds: ECHO (/echo: every message is sent back with its opcode;
  * back-pressure by cut-off only when the peer stops reading) and CHAT
- * (GET /ws, /ws/{room}: text messages go to chat/, binary ones close with
+ * (/ws, /ws/{room}: text messages go to chat/, binary ones close with
  * 1003, messages over config->max_chat_message close with 1009).
  *
  * It also runs the heartbeat: every config->ping_interval_ms each
- * connection gets a ping; one that has missed two pongs is dropped. A close
+ * WebSocket gets a ping; one that has missed two pongs is dropped. A close
  * we start (shutdown 1001, session replaced 4001, slow consumer 1013) waits
  * up to NET_CLOSE_GRACE_MS for the peer's close frame.
  *
- * Ownership: the ws_conn hangs on conn->ud from ws_transport_start until
- * the net connection closes (its on_close frees it and detaches the chat
- * client).
+ * Encode-once: chat's sealed buffers are queued to the carrier by
+ * reference (wsc_carrier_send), never copied, whatever the carrier.
+ *
+ * Ownership: main owns the ws_transport_t (ws_transport_new/_free; free it
+ * after every connection has closed). A ws_conn belongs to the transport
+ * from ws_transport_start* until its carrier reports it gone (on_close:
+ * the chat client is detached and the ws_conn freed).
  */
 #ifndef WSC_TRANSPORT_WS_TRANSPORT_H
 #define WSC_TRANSPORT_WS_TRANSPORT_H
@@ -23,16 +29,29 @@
 #include <stdint.h>
 
 #include "chat/chat.h"
+#include "net/carrier.h"
 #include "net/net.h"
 
 typedef enum ws_kind { WS_KIND_ECHO, WS_KIND_CHAT } ws_kind_t;
 
-/* Sets the process-wide settings the sessions read (once, at start-up). */
-void ws_transport_init(const wsc_config_t *config, chat_server_t *chat);
-/* Takes over `c` (its 101 response already queued): installs the WebSocket
- * handler, attaches a chat client for WS_KIND_CHAT, and feeds `rest` (bytes
- * that followed the handshake). Returns 0, or -1 (connection aborted). */
-int ws_transport_start(net_conn_t *c, ws_kind_t kind, const chat_connect_params_t *params,
-                       uint8_t *rest, size_t rest_len);
+typedef struct ws_transport ws_transport_t;
+
+/* The WebSocket transport of one server: its settings, its chat server and
+ * its heartbeat clock. NULL when out of memory. */
+ws_transport_t *ws_transport_new(const wsc_config_t *config, chat_server_t *chat);
+void ws_transport_free(ws_transport_t *t);
+
+/* HTTP/1.1: takes over `c` (its 101 response already queued): installs the
+ * WebSocket handler, attaches a chat client for WS_KIND_CHAT, and feeds
+ * `rest` (bytes that followed the handshake). Returns 0, or -1 (connection
+ * aborted). */
+int ws_transport_start_tcp(ws_transport_t *t, net_conn_t *c, ws_kind_t kind,
+                           const chat_connect_params_t *params, uint8_t *rest, size_t rest_len);
+/* Any other carrier (HTTP/2, HTTP/3 stream; its success response not yet
+ * sent): calls carrier.ops->attach with the transport's callbacks (the
+ * carrier sends its success response then), then attaches the chat client.
+ * Returns 0, or -1 (the carrier was aborted). */
+int ws_transport_start(ws_transport_t *t, wsc_carrier_t carrier, ws_kind_t kind,
+                       const chat_connect_params_t *params);
 
 #endif
