@@ -17,6 +17,7 @@ static int local_publish(bus_t *b, const char *room, wsc_buf_t *msg) {
 /* Every room of this process is already delivered locally. */
 static int local_subscribe(bus_t *b, const char *room) { return 0; }
 static int local_unsubscribe(bus_t *b, const char *room) { return 0; }
+static int local_healthy(const bus_t *b) { return 1; }
 
 static void local_free(bus_t *b) { free(b); }
 
@@ -24,6 +25,7 @@ static const bus_ops_t local_ops = {
   .publish = local_publish,
   .subscribe = local_subscribe,
   .unsubscribe = local_unsubscribe,
+  .healthy = local_healthy,
   .free = local_free,
 };
 

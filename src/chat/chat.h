@@ -69,6 +69,11 @@ chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, stor
 void chat_server_set_bus(chat_server_t *srv, bus_t *bus);
 /* bus_deliver_cb: a room event from the bus, to every local member. */
 void chat_server_deliver(void *srv, const char *room, wsc_buf_t *msg);
+/* Fills h with this server's callbacks for a bus that spans nodes
+ * (messages of other nodes, subscriptions (re)established, link regained). */
+void chat_server_bus_handler(chat_server_t *srv, bus_handler_t *h);
+/* 1 unless the bus cannot reach the other nodes (then /healthz is 503). */
+int chat_server_healthy(const chat_server_t *srv);
 /* Frees rooms, names and sessions. Clients not yet detached become inert
  * (nothing more is sent to them; the transport still detaches them). Safe
  * before or after store_close: with store operations in flight the last

@@ -61,6 +61,11 @@ static int membership(chat_client_t *c, const char *room, size_t len, chat_room_
   return r ? chat_find_membership(c, r) : -1;
 }
 
+static void send_store_error(chat_client_t *c, int status, const char *what, const json_t *ref) {
+  chat_err_t e = chat_store_err(status);
+  chat_send_error(c, e, e == CHAT_ERR_UNAVAILABLE ? "the shared store is unreachable; try again" : what, ref);
+}
+
 static void not_member(chat_client_t *c, const json_t *ref) {
   chat_send_error(c, CHAT_ERR_NOT_MEMBER, "you are not in that room", ref);
 }
@@ -91,9 +96,12 @@ static void on_appended(void *ud, int status, const store_msg_t *msg) {
       /* The sender's ack goes before its own copy of the message. */
       if (chat_client_active(op->c))
         chat_send_own(op->c, chat_enc_ack(&srv->jw, op->ref, msg->room, msg->id));
-      chat_broadcast(srv, msg->room, chat_enc_message(&srv->jw, msg), NULL);
+      /* Other nodes get it from the store; this node delivers it here, in
+       * id order (order.c). */
+      chat_room_t *r = chat_room_get(srv, msg->room, strlen(msg->room));
+      if (r) chat_room_accept(srv, r, msg);
     } else {
-      chat_send_error(op->c, CHAT_ERR_INTERNAL, "the message could not be stored", op->ref);
+      send_store_error(op->c, status, "the message could not be stored", op->ref);
     }
     chat_leave(srv);
   }
@@ -114,8 +122,9 @@ static void do_send(chat_client_t *c, const char *room, size_t room_len, const c
   store_msg_t m = {
       .room = r->name, .from = chat_client_name(c), .text = text, .text_len = len, .ts = wsc_now_ms(),
   };
-  if (store_append(srv->store, &m, on_appended, op) < 0) {
-    chat_send_error(c, CHAT_ERR_INTERNAL, "the message could not be stored", ref);
+  int64_t rc = store_append(srv->store, &m, on_appended, op);
+  if (rc < 0) {
+    send_store_error(c, (int)rc, "the message could not be stored", ref);
     op_release(op);
   }
 }
@@ -134,8 +143,47 @@ static const char *member_name_at(void *ud, size_t i) {
   return chat_client_name(r->members[i].c);
 }
 
-static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n, int more) {
+static void join_live(chat_client_t *c, chat_membership_t *m, int64_t upto) {
+  m->floor = upto;
+  if (m->replaying) m->replaying--;
+}
+
+/* A member whose replay ended at op->last_id while the node delivered
+ * beyond it: more rows for it alone, then live (order.c). */
+static void on_catch_up_rows(void *ud, int status, const store_msg_t *rows, size_t n, int more) {
   (void)more;
+  chat_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  chat_client_t *c = op->c;
+  if (!srv->freeing && c->state == CHAT_CLIENT_LIVE) {
+    chat_enter(srv);
+    chat_room_t *r;
+    int mi = membership(c, op->room, strlen(op->room), &r);
+    if (mi >= 0 && c->rooms[mi].gen == op->gen) {
+      if (status < 0) n = 0;
+      for (size_t i = 0; i < n; i++) {
+        chat_send_own(c, chat_enc_message(&srv->jw, &rows[i]));
+        op->last_id = rows[i].id;
+      }
+      wsc_metrics.chat_messages_out += n;
+      if (status < 0 || n == 0 || op->last_id >= r->last_id) {
+        /* Done (or the store cannot say more): live from here. */
+        join_live(c, &c->rooms[mi], op->last_id > r->last_id ? op->last_id : r->last_id);
+      } else {
+        if (store_fetch_after(srv->store, r->name, op->last_id, srv->cfg->replay_max, on_catch_up_rows, op) == 0) {
+          chat_leave(srv);
+          return;   /* the op lives on for one more read */
+        }
+        join_live(c, &c->rooms[mi], r->last_id);
+      }
+    }
+    chat_leave(srv);
+  }
+  op_release(op);
+}
+
+static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n,
+                         const store_join_info_t *info) {
   chat_op_t *op = ud;
   chat_server_t *srv = op->srv;
   chat_client_t *c = op->c;
@@ -145,11 +193,34 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
     int mi = membership(c, op->room, strlen(op->room), &r);
     /* A leave (and maybe a new join) since: this fetch is stale. */
     if (mi >= 0 && c->rooms[mi].gen == op->gen) {
+      if (status < 0 && r->last_id < 0) {
+        /* Nothing known of the room (the shared store is unreachable). */
+        send_store_error(c, status, "history is unavailable", NULL);
+        chat_do_leave(c, (uint32_t)mi);
+        chat_leave(srv);
+        op_release(op);
+        return;
+      }
+      int64_t last = status < 0 ? r->last_id : info->last_id;
+      const char *epoch = status < 0 ? r->epoch : info->epoch;
+      if (status == 0) {
+        if (r->last_id < 0) {
+          r->last_id = info->last_id;
+          if (r->want < r->last_id) r->want = r->last_id;
+          snprintf(r->epoch, sizeof r->epoch, "%s", info->epoch);
+        } else if (strcmp(r->epoch, info->epoch) != 0) {
+          if (r->epoch[0]) {
+            chat_room_reset(srv, r, info->last_id, info->epoch);
+          } else {
+            snprintf(r->epoch, sizeof r->epoch, "%s", info->epoch);
+          }
+        }
+        if (r->resync || r->want > r->last_id) chat_room_refill(srv, r);
+      }
       chat_membership_t *m = &c->rooms[mi];
-      int recovered = op->recovered;
+      int recovered = op->recovered < 0 ? -1 : status < 0 ? 0 : info->recovered;
       if (status < 0) {
-        chat_send_error(c, CHAT_ERR_INTERNAL, "history is unavailable", NULL);
-        if (recovered == 1) recovered = 0;
+        send_store_error(c, status, "history is unavailable", NULL);
         n = 0;
       }
       /* joined and its replay leave as one reply (consecutive frames in
@@ -157,8 +228,7 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
       wsc_buf_t **parts = malloc((n + 1) * sizeof *parts);
       if (parts) {
         size_t np = 0;
-        parts[np++] = chat_enc_joined(&srv->jw, r->name, member_name_at, r, r->n, op->last_id,
-                                      store_epoch(srv->store), recovered);
+        parts[np++] = chat_enc_joined(&srv->jw, r->name, member_name_at, r, r->n, last, epoch, recovered);
         for (size_t i = 0; i < n; i++) parts[np++] = chat_enc_message(&srv->jw, &rows[i]);
         chat_send_own(c, outbuf_concat(parts, np));
         for (size_t i = 0; i < np; i++) wsc_buf_unref(parts[i]);
@@ -167,7 +237,17 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
       } else {
         chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL);
       }
-      if (m->replaying) m->replaying--;
+      if (last >= r->last_id || status < 0) {
+        join_live(c, m, last > r->last_id ? last : r->last_id);
+      } else {
+        /* The node delivered (last, r->last_id] while this read ran. */
+        op->last_id = last;
+        if (store_fetch_after(srv->store, r->name, last, srv->cfg->replay_max, on_catch_up_rows, op) == 0) {
+          chat_leave(srv);
+          return;   /* the op goes on */
+        }
+        join_live(c, m, r->last_id);
+      }
     }
     chat_leave(srv);
   }
@@ -197,25 +277,10 @@ void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_s
     { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
   }
   op->gen = c->rooms[mi].gen;
-  op->last_id = store_last_id(srv->store, r->name);
-  op->recovered = -1;
-  if (has_since) {
-    const char *ours = store_epoch(srv->store);
-    int epoch_ok = !epoch || (ours && strlen(ours) == epoch_len && memcmp(ours, epoch, epoch_len) == 0);
-    op->recovered = epoch_ok && since <= op->last_id && op->last_id - since <= srv->cfg->replay_max;
-  }
-  /* Nothing to replay (a room never written, or a client already at
-   * last_id): no read, so no trip through the store's queue. Ids are
-   * assigned at append, so no message is in flight below last_id that a
-   * read would have waited for; later ones reach the member live. */
-  if (op->last_id == 0 || (op->recovered == 1 && since == op->last_id)) {
-    on_join_rows(op, 0, NULL, 0, 0);
-    return;
-  }
-  int rc = op->recovered == 1
-               ? store_fetch_after(srv->store, r->name, since, srv->cfg->replay_max, on_join_rows, op)
-               : store_fetch_before(srv->store, r->name, 0, srv->lim.history_default, on_join_rows, op);
-  if (rc < 0) on_join_rows(op, -1, NULL, 0, 0);
+  op->recovered = has_since ? 0 : -1;
+  int rc = store_join(srv->store, r->name, has_since ? since : -1, epoch, epoch_len,
+                      srv->cfg->replay_max, srv->lim.history_default, on_join_rows, op);
+  if (rc < 0) on_join_rows(op, rc, NULL, 0, NULL);
 }
 
 void chat_do_leave(chat_client_t *c, uint32_t mi) {
@@ -294,7 +359,7 @@ static void on_history_rows(void *ud, int status, const store_msg_t *rows, size_
   chat_server_t *srv = op->srv;
   if (!srv->freeing && chat_client_active(op->c)) {
     chat_enter(srv);
-    if (status < 0) chat_send_error(op->c, CHAT_ERR_INTERNAL, "history is unavailable", op->ref);
+    if (status < 0) send_store_error(op->c, status, "history is unavailable", op->ref);
     else chat_send_own(op->c, chat_enc_history(&srv->jw, op->room, rows, n, more));
     chat_leave(srv);
   }

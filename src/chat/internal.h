@@ -50,6 +50,13 @@ typedef struct chat_member {
 struct chat_room {
   chat_member_t *members;
   uint32_t n, cap;
+  /* Ordered delivery (order.c): the last message id delivered on this node
+   * (-1: not known yet, until the first join read), the highest id seen
+   * beyond it (a gap to refill), and the room's epoch. */
+  int64_t last_id, want;
+  uint8_t refilling;           /* a refill read is in flight */
+  uint8_t resync;              /* refill once last_id is known */
+  char epoch[STORE_EPOCH_MAX + 1];
   uint32_t name_len;
   char name[];                 /* NUL-terminated; the rooms map key */
 };
@@ -60,6 +67,7 @@ typedef struct chat_membership {
   uint32_t gen;                /* which join made it (pending fetches check it) */
   uint32_t replaying;          /* join fetches in flight: broadcasts skip it */
   int64_t typing_ms;           /* monotonic ms of the last typing relayed */
+  int64_t floor;               /* ids <= floor reached it in its replay */
 } chat_membership_t;
 
 typedef struct chat_session {
@@ -146,6 +154,20 @@ int chat_room_add(chat_room_t *room, chat_client_t *c);
  * room pointer is then invalid). Returns the members left. */
 uint32_t chat_room_remove(chat_server_t *srv, chat_client_t *c, uint32_t mi);
 void chat_room_free(chat_server_t *srv, chat_room_t *room);
+
+/* --- order.c -------------------------------------------------------------- */
+/* A stored message of room r, from this node's append or another node's:
+ * delivered to the members now if it is the next id, dropped if already
+ * delivered, else the gap is refilled from the store first. */
+void chat_room_accept(chat_server_t *srv, chat_room_t *r, const store_msg_t *m);
+/* Reads what the room may have missed (after a gap, a lost link, a new
+ * subscription) and delivers it; once last_id is known. */
+void chat_room_refill(chat_server_t *srv, chat_room_t *r);
+/* The room's history was lost (a new epoch): its members here are closed
+ * (1012) so they join again and learn it (recovered:false). */
+void chat_room_reset(chat_server_t *srv, chat_room_t *r, int64_t last_id, const char *epoch);
+/* The chat error for a store status (unavailable or internal). */
+chat_err_t chat_store_err(int status);
 
 /* --- handlers.c ----------------------------------------------------------- */
 void chat_handle(chat_client_t *c, chat_req_t *req);

@@ -25,6 +25,7 @@ static const char *const err_codes[] = {
     [CHAT_ERR_NO_SUCH_USER] = "no_such_user",
     [CHAT_ERR_TOO_MANY_ROOMS] = "too_many_rooms",
     [CHAT_ERR_INTERNAL] = "internal",
+    [CHAT_ERR_UNAVAILABLE] = "unavailable",
 };
 
 const char *chat_err_code(chat_err_t e) {

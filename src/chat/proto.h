@@ -54,6 +54,7 @@ typedef enum chat_err {
   CHAT_ERR_NO_SUCH_USER,
   CHAT_ERR_TOO_MANY_ROOMS,  /* a join past CHAT_ROOMS_PER_CLIENT_MAX */
   CHAT_ERR_INTERNAL,        /* the store failed; the message was not stored */
+  CHAT_ERR_UNAVAILABLE,     /* the shared store (Redis) is unreachable; retry later */
 } chat_err_t;
 
 const char *chat_err_code(chat_err_t e);

@@ -21,6 +21,7 @@ chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_
   if (!r) return NULL;
   memcpy(r->name, name, len);
   r->name_len = (uint32_t)len;
+  r->last_id = r->want = store_last_id(srv->store, r->name);   /* -1: learnt at the first join */
   if (chat_hmap_put(&srv->rooms, r->name, len, r) < 0) {
     free(r);
     return NULL;
@@ -57,6 +58,7 @@ int chat_room_add(chat_room_t *room, chat_client_t *c) {
   c->rooms[mi] = (chat_membership_t){
       .room = room, .ri = ri, .gen = ++c->next_gen, .replaying = 0,
       .typing_ms = INT64_MIN / 2,   /* "long ago": the first typing always goes out */
+      .floor = INT64_MAX,           /* set by its join read */
   };
   room->members[ri] = (chat_member_t){c, mi};
   wsc_metrics.chat_members++;

@@ -39,6 +39,8 @@
 #include "base/metrics.h"
 #include "store/room_map.h"
 
+typedef struct sqlite_store sq_t;
+
 #define STORE_SCHEMA_VERSION "1"
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_EPOCH_BYTES 8                     /* 64 random bits */
@@ -74,7 +76,7 @@ typedef enum { JOB_COMMIT, JOB_FETCH_AFTER, JOB_FETCH_BEFORE } job_kind_t;
 
 typedef struct job {
   uv_work_t work;
-  store_t *store;
+  sq_t *store;
   struct job *next;        /* FIFO link */
   job_kind_t kind;
   int status;              /* set by the worker: 0 or < 0 */
@@ -128,7 +130,8 @@ static const char *const schema_sql =
   "CREATE TABLE IF NOT EXISTS rooms (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL);"
   "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
-struct store {
+struct sqlite_store {
+  store_t base;            /* first: the vtable */
   uv_loop_t *loop;
   sqlite3 *db;
   sqlite3_stmt *stmt[STMT_COUNT];
@@ -179,14 +182,14 @@ static int reserve(void **arr, size_t *cap, size_t n, size_t need, size_t elem) 
   return 0;
 }
 
-static void fifo_push(store_t *s, job_t *j) {
+static void fifo_push(sq_t *s, job_t *j) {
   j->next = NULL;
   if (s->tail) s->tail->next = j;
   else s->head = j;
   s->tail = j;
 }
 
-static job_t *fifo_pop(store_t *s) {
+static job_t *fifo_pop(sq_t *s) {
   job_t *j = s->head;
   if (!j) return NULL;
   s->head = j->next;
@@ -208,7 +211,7 @@ static int step_done(sqlite3_stmt *st) {
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int insert_messages(store_t *s, job_t *j) {
+static int insert_messages(sq_t *s, job_t *j) {
   sqlite3_stmt *st = s->stmt[STMT_INSERT];
   for (size_t i = 0; i < j->n_msgs; i++) {
     const pending_msg_t *m = j->msgs[i];
@@ -222,7 +225,7 @@ static int insert_messages(store_t *s, job_t *j) {
   return 0;
 }
 
-static int save_last_ids(store_t *s, job_t *j) {
+static int save_last_ids(sq_t *s, job_t *j) {
   sqlite3_stmt *st = s->stmt[STMT_SET_LAST_ID];
   for (size_t i = 0; i < j->n_rooms; i++) {
     sqlite3_bind_text(st, 1, j->rooms[i].name, -1, SQLITE_STATIC);
@@ -232,7 +235,7 @@ static int save_last_ids(store_t *s, job_t *j) {
   return 0;
 }
 
-static void run_commit(store_t *s, job_t *j) {
+static void run_commit(sq_t *s, job_t *j) {
   int ok = step_done(s->stmt[STMT_BEGIN]) == 0 && insert_messages(s, j) == 0 &&
            save_last_ids(s, j) == 0 && step_done(s->stmt[STMT_COMMIT]) == 0;
   if (!ok) {
@@ -273,7 +276,7 @@ static void reverse_rows(job_t *j) {
   }
 }
 
-static void run_fetch(store_t *s, job_t *j) {
+static void run_fetch(sq_t *s, job_t *j) {
   int before = j->kind == JOB_FETCH_BEFORE;
   sqlite3_stmt *st = s->stmt[before ? STMT_FETCH_BEFORE : STMT_FETCH_AFTER];
   sqlite3_bind_text(st, 1, j->room, -1, SQLITE_STATIC);
@@ -312,7 +315,7 @@ static void run_job(uv_work_t *w) {
 static void after_job(uv_work_t *w, int uv_status);
 
 /* Starts the next job if none runs. */
-static void pump(store_t *s) {
+static void pump(sq_t *s) {
   if (s->running || !s->head) return;
   job_t *j = fifo_pop(s);
   j->work.data = j;
@@ -327,7 +330,7 @@ static void pump(store_t *s) {
   }
 }
 
-static void finish_commit(store_t *s, job_t *j) {
+static void finish_commit(sq_t *s, job_t *j) {
   if (j->status == 0) {
     uint64_t ns = j->commit_ns > 0 ? (uint64_t)j->commit_ns : 0;
     wsc_metrics.store_commits++;
@@ -348,7 +351,7 @@ static void finish_commit(store_t *s, job_t *j) {
   }
 }
 
-static void finish_fetch(store_t *s, job_t *j) {
+static void finish_fetch(sq_t *s, job_t *j) {
   if (j->status < 0) {
     wsc_metrics.store_errors++;
     LOG_ERROR("store", "read failed room=%s err=\"%s\"", j->room, j->errmsg);
@@ -359,7 +362,7 @@ static void finish_fetch(store_t *s, job_t *j) {
 
 static void after_job(uv_work_t *w, int uv_status) {
   job_t *j = w->data;
-  store_t *s = j->store;
+  sq_t *s = j->store;
   s->running = NULL;
   if (uv_status < 0 && j->status == 0) j->status = uv_status;
   /* The next job may run on the pool while this one's callbacks run here:
@@ -388,7 +391,7 @@ static int merge_batch(job_t *into, job_t *from) {
 
 /* Puts the open batch into the FIFO (or onto a commit batch still waiting
  * at its tail). */
-static void seal_open_batch(store_t *s) {
+static void seal_open_batch(sq_t *s) {
   job_t *b = s->open;
   if (!b) return;
   s->open = NULL;
@@ -402,7 +405,7 @@ static void seal_open_batch(store_t *s) {
 }
 
 static void on_seal_check(uv_check_t *h) {
-  store_t *s = h->data;
+  sq_t *s = h->data;
   seal_open_batch(s);
   pump(s);
 }
@@ -411,7 +414,7 @@ static void on_wake_idle(uv_idle_t *h) {
   /* Nothing to do: being active is enough to make poll return at once. */
 }
 
-static job_t *open_batch(store_t *s) {
+static job_t *open_batch(sq_t *s) {
   if (s->open) return s->open;
   job_t *b = calloc(1, sizeof *b);
   if (!b) return NULL;
@@ -425,9 +428,10 @@ static job_t *open_batch(store_t *s) {
 
 /* ---- public ------------------------------------------------------------- */
 
-const char *store_epoch(const store_t *s) { return s->epoch; }
+static const char *sq_epoch(const store_t *base) { return ((const sq_t *)base)->epoch; }
 
-int64_t store_last_id(const store_t *s, const char *room) {
+static int64_t sq_last_id(const store_t *base, const char *room) {
+  const sq_t *s = (const sq_t *)base;
   if (!s || !room) return 0;
   const store_room_t *r = store_rooms_find(&s->rooms, room);
   return r ? r->last_id : 0;
@@ -454,7 +458,8 @@ static pending_msg_t *copy_msg(const store_msg_t *msg, size_t *bytes) {
   return p;
 }
 
-int64_t store_append(store_t *s, const store_msg_t *msg, store_append_cb cb, void *ud) {
+static int64_t sq_append(store_t *base, const store_msg_t *msg, store_append_cb cb, void *ud) {
+  sq_t *s = (sq_t *)base;
   if (!s || !msg || !msg->room || s->closing) return -1;
   if (msg->text_len > INT_MAX) return -1;
   if (s->pending_msgs >= STORE_MAX_PENDING_APPENDS ||
@@ -486,7 +491,7 @@ int64_t store_append(store_t *s, const store_msg_t *msg, store_append_cb cb, voi
   return p->id;
 }
 
-static int queue_fetch(store_t *s, job_kind_t kind, const char *room, int64_t bound,
+static int queue_fetch(sq_t *s, job_kind_t kind, const char *room, int64_t bound,
                        int limit, store_rows_cb cb, void *ud) {
   if (!s || !room || !cb || limit < 1) return -EINVAL;
   if (s->closing) return -ESHUTDOWN;
@@ -510,16 +515,75 @@ static int queue_fetch(store_t *s, job_kind_t kind, const char *room, int64_t bo
   return 0;
 }
 
-int store_fetch_after(store_t *s, const char *room, int64_t after_id, int limit,
-                      store_rows_cb cb, void *ud) {
-  return queue_fetch(s, JOB_FETCH_AFTER, room, after_id, limit, cb, ud);
+static int sq_fetch_after(store_t *s, const char *room, int64_t after_id, int limit,
+                          store_rows_cb cb, void *ud) {
+  return queue_fetch((sq_t *)s, JOB_FETCH_AFTER, room, after_id, limit, cb, ud);
 }
 
-int store_fetch_before(store_t *s, const char *room, int64_t before_id, int limit,
-                       store_rows_cb cb, void *ud) {
-  return queue_fetch(s, JOB_FETCH_BEFORE, room, before_id > 0 ? before_id : INT64_MAX,
+static int sq_fetch_before(store_t *s, const char *room, int64_t before_id, int limit,
+                           store_rows_cb cb, void *ud) {
+  return queue_fetch((sq_t *)s, JOB_FETCH_BEFORE, room, before_id > 0 ? before_id : INT64_MAX,
                      limit, cb, ud);
 }
+
+/* store_join on SQLite: the last id is known at once and the FIFO makes the
+ * read see exactly the appends issued before it. */
+typedef struct sq_join {
+  store_join_cb cb;
+  void *ud;
+  sq_t *s;
+  store_join_info_t info;
+  int want_rows;
+} sq_join_t;
+
+static void on_sq_join_rows(void *ud, int status, const store_msg_t *rows, size_t n, int more) {
+  (void)more;
+  sq_join_t *j = ud;
+  j->info.epoch = j->s->epoch;
+  j->cb(j->ud, status, j->want_rows ? rows : NULL, j->want_rows ? n : 0, &j->info);
+  free(j);
+}
+
+static int sq_join(store_t *base, const char *room, int64_t since, const char *epoch,
+                   size_t epoch_len, int max_after, int n_before, store_join_cb cb, void *ud) {
+  sq_t *s = (sq_t *)base;
+  if (!room || !cb) return STORE_ERR;
+  int64_t last = sq_last_id(base, room);
+  store_join_info_t info = {.last_id = last, .epoch = s->epoch, .recovered = -1};
+  if (since >= 0) {
+    int epoch_ok = !epoch || (strlen(s->epoch) == epoch_len && memcmp(s->epoch, epoch, epoch_len) == 0);
+    info.recovered = epoch_ok && since <= last && last - since <= max_after;
+  }
+  /* Nothing to read (a room never written, or a reader already at the last
+   * id): no trip through the FIFO. Ids are assigned at append, so nothing
+   * below last_id is in flight that a read would have waited for. */
+  if (last == 0 || (info.recovered == 1 && since == last) || (info.recovered != 1 && n_before < 1)) {
+    cb(ud, s->closing ? STORE_ERR : 0, NULL, 0, &info);
+    return 0;
+  }
+  sq_join_t *j = malloc(sizeof *j);
+  if (!j) return STORE_ERR;
+  *j = (sq_join_t){.cb = cb, .ud = ud, .s = s, .info = info, .want_rows = 1};
+  int rc = info.recovered == 1 ? queue_fetch(s, JOB_FETCH_AFTER, room, since, max_after, on_sq_join_rows, j)
+                               : queue_fetch(s, JOB_FETCH_BEFORE, room, INT64_MAX, n_before, on_sq_join_rows, j);
+  if (rc < 0) {
+    free(j);
+    return STORE_ERR;
+  }
+  return 0;
+}
+
+static void sq_close(store_t *base);
+
+static const store_ops_t sq_ops = {
+  .epoch = sq_epoch,
+  .last_id = sq_last_id,
+  .append = sq_append,
+  .fetch_after = sq_fetch_after,
+  .fetch_before = sq_fetch_before,
+  .join = sq_join,
+  .close = sq_close,
+};
 
 /* ---- open / close --------------------------------------------------------- */
 
@@ -566,7 +630,7 @@ static int make_epoch(char out[STORE_EPOCH_LEN + 1]) {
   return 0;
 }
 
-static const char *configure_db(store_t *s, const wsc_config_t *config) {
+static const char *configure_db(sq_t *s, const wsc_config_t *config) {
   char mode[32];
   sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
   if (query_text(s->db, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode) < 0)
@@ -581,7 +645,7 @@ static const char *configure_db(store_t *s, const wsc_config_t *config) {
 }
 
 /* Creates the tables and, for a new database, its epoch; reads the epoch. */
-static const char *load_schema(store_t *s) {
+static const char *load_schema(sq_t *s) {
   char version[32];
   if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
     return db_error(s->db, "begin");
@@ -608,7 +672,7 @@ static const char *load_schema(store_t *s) {
   return err;
 }
 
-static const char *load_rooms(store_t *s) {
+static const char *load_rooms(sq_t *s) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(s->db, "SELECT name, last_id FROM rooms", -1, &st, NULL) != SQLITE_OK)
     return db_error(s->db, "rooms");
@@ -626,7 +690,7 @@ static const char *load_rooms(store_t *s) {
   return rc == SQLITE_DONE ? NULL : db_error(s->db, "rooms");
 }
 
-static const char *prepare_statements(store_t *s) {
+static const char *prepare_statements(sq_t *s) {
   for (int i = 0; i < STMT_COUNT; i++) {
     if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
                            NULL) != SQLITE_OK)
@@ -635,14 +699,14 @@ static const char *prepare_statements(store_t *s) {
   return NULL;
 }
 
-static void close_db(store_t *s) {
+static void close_db(sq_t *s) {
   for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(s->stmt[i]);
   if (sqlite3_close(s->db) != SQLITE_OK)
     LOG_ERROR("store", "close failed err=\"%s\"", sqlite3_errmsg(s->db));
   s->db = NULL;
 }
 
-static void start_handles(store_t *s) {
+static void start_handles(sq_t *s) {
   uv_check_init(s->loop, &s->seal_check);
   uv_idle_init(s->loop, &s->wake_idle);
   s->seal_check.data = s;
@@ -659,7 +723,8 @@ store_t *store_open(uv_loop_t *loop, const wsc_config_t *config, const char **er
     *err = "no database path";
     return NULL;
   }
-  store_t *s = calloc(1, sizeof *s);
+  sq_t *s = calloc(1, sizeof *s);
+  if (s) s->base.ops = &sq_ops;
   uint64_t seed;
   if (!s || RAND_bytes((unsigned char *)&seed, sizeof seed) != 1) {
     free(s);
@@ -686,16 +751,16 @@ store_t *store_open(uv_loop_t *loop, const wsc_config_t *config, const char **er
   start_handles(s);
   LOG_INFO("store", "opened path=%s epoch=%s rooms=%zu", config->db_path, s->epoch,
            s->rooms.count);
-  return s;
+  return &s->base;
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-  store_t *s = h->data;
+  sq_t *s = h->data;
   s->handles_open--;
 }
 
-void store_close(store_t *s) {
-  if (!s) return;
+static void sq_close(store_t *base) {
+  sq_t *s = (sq_t *)base;
   s->closing = 1;
   seal_open_batch(s);
   pump(s);

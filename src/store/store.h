@@ -1,25 +1,34 @@
 /* store/store — durable message history behind one interface.
  *
- * The default implementation is SQLite in WAL mode (store/sqlite.c); a Redis
- * one can be added behind the same functions' vtable later. The contract:
+ * Two implementations behind one vtable (struct store_ops): SQLite in WAL
+ * mode (store/sqlite.c, store_open) for one node, and Redis streams
+ * (store/redis.c, store_redis_open) for many nodes sharing one chat. chat/
+ * calls the functions below and never knows which one it has. The contract:
  *
- *   - Ids: each room has its own sequence. store_append assigns the next id
- *     of the room at once (in memory) and never reuses one, across restarts
- *     too (the per-room last id is persisted in the same transaction).
+ *   - Ids: each room has its own sequence, dense and strictly increasing,
+ *     never reused (across restarts too). SQLite assigns the id at once (in
+ *     memory; the per-room last id is persisted in the same transaction);
+ *     Redis assigns it atomically with the append, the id comes with the
+ *     callback.
+ *   - Publishing: an append reaches every other node's bus with the same
+ *     id (Redis: the append script publishes it); the appending node
+ *     delivers its own messages locally from the append callback. With
+ *     SQLite there are no other nodes.
  *   - Batching: every append made during one event-loop iteration goes into
  *     one transaction, committed on the libuv thread pool at the end of the
  *     iteration (uv_check), so the loop never waits for the disk. Only then
  *     is each append's callback called (on the loop thread, in append
  *     order): a message is acknowledged only after it is durable.
- *   - Ordering: all operations (append batches and reads) run one at a time,
- *     in the order they were issued. A read therefore sees every append
- *     issued before it, and none issued after it — chat/ relies on this to
- *     join a client to a room without missing or duplicating a message.
+ *   - Ordering: all operations (append batches and reads) complete in the
+ *     order they were issued; a read sees every append issued before it.
+ *     (With Redis, appends of other nodes land at any time: chat/ keeps
+ *     exact joins with the per-room last id every read reports.)
  *   - Callbacks run on the loop thread; the rows they receive are valid only
  *     during the call. A callback always runs once per accepted call, even
  *     if the store is closing (store_close finishes the work first).
- *   - epoch: a random hex string made when the database is created; it
- *     changes only when history is lost (a new database).
+ *   - epoch: a random hex string that changes only when history is lost
+ *     (SQLite: one per database; Redis: one per room, kept in Redis and
+ *     remade when Redis lost the room's data). store_join reports it.
  *   - Durability: synchronous=NORMAL in WAL (survives kill -9);
  *     config.fsync selects synchronous=FULL (survives power loss).
  */
@@ -33,6 +42,11 @@
 #include "base/config.h"
 
 typedef struct store store_t;
+
+/* Status codes of calls and callbacks besides 0. */
+#define STORE_ERR (-1)          /* failed (full, closing, out of memory, I/O) */
+#define STORE_EUNAVAILABLE (-2) /* the backing service is unreachable now */
+#define STORE_EPOCH_MAX 32      /* longest epoch text */
 
 typedef struct store_msg {
   const char *room;
@@ -52,38 +66,85 @@ typedef void (*store_append_cb)(void *ud, int status, const store_msg_t *msg);
  * and n is 0. */
 typedef void (*store_rows_cb)(void *ud, int status, const store_msg_t *rows, size_t n, int more);
 
-/* Opens (creating if needed) the store named by config->db_path. Runs on
+/* What store_join read, with its rows. */
+typedef struct store_join_info {
+  int64_t last_id;      /* the room's last id when the rows were read */
+  const char *epoch;    /* the room's epoch (valid during the callback) */
+  int recovered;        /* -1: no since given; 1: rows are all after since;
+                           0: since unusable (other epoch, too old, beyond
+                           last_id): rows are the newest ones */
+} store_join_info_t;
+typedef void (*store_join_cb)(void *ud, int status, const store_msg_t *rows, size_t n,
+                              const store_join_info_t *info);
+
+typedef struct store_ops {
+  const char *(*epoch)(const store_t *s);
+  int64_t (*last_id)(const store_t *s, const char *room);
+  int64_t (*append)(store_t *s, const store_msg_t *msg, store_append_cb cb, void *ud);
+  int (*fetch_after)(store_t *s, const char *room, int64_t after_id, int limit,
+                     store_rows_cb cb, void *ud);
+  int (*fetch_before)(store_t *s, const char *room, int64_t before_id, int limit,
+                      store_rows_cb cb, void *ud);
+  int (*join)(store_t *s, const char *room, int64_t since, const char *epoch, size_t epoch_len,
+              int max_after, int n_before, store_join_cb cb, void *ud);
+  void (*close)(store_t *s);
+} store_ops_t;
+
+struct store {
+  const store_ops_t *ops;
+};
+
+/* Opens (creating if needed) the SQLite store named by config->db_path. Runs on
  * the calling thread, at start-up. NULL on failure, with a message in
  * *err (static or owned by nobody; just print it). */
 store_t *store_open(uv_loop_t *loop, const wsc_config_t *config, const char **err);
 
-/* The database's epoch (owned by the store). */
-const char *store_epoch(const store_t *s);
-/* The room's last assigned id (0 for a room never written). Never blocks. */
-int64_t store_last_id(const store_t *s, const char *room);
+/* The database's epoch (owned by the store); "" for Redis (per room). */
+static inline const char *store_epoch(const store_t *s) { return s->ops->epoch(s); }
+/* The room's last assigned id (0 for a room never written; -1 when this
+ * node cannot know without a read: Redis). Never blocks. */
+static inline int64_t store_last_id(const store_t *s, const char *room) { return s->ops->last_id(s, room); }
 
 /* Queues msg (room, from, text, ts are copied; id is ignored) into this
- * iteration's batch and assigns its id, returned (> 0), or -1 on error:
- * the store is closing, or too much is already waiting for the disk (a
- * bounded queue; the caller reports the failure, no callback runs). from
+ * iteration's batch and assigns its id: returned (> 0) when known at once
+ * (SQLite), 0 when it comes with the callback (Redis), or < 0 on error:
+ * STORE_ERR (closing, or too much is already waiting: a bounded queue) or
+ * STORE_EUNAVAILABLE (Redis unreachable) — no callback runs then. from
  * NULL is stored as "", text may hold any bytes (text_len counts them).
- * cb may be NULL. */
-int64_t store_append(store_t *s, const store_msg_t *msg, store_append_cb cb, void *ud);
+ * cb may be NULL; its status may be STORE_EUNAVAILABLE too (the link broke
+ * before the answer: the message may or may not be stored). */
+static inline int64_t store_append(store_t *s, const store_msg_t *msg, store_append_cb cb, void *ud) {
+  return s->ops->append(s, msg, cb, ud);
+}
 
 /* Reads return 0, or < 0 without calling cb (limit < 1, closing, too many
  * reads waiting). A limit above 100000 is clamped (see `more`). */
 /* Messages of `room` with id > after_id, ascending, at most `limit`. */
-int store_fetch_after(store_t *s, const char *room, int64_t after_id, int limit,
-                      store_rows_cb cb, void *ud);
+static inline int store_fetch_after(store_t *s, const char *room, int64_t after_id, int limit,
+                                    store_rows_cb cb, void *ud) {
+  return s->ops->fetch_after(s, room, after_id, limit, cb, ud);
+}
 /* The `limit` newest messages of `room` with id < before_id (before_id <= 0:
  * from the newest), returned in ascending order, and whether older exist. */
-int store_fetch_before(store_t *s, const char *room, int64_t before_id, int limit,
-                       store_rows_cb cb, void *ud);
+static inline int store_fetch_before(store_t *s, const char *room, int64_t before_id, int limit,
+                                     store_rows_cb cb, void *ud) {
+  return s->ops->fetch_before(s, room, before_id, limit, cb, ud);
+}
+/* One read for a join (or a node catching up on a room): the room's last
+ * id and epoch, and the messages after `since` when since >= 0, the epoch
+ * matches (epoch NULL: any), since <= last id and last id - since <=
+ * max_after (info->recovered 1); otherwise the n_before newest messages
+ * (recovered 0, or -1 when since < 0). */
+static inline int store_join(store_t *s, const char *room, int64_t since, const char *epoch,
+                             size_t epoch_len, int max_after, int n_before, store_join_cb cb,
+                             void *ud) {
+  return s->ops->join(s, room, since, epoch, epoch_len, max_after, n_before, cb, ud);
+}
 
 /* Finishes queued work (callbacks still run, with their real status),
  * then closes the database. Calls made while it drains are refused.
  * Call with the loop alive but not from inside one of the loop's callbacks
  * (it runs the loop itself, uv_run(UV_RUN_ONCE), until the work is done). */
-void store_close(store_t *s);
+static inline void store_close(store_t *s) { if (s) s->ops->close(s); }
 
 #endif

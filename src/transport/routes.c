@@ -148,7 +148,11 @@ static void on_request(void *app, net_conn_t *c, const http_request_t *req, uint
     return;
   }
   if (path_is(req, "/healthz")) {
-    reply(c, req, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n", "ok\n", 3);
+    if (r->chat && !chat_server_healthy(r->chat))
+      reply(c, req, 503, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n",
+            "degraded: the shared store is unreachable\n", 42);
+    else
+      reply(c, req, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n", "ok\n", 3);
   } else if (path_is(req, "/metrics")) {
     static char buf[METRICS_BUF];
     size_t n = metrics_render(buf, sizeof buf);
