@@ -9,9 +9,9 @@ set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config
             libuv1-dev libhttp-parser-dev libssl-dev
-            libjansson-dev libsqlite3-dev)
+            libjansson-dev libsqlite3-dev libhiredis-dev)
 TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
-           sqlite3 procps curl)
+           sqlite3 procps curl redis-server)
 BENCH_PKGS=(python3-fastapi python3-uvicorn python3-websockets libwebsockets-dev
             gnuplot-nox linux-perf util-linux)
 

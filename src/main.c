@@ -16,9 +16,12 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "bus/bus.h"
+#include "bus/redis.h"
 #include "chat/chat.h"
 #include "http/http.h"
 #include "net/net.h"
+#include "redis/link.h"
+#include "store/redis.h"
 #include "store/store.h"
 #include "transport/routes.h"
 #include "transport/ws_transport.h"
@@ -30,6 +33,7 @@ typedef struct app {
   wsc_config_t config;
   store_t *store;
   bus_t *bus;
+  wsc_redis_t *redis;
   chat_server_t *chat;
   ws_transport_t *ws;
   routes_t routes;
@@ -56,6 +60,11 @@ static void usage(FILE *f) {
           "  --handshake-timeout SECONDS  time to send a whole HTTP request (default 10)\n"
           "  --shutdown-timeout SECONDS   time given to clients to close on shutdown (default 5)\n"
           "  --allow-origin ORIGIN    also accept browser WebSockets from ORIGIN (repeatable; * = any)\n"
+          "  --redis URL              share the chat with other nodes through Redis: redis://host:port[/db]\n"
+          "                           (history, ids and fan-out in Redis; env WSCHAT_REDIS)\n"
+          "  --redis-timeout MS       no answer from Redis for this long = unreachable (default 2000)\n"
+          "  --redis-retention N      messages kept per room in Redis, about (default 10000)\n"
+          "  --presence-ttl SECONDS   a dead node's members leave after this (default 15)\n"
           "  --log-level LEVEL        debug, info, warn, error (default info; env WSCHAT_LOG_LEVEL)\n"
           "  --version, --help\n");
 }
@@ -80,6 +89,7 @@ enum {
   OPT_HOST = 1000, OPT_PORT, OPT_DB, OPT_FSYNC, OPT_ECHO, OPT_MAX_MESSAGE, OPT_MAX_TEXT,
   OPT_RATE, OPT_SEND_QUEUE, OPT_MAX_CONN, OPT_PING, OPT_HS_TIMEOUT, OPT_SHUTDOWN_TIMEOUT,
   OPT_ORIGIN, OPT_LOG, OPT_MAX_BODY, OPT_VERSION, OPT_HELP,
+  OPT_REDIS, OPT_REDIS_TIMEOUT, OPT_REDIS_RETENTION, OPT_PRESENCE_TTL,
 };
 
 static const struct option options[] = {
@@ -99,6 +109,10 @@ static const struct option options[] = {
     {"allow-origin", required_argument, 0, OPT_ORIGIN},
     {"log-level", required_argument, 0, OPT_LOG},
     {"max-body", required_argument, 0, OPT_MAX_BODY},
+    {"redis", required_argument, 0, OPT_REDIS},
+    {"redis-timeout", required_argument, 0, OPT_REDIS_TIMEOUT},
+    {"redis-retention", required_argument, 0, OPT_REDIS_RETENTION},
+    {"presence-ttl", required_argument, 0, OPT_PRESENCE_TTL},
     {"version", no_argument, 0, OPT_VERSION},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
@@ -149,6 +163,13 @@ static int apply_option(wsc_config_t *c, int opt, const char *arg) {
       if (wsc_log_parse_level(arg, &level)) return -1;
       wsc_log_set_level(level);
       return 0;
+    case OPT_REDIS: c->redis_url = *arg ? arg : NULL; return 0;
+    case OPT_REDIS_TIMEOUT: return parse_int(arg, &c->redis_timeout_ms, 50);
+    case OPT_REDIS_RETENTION: return parse_int(arg, &c->redis_retention, 1);
+    case OPT_PRESENCE_TTL:
+      if (parse_int(arg, &secs, 1)) return -1;
+      c->presence_ttl_ms = secs * 1000;
+      return 0;
     default: return -1;
   }
 }
@@ -157,7 +178,7 @@ static int parse_config(wsc_config_t *c, int argc, char **argv) {
   wsc_config_defaults(c);
   static const struct { const char *env; int opt; } envs[] = {
       {"WSCHAT_HOST", OPT_HOST}, {"WSCHAT_PORT", OPT_PORT}, {"WSCHAT_DB", OPT_DB},
-      {"WSCHAT_LOG_LEVEL", OPT_LOG},
+      {"WSCHAT_LOG_LEVEL", OPT_LOG}, {"WSCHAT_REDIS", OPT_REDIS},
   };
   for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
     const char *v = getenv(envs[i].env);
@@ -231,18 +252,35 @@ int main(int argc, char **argv) {
   app.loop = uv_default_loop();
 
   const char *err = NULL;
-  app.store = store_open(app.loop, &app.config, &err);
-  if (!app.store) {
-    LOG_ERROR("main", "cannot open history db=%s err=\"%s\"", app.config.db_path, err ? err : "?");
-    return 1;
+  if (app.config.redis_url) {
+    /* Many nodes: history, ids and fan-out in Redis. */
+    app.redis = wsc_redis_new(app.loop, &app.config, &err);
+    app.store = app.redis ? store_redis_open(app.redis, &app.config, &err) : NULL;
+    if (!app.store) {
+      LOG_ERROR("main", "cannot use redis url=%s err=\"%s\"", app.config.redis_url, err ? err : "?");
+      return 1;
+    }
+  } else {
+    app.store = store_open(app.loop, &app.config, &err);
+    if (!app.store) {
+      LOG_ERROR("main", "cannot open history db=%s err=\"%s\"", app.config.db_path, err ? err : "?");
+      return 1;
+    }
   }
   app.chat = chat_server_new(app.loop, &app.config, app.store);
-  app.bus = bus_local_new(chat_server_deliver, app.chat);
+  if (app.chat && app.redis) {
+    bus_handler_t h;
+    chat_server_bus_handler(app.chat, &h);
+    app.bus = bus_redis_new(app.redis, &h);
+  } else if (app.chat) {
+    app.bus = bus_local_new(chat_server_deliver, app.chat);
+  }
   if (!app.chat || !app.bus) {
     LOG_ERROR("main", "out of memory");
     return 1;
   }
   chat_server_set_bus(app.chat, app.bus);
+  if (app.redis) wsc_redis_start(app.redis);
   app.ws = ws_transport_new(&app.config, app.chat);
   if (!app.ws) {
     LOG_ERROR("main", "out of memory");
@@ -262,8 +300,9 @@ int main(int argc, char **argv) {
   app.sigint.data = app.sigterm.data = &app;
   uv_signal_start(&app.sigint, on_signal, SIGINT);
   uv_signal_start(&app.sigterm, on_signal, SIGTERM);
-  LOG_INFO("main", "listening url=http://%s:%d/ db=%s echo=%s version=%s", app.config.host,
-           app.config.port, app.config.db_path, app.config.echo ? "on" : "off", WSCHAT_VERSION);
+  LOG_INFO("main", "listening url=http://%s:%d/ %s=%s echo=%s version=%s", app.config.host,
+           app.config.port, app.redis ? "redis" : "db", app.redis ? app.config.redis_url : app.config.db_path,
+           app.config.echo ? "on" : "off", WSCHAT_VERSION);
 
   uv_run(app.loop, UV_RUN_DEFAULT);
 
@@ -277,6 +316,7 @@ int main(int argc, char **argv) {
   chat_server_free(app.chat);
   bus_free(app.bus);
   ws_transport_free(app.ws);
+  wsc_redis_free(app.redis);
   uv_run(app.loop, UV_RUN_DEFAULT);
   uv_loop_close(app.loop);
   LOG_INFO("main", "bye");

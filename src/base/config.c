@@ -20,4 +20,7 @@ void wsc_config_defaults(wsc_config_t *c) {
   c->replay_max = 1000;
   c->history_max_limit = 200;
   c->db_path = "wschat.db";
+  c->redis_timeout_ms = 2000;
+  c->redis_retention = 10000;
+  c->presence_ttl_ms = 15 * 1000;
 }

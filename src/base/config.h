@@ -43,7 +43,10 @@ typedef struct wsc_config {
   int fsync;                      /* --fsync: synchronous=FULL */
 
   /* bus (cluster) */
-  const char *redis_url;          /* --redis host:port; NULL = in-process bus */
+  const char *redis_url;          /* --redis redis://host:port[/db]; NULL = SQLite + in-process bus */
+  int redis_timeout_ms;           /* --redis-timeout (ms): no answer for this long = link down; 2000 */
+  int redis_retention;            /* --redis-retention: messages kept per room stream (~); 10000 */
+  int presence_ttl_ms;            /* --presence-ttl (s): a dead node's members leave after it; 15 s */
 } wsc_config_t;
 
 /* Fills *c with the defaults above. */
