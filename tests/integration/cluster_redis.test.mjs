@@ -1,0 +1,230 @@
+// Many nodes, one chat: a real redis-server (AOF on, appendfsync always)
+// and three wschat nodes started with --redis. Cross-node order and ids,
+// typing, a node killed while its clients send, redis-server killed and
+// restarted on the same files, Redis stopped for 5 s, Redis that lost its
+// data (new epoch).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startServer } from '../lib/server.mjs';
+import { startRedis } from '../lib/redis.mjs';
+import { Chat } from '../lib/chat.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let rd;
+const nodes = [];
+
+async function startNode(extra = []) {
+  const n = await startServer({ args: ['--redis', rd.url, '--redis-timeout', '1000', ...extra] });
+  nodes.push(n);
+  return n;
+}
+
+async function healthy(node, want = 200, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await fetch(node.http('/healthz'));
+    const body = await r.text();
+    if (r.status === want) return body;
+    if (Date.now() > deadline) throw new Error(`healthz stayed ${r.status} ${body}`);
+    await sleep(50);
+  }
+}
+
+// Opens a client and waits for its welcome and (with a room) joined.
+async function join(node, room, q = '') {
+  const c = await Chat.open(node.url(`/ws?room=${room}${q}`));
+  c.welcome = await c.next('welcome');
+  c.joined = await c.next('joined');
+  return c;
+}
+
+const messageIds = (c, room) => c.all.filter((m) => m.type === 'message' && m.room === room).map((m) => m.id);
+const dense = (ids, from = 1) => ids.every((id, i) => id === from + i);
+
+before(async () => {
+  rd = await startRedis();
+  for (let i = 0; i < 3; i++) await startNode();
+});
+
+after(async () => {
+  for (const n of nodes) await n.kill9();
+  await rd.stop();
+});
+
+test('three nodes: every member on every node gets the same dense ids in the same order', async () => {
+  const room = 'order';
+  const cs = [];
+  for (const n of nodes.slice(0, 3)) for (let k = 0; k < 2; k++) cs.push(await join(n, room));
+  const acks = [];
+  for (let i = 0; i < 20; i++) for (const [j, c] of cs.entries()) c.send({ type: 'send', room, text: `c${j}-${i}`, ref: i });
+  for (const c of cs) for (let i = 0; i < 20; i++) acks.push((await c.until((m) => m.type === 'ack' && m.ref === i)).id);
+  assert.deepEqual([...acks].sort((a, b) => a - b), Array.from({ length: 120 }, (_, i) => i + 1), 'acks: ids 1..120, each once');
+  for (const c of cs) {
+    while (messageIds(c, room).length < 120) await c.next();
+    const got = c.all.filter((m) => m.type === 'message').map((m) => `${m.id}:${m.text}`);
+    assert.deepEqual(got, cs[0].all.filter((m) => m.type === 'message').map((m) => `${m.id}:${m.text}`));
+    assert.ok(dense(messageIds(c, room)), 'ids dense and increasing');
+  }
+  for (const c of cs) await c.close();
+});
+
+test('typing reaches members on other nodes, not the typist', async () => {
+  const a = await join(nodes[0], 'typing', '&name=typer');
+  const b = await join(nodes[1], 'typing');
+  await a.until((m) => m.type === 'presence' && m.event === 'join');
+  a.send({ type: 'typing', room: 'typing' });
+  const t = await b.until((m) => m.type === 'typing');
+  assert.equal(t.name, 'typer');
+  await a.quiet('no typing echo to the typist');
+  await a.close();
+  await b.close();
+});
+
+test('a node killed (kill -9) while its clients send: they resume on another node, every acked message exactly once', async () => {
+  const room = 'crash';
+  const victim = await startNode();
+  const watcher = await join(nodes[0], room);
+  const senders = [await join(victim, room), await join(victim, room)];
+  const acked = new Set();
+  let stop = false;
+  const pump = async (c, tag) => {
+    for (let i = 0; !stop && !c.closeInfo; i++) {
+      c.send({ type: 'send', room, text: `${tag}-${i}`, ref: `${tag}-${i}` });
+      await sleep(5);
+    }
+  };
+  const pumps = senders.map((c, k) => pump(c, `s${k}`));
+  await sleep(400);
+  await victim.kill9();
+  await Promise.all(senders.map((c) => c.closed));
+  await Promise.all(pumps);
+  for (const c of senders) for (const m of c.all) if (m.type === 'ack') acked.add(m.id);
+  assert.ok(acked.size > 5, `some sends were acked before the crash (${acked.size})`);
+
+  // Each resumes on another node with since = the last id it saw.
+  const resumed = [];
+  for (const [k, c] of senders.entries()) {
+    const seen = messageIds(c, room);
+    const since = seen.length ? seen[seen.length - 1] : 0;
+    const r = await join(nodes[1 + k], room, `&since=${since}&epoch=${c.joined.epoch}`);
+    assert.equal(r.joined.recovered, true, r.joined.raw);
+    for (let i = 0; i < 5; i++) r.send({ type: 'send', room, text: `r${k}-${i}`, ref: i });
+    for (let i = 0; i < 5; i++) acked.add((await r.until((m) => m.type === 'ack' && m.ref === i)).id);
+    resumed.push({ before: seen, r });
+  }
+  const max = Math.max(...acked);
+  for (const c of [watcher, ...resumed.map((x) => x.r)]) while (!messageIds(c, room).includes(max)) await c.next();
+  const wids = messageIds(watcher, room);
+  assert.ok(dense(wids), 'the watcher saw dense ids');
+  for (const id of acked) assert.ok(wids.includes(id), `acked ${id} reached the watcher`);
+  for (const { before: seen, r } of resumed) {
+    const all = [...seen, ...messageIds(r, room)];
+    assert.equal(new Set(all).size, all.length, 'no duplicates across the resume');
+    assert.ok(dense(all), 'no gap across the resume');
+    for (const id of acked) assert.ok(all.includes(id), `acked ${id} reached the resumed client`);
+    await r.close();
+  }
+  await watcher.close();
+});
+
+test('redis-server killed (kill -9) and restarted on the same files: nothing acked is lost, nodes recover by themselves', async () => {
+  const room = 'rkill';
+  const x = await join(nodes[0], room);
+  const y = await join(nodes[1], room);
+  const acked = [];
+  for (let i = 0; i < 40; i++) {
+    x.send({ type: 'send', room, text: `m${i}`, ref: i });
+    if (i === 20) await rd.kill9();
+    await sleep(2);
+  }
+  for (let i = 0; i < 40; i++) {
+    const m = await x.until((mm) => (mm.type === 'ack' || mm.type === 'error') && mm.ref === i);
+    if (m.type === 'ack') acked.push(m.id);
+    else assert.equal(m.code, 'unavailable', m.raw);
+  }
+  assert.ok(acked.length >= 1, 'some were acked before the kill');
+  assert.equal((await fetch(nodes[0].http('/healthz'))).status, 503, 'degraded while Redis is gone');
+  rd = await rd.restart();
+  for (const n of nodes.slice(0, 3)) await healthy(n);
+  y.send({ type: 'send', room, text: 'after', ref: 'after' });
+  const a = await y.until((m) => m.type === 'ack' && m.ref === 'after');
+  assert.ok(a.id > Math.max(...acked), 'ids go on after the restart');
+  for (const c of [x, y]) {
+    await c.until((m) => m.type === 'message' && m.id === a.id);
+    const ids = messageIds(c, room);
+    assert.ok(dense(ids), `dense ids on ${c === x ? 'x' : 'y'}: ${ids}`);
+    for (const id of acked) assert.ok(ids.includes(id), `acked ${id} delivered`);
+  }
+  const z = await join(nodes[2], room, `&since=0&epoch=${x.joined.epoch}`);
+  assert.equal(z.joined.recovered, true, 'same epoch: the AOF kept the history');
+  const zids = [];
+  while (zids.length < a.id) zids.push((await z.next('message')).id);
+  for (const id of acked) assert.ok(zids.includes(id), `acked ${id} is in the history`);
+  for (const c of [x, y, z]) await c.close();
+});
+
+test('Redis stopped for 5 s: sends get unavailable, never a false ack, connections stay open, /healthz 503, recovery on its own', async () => {
+  const room = 'pause';
+  const x = await join(nodes[0], room);
+  const w = await join(nodes[2], room);
+  const replies = new Map();
+  let degraded = false;
+  let i = 0;
+  const send = () => { x.send({ type: 'send', room, text: `p${i}`, ref: i }); i++; };
+  for (let k = 0; k < 5; k++) { send(); await sleep(50); }
+  rd.pause();
+  const t0 = Date.now();
+  while (Date.now() - t0 < 5000) {
+    send();
+    await sleep(100);
+    if ((await fetch(nodes[0].http('/healthz'))).status === 503) degraded = true;
+  }
+  rd.resume();
+  await healthy(nodes[0]);
+  await healthy(nodes[2]);
+  for (let k = 0; k < 5; k++) send();
+  for (let k = 0; k < i; k++) {
+    const m = await x.until((mm) => (mm.type === 'ack' || mm.type === 'error') && mm.ref === k, 30000);
+    replies.set(k, m);
+  }
+  assert.ok(degraded, '/healthz said degraded while Redis was stopped');
+  assert.equal(x.closeInfo, null, 'the connection stayed open');
+  const unavailable = [...replies.values()].filter((m) => m.type === 'error');
+  assert.ok(unavailable.length > 0, 'some sends got unavailable');
+  for (const m of unavailable) assert.equal(m.code, 'unavailable', m.raw);
+  const acked = [...replies.values()].filter((m) => m.type === 'ack').map((m) => m.id);
+  assert.equal(new Set(acked).size, acked.length, 'acks are distinct ids');
+  const last = Math.max(...acked);
+  // Every ack is a stored message: the other node's member has each, once, in order.
+  await w.until((m) => m.type === 'message' && m.id === last, 30000);
+  const wids = messageIds(w, room);
+  assert.ok(dense(wids), `dense ids: ${wids}`);
+  for (const id of acked) assert.ok(wids.includes(id), `acked ${id} delivered`);
+  const texts = new Map(w.all.filter((m) => m.type === 'message').map((m) => [m.id, m.text]));
+  for (const m of replies.values()) if (m.type === 'ack') assert.equal(texts.get(m.id), `p${m.ref}`, 'the ack names the stored message');
+  await x.close();
+  await w.close();
+});
+
+test('Redis that lost its data: a new epoch, members are told to rejoin, resume says recovered:false', async () => {
+  const room = 'lost';
+  const x = await join(nodes[0], room);
+  x.send({ type: 'send', room, text: 'before', ref: 1 });
+  const ack = await x.until((m) => m.type === 'ack' && m.ref === 1);
+  const oldEpoch = x.joined.epoch;
+  await rd.kill9();
+  rmSync(rd.dir, { recursive: true, force: true });
+  const fresh = mkdtempSync(path.join(tmpdir(), 'wschat-redis-'));
+  rd = await rd.restart({ dir: fresh });
+  await healthy(nodes[0]);
+  const info = await x.closed;
+  assert.equal(info.code, 1012, 'the member is closed to rejoin');
+  const y = await join(nodes[1], room, `&since=${ack.id}&epoch=${oldEpoch}`);
+  assert.equal(y.joined.recovered, false);
+  assert.notEqual(y.joined.epoch, oldEpoch);
+  assert.equal(y.joined.last_id, 0);
+  await y.close();
+});
