@@ -551,7 +551,7 @@ static int sq_join(store_t *base, const char *room, int64_t since, const char *e
   int64_t last = sq_last_id(base, room);
   store_join_info_t info = {.last_id = last, .epoch = s->epoch, .recovered = -1};
   if (since >= 0) {
-    int epoch_ok = !epoch || (strlen(s->epoch) == epoch_len && memcmp(s->epoch, epoch, epoch_len) == 0);
+    int epoch_ok = !epoch || (epoch_len == STORE_EPOCH_LEN && memcmp(s->epoch, epoch, epoch_len) == 0);
     info.recovered = epoch_ok && since <= last && last - since <= max_after;
   }
   /* Nothing to read (a room never written, or a reader already at the last
