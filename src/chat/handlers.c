@@ -299,7 +299,7 @@ static void handle_hello(chat_client_t *c, chat_req_t *req) {
   chat_session_t *s = c->session;
   char name[CHAT_NAME_MAX_BYTES + 1];
   snprintf(name, sizeof name, "%.*s", (int)req->name.len, req->name.p);
-  chat_session_t *holder = chat_hmap_get(&srv->names, req->name.p, req->name.len);
+  chat_session_t *holder = wsc_hmap_get(&srv->names, req->name.p, req->name.len);
   if (holder && holder != s) {
     char msg[64 + CHAT_NAME_MAX_BYTES];
     snprintf(msg, sizeof msg, "the name %s is in use", name);
@@ -348,7 +348,7 @@ static void handle_dm(chat_client_t *c, chat_req_t *req) {
   while (to_len && to[to_len - 1] == ' ') to_len--;
   if (chat_name_eq(to, to_len, c->session->name, c->session->name_len))
     { chat_send_error(c, CHAT_ERR_BAD_REQUEST, "you cannot send a dm to yourself", req->ref); return; }
-  chat_session_t *s = chat_hmap_get(&srv->names, to, to_len);
+  chat_session_t *s = wsc_hmap_get(&srv->names, to, to_len);
   if (!s || !s->client) { chat_send_error(c, CHAT_ERR_NO_SUCH_USER, "no user of that name is connected", req->ref); return; }
   chat_send_own(s->client, chat_enc_dm(&srv->jw, c->session->name, s->name, req->text.p, req->text.len, wsc_now_ms()));
   chat_send_own(c, chat_enc_ack(&srv->jw, req->ref, NULL, -1));

@@ -29,7 +29,7 @@
 
 #include "chat/chat.h"
 #include "chat/encode.h"
-#include "chat/hashmap.h"
+#include "base/hmap.h"
 #include "chat/names.h"
 #include "chat/proto.h"
 
@@ -108,7 +108,7 @@ struct chat_server {
   store_t *store;
   bus_t *bus;
   chat_limits_t lim;
-  chat_hmap_t rooms, names, sessions;
+  wsc_hmap_t rooms, names, sessions;
   chat_session_t *idle_head, *idle_tail;   /* sessions without a connection, oldest first */
   uint32_t n_idle, idle_max;
   chat_client_t **clients;

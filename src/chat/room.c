@@ -11,7 +11,7 @@
 #define CLIENT_ROOMS_MIN_CAP 1  /* most connections are in one room */
 
 chat_room_t *chat_room_get(chat_server_t *srv, const char *name, size_t len) {
-  return chat_hmap_get(&srv->rooms, name, len);
+  return wsc_hmap_get(&srv->rooms, name, len);
 }
 
 chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_t len) {
@@ -22,7 +22,7 @@ chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_
   memcpy(r->name, name, len);
   r->name_len = (uint32_t)len;
   r->last_id = r->want = store_last_id(srv->store, r->name);   /* -1: learnt at the first join */
-  if (chat_hmap_put(&srv->rooms, r->name, len, r) < 0) {
+  if (wsc_hmap_put(&srv->rooms, r->name, len, r) < 0) {
     free(r);
     return NULL;
   }
@@ -32,7 +32,7 @@ chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_
 }
 
 void chat_room_free(chat_server_t *srv, chat_room_t *room) {
-  chat_hmap_del(&srv->rooms, room->name, room->name_len);
+  wsc_hmap_del(&srv->rooms, room->name, room->name_len);
   if (srv->bus) bus_unsubscribe(srv->bus, room->name);
   wsc_metrics.chat_rooms--;
   free(room->members);

@@ -119,7 +119,7 @@ void chat_broadcast(chat_server_t *srv, const char *room, wsc_buf_t *b, chat_cli
 /* ---- names and sessions -------------------------------------------------- */
 
 static int name_held(chat_server_t *srv, const char *name, size_t len) {
-  return chat_hmap_get(&srv->names, name, len) != NULL;
+  return wsc_hmap_get(&srv->names, name, len) != NULL;
 }
 
 /* Sets the session's name (not yet held) to a copy of name[0..len). */
@@ -135,12 +135,12 @@ static int session_set_name(chat_session_t *s, const char *name, size_t len) {
 }
 
 static int hold_name(chat_server_t *srv, chat_session_t *s) {
-  return chat_hmap_put(&srv->names, s->name, s->name_len, s);
+  return wsc_hmap_put(&srv->names, s->name, s->name_len, s);
 }
 
 static void release_name(chat_server_t *srv, chat_session_t *s) {
-  if (s->name && chat_hmap_get(&srv->names, s->name, s->name_len) == s)
-    chat_hmap_del(&srv->names, s->name, s->name_len);
+  if (s->name && wsc_hmap_get(&srv->names, s->name, s->name_len) == s)
+    wsc_hmap_del(&srv->names, s->name, s->name_len);
 }
 
 /* A free guest name ("guest-" and 4 hex digits, more when those seem exhausted). */
@@ -163,7 +163,7 @@ static chat_session_t *session_new(chat_server_t *srv) {
   unsigned char raw[CHAT_TOKEN_BYTES];
   random_bytes(raw, sizeof raw);
   chat_hex(s->token, raw, sizeof raw);
-  if (chat_hmap_put(&srv->sessions, s->token, CHAT_TOKEN_HEX, s) < 0) {
+  if (wsc_hmap_put(&srv->sessions, s->token, CHAT_TOKEN_HEX, s) < 0) {
     wsc_pool_free(&g_session_pool, s);
     return NULL;
   }
@@ -197,7 +197,7 @@ static void idle_push(chat_server_t *srv, chat_session_t *s) {
   while (srv->n_idle > srv->idle_max) {
     chat_session_t *old = srv->idle_head;
     idle_remove(srv, old);
-    chat_hmap_del(&srv->sessions, old->token, CHAT_TOKEN_HEX);
+    wsc_hmap_del(&srv->sessions, old->token, CHAT_TOKEN_HEX);
     session_free(old);
   }
 }
@@ -213,7 +213,7 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
     return -1;
   }
   /* The old key points into `old`: swap the entry before freeing it. */
-  chat_hmap_del(&srv->names, old, old_len);
+  wsc_hmap_del(&srv->names, old, old_len);
   if (hold_name(srv, s) < 0) LOG_ERROR(LOG_COMP, "out of memory holding a name");
   for (uint32_t i = 0; i < c->n_rooms; i++) {
     chat_room_t *r = c->rooms[i].room;
@@ -309,7 +309,7 @@ void chat_client_detach(chat_client_t *c) {
  * new session with ?name= or a guest name. Sends the errors it meets. */
 static int attach_session(chat_client_t *c, const chat_connect_params_t *p) {
   chat_server_t *srv = c->srv;
-  chat_session_t *s = p->session ? chat_hmap_get(&srv->sessions, p->session, strlen(p->session)) : NULL;
+  chat_session_t *s = p->session ? wsc_hmap_get(&srv->sessions, p->session, strlen(p->session)) : NULL;
   if (s) {
     if (s->client) {
       replace_client(s->client, c, s);
@@ -423,9 +423,9 @@ chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, stor
   srv->lim.history_default = config->history_default > 0 ? config->history_default : 1;
   if (srv->lim.history_default > srv->lim.history_max_limit)
     srv->lim.history_default = srv->lim.history_max_limit;
-  chat_hmap_init(&srv->rooms, 0);
-  chat_hmap_init(&srv->names, 1);
-  chat_hmap_init(&srv->sessions, 0);
+  wsc_hmap_init(&srv->rooms, WSC_HMAP_EXACT);
+  wsc_hmap_init(&srv->names, WSC_HMAP_CASE_FOLD);
+  wsc_hmap_init(&srv->sessions, WSC_HMAP_EXACT);
   srv->idle_max = CHAT_IDLE_SESSIONS_MAX;
   chat_jw_init(&srv->jw);
   return srv;
@@ -468,9 +468,9 @@ void chat_server_free(chat_server_t *srv) {
     if (!srv->sessions.slots[i].key) continue;
     session_free(s);
   }
-  chat_hmap_free(&srv->rooms);
-  chat_hmap_free(&srv->names);
-  chat_hmap_free(&srv->sessions);
+  wsc_hmap_free(&srv->rooms);
+  wsc_hmap_free(&srv->names);
+  wsc_hmap_free(&srv->sessions);
   srv->freeing = 1;
   if (srv->pending == 0) server_destroy(srv);
 }

@@ -724,15 +724,13 @@ store_t *store_open(uv_loop_t *loop, const wsc_config_t *config, const char **er
     return NULL;
   }
   sq_t *s = calloc(1, sizeof *s);
-  if (s) s->base.ops = &sq_ops;
-  uint64_t seed;
-  if (!s || RAND_bytes((unsigned char *)&seed, sizeof seed) != 1) {
-    free(s);
-    *err = "out of memory or randomness";
+  if (!s) {
+    *err = "out of memory";
     return NULL;
   }
+  s->base.ops = &sq_ops;
   s->loop = loop;
-  store_rooms_init(&s->rooms, seed);
+  store_rooms_init(&s->rooms);
   /* NOMUTEX: the FIFO guarantees one thread at a time on the connection. */
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(config->db_path, &s->db, flags, NULL) != SQLITE_OK)

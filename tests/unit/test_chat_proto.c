@@ -12,7 +12,6 @@
 
 #include "chat/chat.h"
 #include "chat/encode.h"
-#include "chat/hashmap.h"
 #include "chat/names.h"
 #include "chat/proto.h"
 #include "chat/rawjson.h"
@@ -392,65 +391,6 @@ static void test_encode_large(void **state) {
   chat_jw_free(&w);
 }
 
-/* ---- hash map --------------------------------------------------------------- */
-
-static void test_hmap_basic(void **state) {
-  (void)state;
-  chat_hmap_t m;
-  chat_hmap_init(&m, 1);
-  int a = 1, b = 2;
-  assert_null(chat_hmap_get(&m, "x", 1));
-  assert_null(chat_hmap_del(&m, "x", 1));
-  assert_int_equal(chat_hmap_put(&m, "Alice", 5, &a), 0);
-  assert_ptr_equal(chat_hmap_get(&m, "aLiCe", 5), &a);
-  assert_null(chat_hmap_get(&m, "Alic", 4));
-  assert_int_equal(chat_hmap_put(&m, "ALICE", 5, &b), 0);   /* replaces */
-  assert_int_equal(chat_hmap_count(&m), 1);
-  assert_ptr_equal(chat_hmap_del(&m, "alice", 5), &b);
-  assert_int_equal(chat_hmap_count(&m), 0);
-  chat_hmap_free(&m);
-
-  chat_hmap_init(&m, 0);
-  assert_int_equal(chat_hmap_put(&m, "Room", 4, &a), 0);
-  assert_null(chat_hmap_get(&m, "room", 4));                /* case-sensitive */
-  chat_hmap_free(&m);
-}
-
-/* Random inserts and deletes against a plain array: after every step each
- * live key is found and each deleted one is not (backward-shift deletion
- * must keep every probe run intact). */
-static void test_hmap_random(void **state) {
-  (void)state;
-  enum { N = 3000, KEYS = 700 };
-  static char keys[KEYS][12];
-  static int present[KEYS];
-  chat_hmap_t m;
-  chat_hmap_init(&m, 0);
-  for (int i = 0; i < KEYS; i++) snprintf(keys[i], sizeof keys[i], "k%d", i * 7919);
-  srand(12345);
-  for (int step = 0; step < N; step++) {
-    int k = rand() % KEYS;
-    size_t len = strlen(keys[k]);
-    if (present[k] && rand() % 2) {
-      assert_ptr_equal(chat_hmap_del(&m, keys[k], len), keys[k]);
-      present[k] = 0;
-    } else {
-      assert_int_equal(chat_hmap_put(&m, keys[k], len, keys[k]), 0);
-      present[k] = 1;
-    }
-    if (step % 97 == 0) {
-      uint32_t live = 0;
-      for (int i = 0; i < KEYS; i++) {
-        void *v = chat_hmap_get(&m, keys[i], strlen(keys[i]));
-        if (present[i]) assert_ptr_equal(v, keys[i]), live++;
-        else assert_null(v);
-      }
-      assert_int_equal(chat_hmap_count(&m), live);
-    }
-  }
-  chat_hmap_free(&m);
-}
-
 /* ---- raw JSON: refs as given, saturated numbers ------------------------------- */
 
 static char *member(const char *j, const char *key) {
@@ -558,8 +498,6 @@ int main(void) {
       cmocka_unit_test(test_encode_refs),
       cmocka_unit_test(test_encode_messages),
       cmocka_unit_test(test_encode_large),
-      cmocka_unit_test(test_hmap_basic),
-      cmocka_unit_test(test_hmap_random),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

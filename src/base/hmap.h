@@ -1,0 +1,61 @@
+/* base/hmap — the one string-keyed hash table of the server.
+ *
+ * Open addressing with linear probing and backward-shift deletion (no
+ * tombstones, so lookups stay short after many inserts and removals),
+ * power-of-two capacity, grown at 3/4 full. Keys are hashed with SipHash
+ * under a per-process random key (base/siphash.h), so a client that
+ * chooses the keys (room names, display names, session tokens) cannot make
+ * them collide: every table indexed by client-chosen strings uses this one.
+ *
+ * Ownership: the map owns only its slot array. Keys are NOT copied: the
+ * key bytes must stay valid and unchanged while the entry is in the map
+ * (callers point them into the value's own storage). Values are opaque.
+ * Single-threaded: one map is used by one thread at a time.
+ */
+#ifndef WSC_BASE_HMAP_H
+#define WSC_BASE_HMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct wsc_hmap_slot {
+  const char *key;    /* NULL: empty slot */
+  uint32_t len;
+  uint32_t hash;      /* low 32 bits of the key's SipHash */
+  void *val;
+} wsc_hmap_slot_t;
+
+typedef struct wsc_hmap {
+  wsc_hmap_slot_t *slots;
+  uint32_t cap;       /* 0 or a power of two */
+  uint32_t n;
+  int ci;             /* WSC_HMAP_CASE_FOLD: keys compare ASCII case-insensitively */
+} wsc_hmap_t;
+
+#define WSC_HMAP_EXACT 0
+#define WSC_HMAP_CASE_FOLD 1
+/* The largest table: 2^31 slots. */
+#define WSC_HMAP_MAX_CAP 0x80000000u
+
+/* An empty map (flags: WSC_HMAP_EXACT or WSC_HMAP_CASE_FOLD). No allocation. */
+void wsc_hmap_init(wsc_hmap_t *m, int flags);
+void wsc_hmap_free(wsc_hmap_t *m);
+
+/* The value for key[0..len), or NULL. */
+void *wsc_hmap_get(const wsc_hmap_t *m, const char *key, size_t len);
+/* Inserts or replaces. Returns 0, -ENOMEM, or -E2BIG (key or table too big). */
+int wsc_hmap_put(wsc_hmap_t *m, const char *key, size_t len, void *val);
+/* Removes the entry; returns its value, or NULL if there was none. */
+void *wsc_hmap_del(wsc_hmap_t *m, const char *key, size_t len);
+
+static inline uint32_t wsc_hmap_count(const wsc_hmap_t *m) { return m->n; }
+
+/* Slots a lookup of every key in the map would visit, summed (n when no
+ * key is displaced from its home slot). For tests and diagnostics: the
+ * average, probes / n, is the cost of one lookup. */
+uint64_t wsc_hmap_probes(const wsc_hmap_t *m);
+
+/* Iteration: for (uint32_t i = 0; i < m->cap; i++) if (m->slots[i].key) ...
+ * The map must not be modified while iterating. */
+
+#endif
