@@ -1,12 +1,16 @@
 # wschat — the two commands a newcomer needs:
 #   make run    install what is missing, build, serve http://localhost:8000
+#   make run-tls  the same plus https://localhost:8443 (self-signed cert in ./data, made once)
 #   make test   install what is missing, build with ASan+UBSan, run every suite
 # and the ones a developer needs:
 #   make build | make fuzz [FUZZ_TIME=60] | make bench | make clean
-.PHONY: all deps deps-test build build-asan run test fuzz bench clean
+.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench clean
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PORT     ?= 8000
+TLS_PORT ?= 8443
+TLS_CERT ?= data/tls-cert.pem
+TLS_KEY  ?= data/tls-key.pem
 DB       ?= data/wschat.db
 FUZZ_TIME ?= 30
 ARGS     ?=
@@ -30,6 +34,19 @@ build-asan: deps-test
 run: build
 	@mkdir -p $(dir $(DB))
 	./build/wschat --port $(PORT) --db $(DB) $(ARGS)
+
+# A self-signed certificate for localhost, made once (the browser will warn:
+# it is signed by nobody). Replace the two files with real ones and send
+# SIGHUP to reload them without dropping connections.
+$(TLS_CERT):
+	@mkdir -p $(dir $(TLS_CERT)) $(dir $(TLS_KEY))
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+	  -keyout $(TLS_KEY) -out $(TLS_CERT) -days 825 -subj /CN=localhost \
+	  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1"
+
+run-tls: build $(TLS_CERT)
+	@mkdir -p $(dir $(DB))
+	./build/wschat --port $(PORT) --db $(DB) --tls-port $(TLS_PORT) --tls-cert $(TLS_CERT) --tls-key $(TLS_KEY) $(ARGS)
 
 test: build-asan
 	cd build-asan && ctest --output-on-failure -j$(JOBS) --timeout 900

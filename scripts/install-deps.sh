@@ -8,7 +8,7 @@
 set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config
-            libuv1-dev libhttp-parser-dev libssl-dev
+            libuv1-dev libhttp-parser-dev libssl-dev openssl
             libjansson-dev libsqlite3-dev libhiredis-dev)
 TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
            sqlite3 procps curl redis-server)

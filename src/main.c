@@ -38,7 +38,7 @@ typedef struct app {
   ws_transport_t *ws;
   routes_t routes;
   net_server_t net;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   int exit_code;
 } app_t;
 
@@ -65,6 +65,9 @@ static void usage(FILE *f) {
           "  --redis-timeout MS       no answer from Redis for this long = unreachable (default 2000)\n"
           "  --redis-retention N      messages kept per room in Redis, about (default 10000)\n"
           "  --presence-ttl SECONDS   a dead node's members leave after this (default 15)\n"
+          "  --tls-port N             also serve TLS (https, wss) on port N (needs --tls-cert, --tls-key)\n"
+          "  --tls-cert FILE          PEM certificate chain for --tls-port (re-read on SIGHUP)\n"
+          "  --tls-key FILE           PEM private key for --tls-port (re-read on SIGHUP)\n"
           "  --log-level LEVEL        debug, info, warn, error (default info; env WSCHAT_LOG_LEVEL)\n"
           "  --version, --help\n");
 }
@@ -90,6 +93,7 @@ enum {
   OPT_RATE, OPT_SEND_QUEUE, OPT_MAX_CONN, OPT_PING, OPT_HS_TIMEOUT, OPT_SHUTDOWN_TIMEOUT,
   OPT_ORIGIN, OPT_LOG, OPT_MAX_BODY, OPT_VERSION, OPT_HELP,
   OPT_REDIS, OPT_REDIS_TIMEOUT, OPT_REDIS_RETENTION, OPT_PRESENCE_TTL,
+  OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY,
 };
 
 static const struct option options[] = {
@@ -113,6 +117,9 @@ static const struct option options[] = {
     {"redis-timeout", required_argument, 0, OPT_REDIS_TIMEOUT},
     {"redis-retention", required_argument, 0, OPT_REDIS_RETENTION},
     {"presence-ttl", required_argument, 0, OPT_PRESENCE_TTL},
+    {"tls-port", required_argument, 0, OPT_TLS_PORT},
+    {"tls-cert", required_argument, 0, OPT_TLS_CERT},
+    {"tls-key", required_argument, 0, OPT_TLS_KEY},
     {"version", no_argument, 0, OPT_VERSION},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
@@ -159,6 +166,9 @@ static int apply_option(wsc_config_t *c, int opt, const char *arg) {
       if (c->n_allowed_origins == WSC_MAX_ALLOWED_ORIGINS) return -1;
       c->allowed_origins[c->n_allowed_origins++] = arg;
       return 0;
+    case OPT_TLS_PORT: return parse_int(arg, &c->tls_port, 1) || c->tls_port > 65535 ? -1 : 0;
+    case OPT_TLS_CERT: c->tls_cert = arg; return 0;
+    case OPT_TLS_KEY: c->tls_key = arg; return 0;
     case OPT_LOG:
       if (wsc_log_parse_level(arg, &level)) return -1;
       wsc_log_set_level(level);
@@ -201,6 +211,10 @@ static int parse_config(wsc_config_t *c, int argc, char **argv) {
     fprintf(stderr, "wschat: unexpected argument: %s\n", argv[optind]);
     return -1;
   }
+  if ((c->tls_port || c->tls_cert || c->tls_key) && !(c->tls_port && c->tls_cert && c->tls_key)) {
+    fprintf(stderr, "wschat: TLS needs all three of --tls-port, --tls-cert and --tls-key\n");
+    return -1;
+  }
   return 0;
 }
 
@@ -236,7 +250,19 @@ static void on_signal(uv_signal_t *h, int signum) {
   LOG_INFO("main", "shutting down signal=%d open=%zu", signum, app->net.n_conns);
   uv_signal_stop(&app->sigint);
   uv_signal_stop(&app->sigterm);
+  uv_signal_stop(&app->sighup);
   net_server_shutdown(&app->net, app->config.shutdown_timeout_ms, on_net_closed);
+}
+
+/* SIGHUP: re-read the TLS certificate and key; open connections keep theirs. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  app_t *app = h->data;
+  (void)signum;
+  char err[512];
+  if (net_server_reload_tls(&app->net, err, sizeof err) != 0)
+    LOG_ERROR("main", "TLS reload failed, keeping the old certificate err=\"%s\"", err);
+  else
+    LOG_INFO("main", "TLS certificate reloaded cert=%s", app->config.tls_cert);
 }
 
 static void on_accept(net_server_t *net, net_conn_t *c) {
@@ -295,11 +321,24 @@ int main(int argc, char **argv) {
               uv_strerror(rc));
     return 1;
   }
+  if (app.config.tls_port) {
+    char tls_err[512];
+    if (net_server_start_tls(&app.net, tls_err, sizeof tls_err) != 0) {
+      LOG_ERROR("main", "cannot start TLS err=\"%s\"", tls_err);
+      return 1;
+    }
+    LOG_INFO("main", "listening url=https://%s:%d/ alpn=%s", app.config.host, app.config.tls_port,
+             app.config.tls_alpn);
+  }
   uv_signal_init(app.loop, &app.sigint);
   uv_signal_init(app.loop, &app.sigterm);
   app.sigint.data = app.sigterm.data = &app;
   uv_signal_start(&app.sigint, on_signal, SIGINT);
   uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+  uv_signal_init(app.loop, &app.sighup);
+  app.sighup.data = &app;
+  uv_signal_start(&app.sighup, on_sighup, SIGHUP);
+  uv_unref((uv_handle_t *)&app.sighup);
   LOG_INFO("main", "listening url=http://%s:%d/ %s=%s echo=%s version=%s", app.config.host,
            app.config.port, app.redis ? "redis" : "db", app.redis ? app.config.redis_url : app.config.db_path,
            app.config.echo ? "on" : "off", WSCHAT_VERSION);
@@ -312,6 +351,7 @@ int main(int argc, char **argv) {
   net_server_close(&app.net);
   uv_close((uv_handle_t *)&app.sigint, NULL);
   uv_close((uv_handle_t *)&app.sigterm, NULL);
+  uv_close((uv_handle_t *)&app.sighup, NULL);
   store_close(app.store);
   chat_server_free(app.chat);
   bus_free(app.bus);

@@ -22,6 +22,10 @@ typedef struct wsc_config {
   int shutdown_timeout_ms;        /* --shutdown-timeout (seconds), default 5 s */
   size_t send_queue_limit;        /* --send-queue (bytes), default 1 MiB */
   int max_connections;            /* --max-connections, default 100000 */
+  int tls_port;                   /* --tls-port, 0 = no TLS listener */
+  const char *tls_cert;           /* --tls-cert: PEM certificate chain */
+  const char *tls_key;            /* --tls-key: PEM private key */
+  const char *tls_alpn;           /* ALPN protocols, preferred first: "http/1.1" */
 
   /* http / ws */
   size_t max_message;             /* --max-message (bytes), default 16 MiB, for /echo */

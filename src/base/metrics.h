@@ -17,6 +17,8 @@ typedef struct wsc_metrics {
   int64_t connections_open;        /* gauge */
   uint64_t bytes_in, bytes_out;
   uint64_t slow_consumers_dropped; /* closed for a send queue over its limit */
+  uint64_t tls_handshakes;         /* TLS handshakes completed */
+  uint64_t tls_failures;           /* TLS handshakes or records that failed, handshake timeouts */
   /* ws */
   int64_t websockets_open;         /* gauge */
   int64_t websockets_by_carrier[WSC_METRICS_CARRIERS]; /* gauge: http1, h2, h3 (net/carrier.h) */

@@ -50,6 +50,8 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_bytes_in_total", "counter", "Bytes read from sockets.", (double)m->bytes_in);
   emit(&o, "wschat_bytes_out_total", "counter", "Bytes written to sockets.", (double)m->bytes_out);
   emit(&o, "wschat_slow_consumers_dropped_total", "counter", "Connections closed because their send queue passed its limit.", (double)m->slow_consumers_dropped);
+  emit(&o, "wschat_tls_handshakes_total", "counter", "TLS handshakes completed.", (double)m->tls_handshakes);
+  emit(&o, "wschat_tls_failures_total", "counter", "TLS handshakes failed or timed out, and TLS connections failed.", (double)m->tls_failures);
   emit(&o, "wschat_ws_protocol_errors_total", "counter", "WebSocket connections failed for a protocol error.", (double)m->ws_protocol_errors);
   emit(&o, "wschat_http_requests_total", "counter", "HTTP requests served.", (double)m->http_requests);
   emit(&o, "wschat_store_commits_total", "counter", "History transactions committed.", (double)m->store_commits);

@@ -1,6 +1,7 @@
 /* net/net — see net.h. */
 #include "net/net.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,8 @@ enum {
   F_BACKPRESSURE = 1 << 6, /* reading stopped until the queue drains */
   F_LAZY = 1 << 7,         /* on the server's lazy list */
   F_FREE_LATER = 1 << 8,   /* closed while on the lazy list: its walk frees it */
+  F_HANDSHAKING = 1 << 9,  /* TLS handshake in progress (no handler yet) */
+  F_TLS_NOTIFIED = 1 << 10,/* our close_notify is queued */
 };
 
 #define OUT_MIN_CAP 4
@@ -161,8 +164,16 @@ static void after_shutdown(uv_shutdown_t *req, int status) {
 }
 
 /* All queued bytes are written and the connection is closing: send FIN. */
+static int send_tls_output(net_conn_t *c);
+
 static void maybe_shutdown(net_conn_t *c) {
   if (!(c->flags & F_CLOSING) || (c->flags & (F_SHUT | F_CLOSED)) || c->queued) return;
+  if (c->tls && !(c->flags & (F_TLS_NOTIFIED | F_HANDSHAKING))) {
+    /* close_notify goes before our FIN (uv_shutdown waits for it). */
+    c->flags |= F_TLS_NOTIFIED;
+    tls_shutdown(c->tls);
+    if (send_tls_output(c) != 0) return;
+  }
   c->flags |= F_SHUT;
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, after_shutdown) != 0) {
@@ -198,13 +209,13 @@ static void after_write(uv_write_t *req, int status) {
 }
 
 /* Hands the not-yet-written tail of the queue to uv_write. */
-static int write_rest(net_conn_t *c, uv_buf_t *iov, uint32_t n, size_t bytes, uint32_t first) {
+static int write_rest(net_conn_t *c, uv_buf_t *iov, uint32_t n, size_t bytes, wsc_buf_t *const *bufs) {
   net_write_t *w = malloc(sizeof *w + n * sizeof w->bufs[0]);
   if (!w) return -1;
   w->conn = c;
   w->bytes = bytes;
   w->n = n;
-  memcpy(w->bufs, c->out->bufs + first, n * sizeof w->bufs[0]);
+  memcpy(w->bufs, bufs, n * sizeof w->bufs[0]);
   if (uv_write(&w->req, (uv_stream_t *)&c->tcp, iov, n, after_write) != 0) {
     free(w);
     return -1;
@@ -212,9 +223,61 @@ static int write_rest(net_conn_t *c, uv_buf_t *iov, uint32_t n, size_t bytes, ui
   return 0;
 }
 
+/* Writes one buffer now (TLS output: ciphertext), handing what the kernel
+ * does not take to uv_write; takes its own reference. uv_try_write refuses
+ * while an earlier uv_write is pending, so bytes keep their order. */
+static int write_now(net_conn_t *c, wsc_buf_t *b) {
+  uv_buf_t iov = uv_buf_init((char *)wsc_buf_bytes(b), b->len);
+  int r = uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);
+  if (r < 0 && r != UV_EAGAIN) return -1;
+  size_t done = r > 0 ? (size_t)r : 0;
+  wsc_metrics.bytes_out += done;
+  if (done == b->len) return 0;
+  iov.base += done;
+  iov.len -= done;
+  wsc_buf_ref(b);
+  if (write_rest(c, &iov, 1, b->len - done, &b) != 0) {
+    wsc_buf_unref(b);
+    return -1;
+  }
+  c->queued += b->len - done;
+  wsc_metrics.bytes_out += b->len - done;
+  return 0;
+}
+
+/* Sends what the last SSL calls produced (handshake, records, alerts).
+ * Returns 0, or -1 after finalizing the connection. */
+static int send_tls_output(net_conn_t *c) {
+  wsc_buf_t *b = tls_take_output();
+  if (!b) return 0;
+  int rc = (c->flags & F_CLOSED) ? 0 : write_now(c, b);
+  wsc_buf_unref(b);
+  if (rc != 0) conn_finalize(c);
+  return rc;
+}
+
+/* TLS flush: the queued plaintext becomes records, then ciphertext on the
+ * socket. The shared plaintext buffers are released at once. */
+static void flush_tls(net_conn_t *c) {
+  int rc = tls_write(c->tls, c->out->bufs, c->out->n);
+  drop_queue(c);
+  if (rc != 0) {
+    wsc_buf_unref(tls_take_output());
+    conn_finalize(c);
+    return;
+  }
+  if (send_tls_output(c) != 0) return;
+  maybe_resume(c);
+  maybe_shutdown(c);
+}
+
 static void flush_conn(net_conn_t *c) {
   struct net_out *o = c->out;
   if (!o || o->n == 0 || (c->flags & F_CLOSED)) return;
+  if (c->tls) {
+    flush_tls(c);
+    return;
+  }
   uv_buf_t stack[FLUSH_STACK_BUFS];
   uv_buf_t *iov = o->n <= FLUSH_STACK_BUFS ? stack : malloc(o->n * sizeof *iov);
   if (!iov) { conn_finalize(c); return; }
@@ -244,7 +307,7 @@ static void flush_conn(net_conn_t *c) {
   if (first < o->n) {
     iov[first].base += skip;
     iov[first].len -= skip;
-    rc = write_rest(c, iov + first, o->n - first, total - done, first);
+    rc = write_rest(c, iov + first, o->n - first, total - done, o->bufs + first);
     if (rc == 0) wsc_metrics.bytes_out += total - done;
   }
   if (iov != stack) free(iov);
@@ -302,12 +365,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)g_read_buf, sizeof g_read_buf);
 }
 
+static void tls_on_read(net_conn_t *c, uint8_t *data, size_t len);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   net_conn_t *c = s->data;
   (void)buf;
   if (nread > 0) {
     wsc_metrics.bytes_in += (uint64_t)nread;
-    if (!(c->flags & (F_CLOSING | F_CLOSED)))
+    if (c->tls) tls_on_read(c, g_read_buf, (size_t)nread);
+    else if (!(c->flags & (F_CLOSING | F_CLOSED)))
       c->handler->on_data(c, g_read_buf, (size_t)nread);
     return;
   }
@@ -324,12 +390,98 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_finalize(c);
     return;
   }
-  if (nread == UV_EOF && c->handler->on_eof) {
+  if (nread == UV_EOF && c->handler && c->handler->on_eof) {
     c->handler->on_eof(c);
     net_conn_close(c);
     return;
   }
   conn_finalize(c);
+}
+
+/* --- TLS ---------------------------------------------------------------------- */
+
+/* A plain HTTP request on the TLS port gets a one-line answer instead of
+ * a TLS alert it cannot read. */
+static int looks_like_http(const uint8_t *p, size_t n) {
+  size_t i = 0;
+  while (i < n && i < 8 && p[i] >= 'A' && p[i] <= 'Z') i++;
+  return i >= 3 && i < n && p[i] == ' ';
+}
+
+static void refuse_plain_http(net_conn_t *c) {
+  static const char resp[] =
+      "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 40\r\n"
+      "Connection: close\r\n\r\nthis port speaks TLS: use https or wss\r\n";
+  uv_buf_t iov = uv_buf_init((char *)resp, sizeof resp - 1);
+  uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);   /* best effort */
+  conn_finalize(c);
+}
+
+static void tls_failed(net_conn_t *c, const char *when) {
+  char peer[64], err[160];
+  net_conn_peer(c, peer, sizeof peer);
+  LOG_DEBUG("net", "tls %s failed peer=%s err=\"%s\"", when, peer, tls_last_error(err, sizeof err));
+  wsc_metrics.tls_failures++;
+  send_tls_output(c);   /* the alert, best effort */
+  conn_finalize(c);
+}
+
+/* Ciphertext in: the handshake first (the handler is attached when it
+ * completes), then every whole record's plaintext to the handler. */
+static void tls_on_read(net_conn_t *c, uint8_t *data, size_t len) {
+  if (c->flags & F_CLOSED) return;
+  tls_input(data, len);
+  if (c->flags & F_HANDSHAKING) {
+    if (looks_like_http(data, len)) {
+      tls_input(NULL, 0);
+      refuse_plain_http(c);
+      return;
+    }
+    int r = tls_handshake(c->tls);
+    if (r == TLS_ERROR || r == TLS_EOF) {
+      tls_failed(c, "handshake");
+      tls_input(NULL, 0);
+      return;
+    }
+    if (send_tls_output(c) != 0 || r == TLS_AGAIN) {
+      tls_input(NULL, 0);
+      return;
+    }
+    c->flags &= (uint16_t)~F_HANDSHAKING;
+    c->close_deadline = 0;
+    wsc_metrics.tls_handshakes++;
+    net_server_t *srv = net_conn_server(c);
+    srv->on_accept(srv, c);
+  }
+  for (;;) {
+    if (c->flags & F_CLOSED) break;
+    uint8_t *p;
+    size_t n;
+    int r = tls_read(c->tls, &p, &n);
+    if (r == TLS_OK) {
+      /* While closing, input is only drained (as on plain connections). */
+      if (!(c->flags & F_CLOSING)) c->handler->on_data(c, p, n);
+      continue;
+    }
+    if (r == TLS_AGAIN) break;
+    if (r == TLS_EOF) {
+      /* close_notify: like a TCP EOF. */
+      send_tls_output(c);
+      if (c->flags & (F_CLOSING | F_CLOSED)) break;
+      if (c->handler->on_eof) c->handler->on_eof(c);
+      net_conn_close(c);
+      break;
+    }
+    tls_failed(c, "read");
+    break;
+  }
+  tls_input(NULL, 0);
+  send_tls_output(c);   /* post-handshake messages (key update, tickets) */
+}
+
+const char *net_conn_protocol(const net_conn_t *c, char *buf, size_t cap) {
+  if (!c->tls || (c->flags & F_HANDSHAKING)) return NULL;
+  return tls_protocol(c->tls, buf, cap);
 }
 
 /* --- closing ------------------------------------------------------------------ */
@@ -363,6 +515,10 @@ static void conn_finalize(net_conn_t *c) {
   c->handler = NULL;
   c->ud = NULL;
   drop_queue(c);
+  if (c->tls) {
+    tls_free(c->tls);
+    c->tls = NULL;
+  }
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -439,7 +595,17 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  srv->on_accept(srv, c);
+  if (listener == (uv_stream_t *)&srv->tls_listener) {
+    /* The handler comes when the handshake is done (tls_on_read). */
+    if (!srv->tls_ctx || !(c->tls = tls_new(srv->tls_ctx))) {
+      conn_finalize(c);
+      return;
+    }
+    c->flags |= F_HANDSHAKING;
+    c->close_deadline = wsc_mono_ms() + srv->config->handshake_timeout_ms;
+  } else {
+    srv->on_accept(srv, c);
+  }
   if (!(c->flags & F_CLOSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -454,8 +620,29 @@ static void on_tick(uv_timer_t *t) {
       if (now >= c->close_deadline) conn_finalize(c);
       continue;
     }
+    if (c->flags & F_HANDSHAKING) {
+      if (now >= c->close_deadline) {
+        LOG_DEBUG("net", "tls handshake timeout");
+        wsc_metrics.tls_failures++;
+        conn_finalize(c);
+      }
+      continue;
+    }
     if (c->handler && c->handler->on_tick) c->handler->on_tick(c, now);
   }
+}
+
+static int listen_on(net_server_t *srv, uv_tcp_t *listener, int port) {
+  struct sockaddr_storage addr;
+  int rc = uv_ip4_addr(srv->config->host, port, (struct sockaddr_in *)&addr);
+  if (rc != 0) rc = uv_ip6_addr(srv->config->host, port, (struct sockaddr_in6 *)&addr);
+  if (rc != 0) return rc;
+  uv_tcp_init(srv->loop, listener);
+  listener->data = srv;
+  rc = uv_tcp_bind(listener, (struct sockaddr *)&addr, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)listener, NET_LISTEN_BACKLOG, on_connection);
+  if (rc != 0) uv_close((uv_handle_t *)listener, NULL);
+  return rc;
 }
 
 int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *config,
@@ -466,18 +653,8 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
   srv->config = config;
   srv->on_accept = on_accept;
   srv->ud = ud;
-  struct sockaddr_storage addr;
-  int rc = uv_ip4_addr(config->host, config->port, (struct sockaddr_in *)&addr);
-  if (rc != 0) rc = uv_ip6_addr(config->host, config->port, (struct sockaddr_in6 *)&addr);
+  int rc = listen_on(srv, &srv->listener, config->port);
   if (rc != 0) return rc;
-  uv_tcp_init(loop, &srv->listener);
-  srv->listener.data = srv;
-  rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, NET_LISTEN_BACKLOG, on_connection);
-  if (rc != 0) {
-    uv_close((uv_handle_t *)&srv->listener, NULL);
-    return rc;
-  }
   uv_check_init(loop, &srv->flusher);
   srv->flusher.data = srv;
   uv_check_start(&srv->flusher, on_flush);
@@ -488,6 +665,37 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
   srv->shutdown_timer.data = srv;
   uv_timer_init(loop, &srv->lazy_timer);
   srv->lazy_timer.data = srv;
+  return 0;
+}
+
+int net_server_start_tls(net_server_t *srv, char *errbuf, size_t errcap) {
+  const wsc_config_t *cfg = srv->config;
+  if (tls_alpn_parse(cfg->tls_alpn, &srv->alpn) != 0) {
+    snprintf(errbuf, errcap, "bad ALPN protocol list: %s", cfg->tls_alpn);
+    return -1;
+  }
+  srv->tls_ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, &srv->alpn, errbuf, errcap);
+  if (!srv->tls_ctx) return -1;
+  int rc = listen_on(srv, &srv->tls_listener, cfg->tls_port);
+  if (rc != 0) {
+    snprintf(errbuf, errcap, "cannot listen on TLS port %d: %s", cfg->tls_port, uv_strerror(rc));
+    tls_ctx_free(srv->tls_ctx);
+    srv->tls_ctx = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+int net_server_reload_tls(net_server_t *srv, char *errbuf, size_t errcap) {
+  if (!srv->tls_ctx) {
+    snprintf(errbuf, errcap, "TLS is not enabled");
+    return -1;
+  }
+  const wsc_config_t *cfg = srv->config;
+  tls_ctx_t *ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, &srv->alpn, errbuf, errcap);
+  if (!ctx) return -1;
+  tls_ctx_free(srv->tls_ctx);   /* open connections hold their own reference */
+  srv->tls_ctx = ctx;
   return 0;
 }
 
@@ -506,6 +714,7 @@ void net_server_shutdown(net_server_t *srv, int timeout_ms, void (*done)(net_ser
   srv->shutting_down = 1;
   srv->shutdown_done = done;
   uv_close((uv_handle_t *)&srv->listener, NULL);
+  if (srv->tls_ctx) uv_close((uv_handle_t *)&srv->tls_listener, NULL);
   net_conn_t *next;
   for (net_conn_t *c = srv->conns; c; c = next) {
     next = c->next;
@@ -531,4 +740,8 @@ void net_server_close(net_server_t *srv) {
   on_lazy_timer(&srv->lazy_timer); /* frees connections closed while lazy */
   uv_timer_stop(&srv->lazy_timer);
   uv_close((uv_handle_t *)&srv->lazy_timer, NULL);
+  if (srv->tls_ctx) {
+    tls_ctx_free(srv->tls_ctx);
+    srv->tls_ctx = NULL;
+  }
 }

@@ -13,6 +13,16 @@
  * bounded by config->send_queue_limit: net_conn_send refuses bytes past it
  * and the caller decides (chat closes the slow consumer with 1013).
  *
+ * TLS (net/tls): a second listener (--tls-port) whose connections carry an
+ * SSL (conn->tls, NULL on plain ones). net decrypts what it reads before
+ * handler->on_data and, at flush, encrypts what the connection is owed
+ * this iteration into as few records as fit; handlers see plaintext only.
+ * A TLS connection gets its handler (on_accept) only once the handshake
+ * is done, so the application can pick it by the ALPN protocol
+ * (net_conn_protocol); until then net itself enforces the handshake
+ * timeout. SIGHUP-style reloads (net_server_reload_tls) swap the context
+ * for new connections; open ones keep theirs.
+ *
  * Time: one uv_timer ticks every NET_TICK_MS and calls handler->on_tick of
  * every connection, so timeouts and heartbeats cost no timer per connection.
  *
@@ -32,6 +42,7 @@
 
 #include "base/buf.h"
 #include "base/config.h"
+#include "net/tls.h"
 
 #define NET_READ_BUF (64 * 1024)  /* loop-wide read buffer */
 #define NET_TICK_MS 250           /* granularity of timeouts and heartbeats */
@@ -69,7 +80,9 @@ struct net_conn {
   net_conn_t *prev, *next;       /* all connections of the server */
   net_conn_t *next_dirty;        /* connections with queued bytes */
   net_conn_t *next_lazy;         /* connections with only lazy bytes queued */
-  int64_t close_deadline;        /* while closing: when to give up (mono ms) */
+  tls_t *tls;                    /* TLS state, NULL for plain connections */
+  int64_t close_deadline;        /* while closing: when to give up (mono ms);
+                                    during a TLS handshake: its deadline */
   uint16_t flags;
 };
 
@@ -79,6 +92,9 @@ struct net_server {
   uv_loop_t *loop;
   const wsc_config_t *config;
   uv_tcp_t listener;
+  uv_tcp_t tls_listener;         /* --tls-port, when tls_ctx is set */
+  tls_ctx_t *tls_ctx;            /* for new TLS connections; NULL: no TLS */
+  tls_alpn_t alpn;               /* the protocols ALPN may select */
   uv_check_t flusher;
   uv_timer_t ticker;
   uv_timer_t shutdown_timer;
@@ -99,6 +115,15 @@ static inline net_server_t *net_conn_server(const net_conn_t *c) { return c->tcp
  * negative libuv error. */
 int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *config,
                      net_accept_cb on_accept, void *ud);
+/* Adds the TLS listener on config->host:config->tls_port with
+ * config->tls_cert/tls_key and the ALPN list config->tls_alpn. Returns 0,
+ * or -1 with one line in errbuf (unreadable file, key not matching the
+ * certificate, port in use). Call after net_server_start. */
+int net_server_start_tls(net_server_t *srv, char *errbuf, size_t errcap);
+/* Re-reads the certificate and key: new TLS connections use them, open
+ * ones keep the context they started with. On failure (errbuf) the old
+ * context stays. Returns 0 or -1. */
+int net_server_reload_tls(net_server_t *srv, char *errbuf, size_t errcap);
 /* Graceful shutdown (see above); done is called once every connection is
  * closed, or at the deadline. */
 void net_server_shutdown(net_server_t *srv, int timeout_ms, void (*done)(net_server_t *srv));
@@ -134,6 +159,10 @@ void net_conn_pause(net_conn_t *c);
 void net_conn_backpressure(net_conn_t *c);
 int net_conn_in_backpressure(const net_conn_t *c);
 int net_conn_is_closing(const net_conn_t *c);
+/* The ALPN protocol selected on a TLS connection ("h2", "http/1.1"),
+ * copied into buf; NULL for plain connections or when ALPN chose none. */
+const char *net_conn_protocol(const net_conn_t *c, char *buf, size_t cap);
+static inline int net_conn_is_tls(const net_conn_t *c) { return c->tls != NULL; }
 /* Peer address as text (for logs). */
 void net_conn_peer(const net_conn_t *c, char *out, size_t cap);
 

@@ -44,9 +44,9 @@ export class Chat {
 
   // Resolves once open; rejects with an Error carrying `status` when the
   // server answers the upgrade with an HTTP response instead.
-  static open(url) {
+  static open(url, opts = {}) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
+      const ws = new WebSocket(url, opts);
       const c = new Chat(ws);
       ws.once('open', () => resolve(c));
       ws.once('unexpected-response', (req, res) => { req.destroy(); reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })); });

@@ -1,0 +1,291 @@
+/* net/tls — see tls.h.
+ *
+ * The BIO: one per SSL, holding nothing. Reads take bytes from the input
+ * slice set by tls_input (the ciphertext net just read); when it is used
+ * up, the read asks to be retried and SSL returns WANT_READ having kept
+ * any partial record in its own (released-when-empty) buffer. Writes
+ * append to g_out, a buffer that net takes with tls_take_output right
+ * after the call that filled it. Everything runs on the loop thread.
+ */
+#include "net/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Records per flush are packed from this much plaintext each. */
+#define TLS_RECORD_PLAIN 16384
+/* Ciphertext bytes per record beyond the plaintext (header, tag, type,
+ * padding), rounded up; only used to size the output buffer up front. */
+#define TLS_RECORD_OVERHEAD 64
+#define TLS_OUT_MIN 4096
+
+static const uint8_t *g_in;
+static size_t g_in_len;
+static wsc_buf_t *g_out;
+static uint8_t g_plain[TLS_PLAIN_BUF];
+static uint8_t g_stage[TLS_RECORD_PLAIN];
+static BIO_METHOD *g_bio_method;
+
+/* --- the BIO -------------------------------------------------------------------- */
+
+static int out_reserve(size_t more) {
+  size_t need = (g_out ? g_out->len : 0) + more;
+  if (g_out && need <= g_out->cap) return 0;
+  size_t cap = g_out ? g_out->cap : 0;
+  if (cap < TLS_OUT_MIN) cap = TLS_OUT_MIN;
+  while (cap < need) cap *= 2;
+  wsc_buf_t *b = wsc_buf_new(0, cap);
+  if (!b) return -1;
+  if (g_out) {
+    memcpy(b->data, g_out->data, g_out->len);
+    b->len = g_out->len;
+    wsc_buf_unref(g_out);
+  }
+  g_out = b;
+  return 0;
+}
+
+static int bio_write(BIO *b, const char *data, int len) {
+  BIO_clear_retry_flags(b);
+  if (len <= 0) return 0;
+  if (out_reserve((size_t)len) != 0) return -1;
+  memcpy(g_out->data + g_out->len, data, (size_t)len);
+  g_out->len += (uint32_t)len;
+  return len;
+}
+
+static int bio_read(BIO *b, char *data, int len) {
+  BIO_clear_retry_flags(b);
+  if (len <= 0) return 0;
+  if (g_in_len == 0) {
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  size_t n = (size_t)len < g_in_len ? (size_t)len : g_in_len;
+  memcpy(data, g_in, n);
+  g_in += n;
+  g_in_len -= n;
+  return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)b;
+  (void)num;
+  (void)ptr;
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_PENDING: return (long)g_in_len;
+    case BIO_CTRL_WPENDING: return 0;
+    default: return 0;
+  }
+}
+
+static int bio_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static BIO_METHOD *bio_method(void) {
+  if (!g_bio_method) {
+    g_bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "wschat-net");
+    if (!g_bio_method) return NULL;
+    BIO_meth_set_write(g_bio_method, bio_write);
+    BIO_meth_set_read(g_bio_method, bio_read);
+    BIO_meth_set_ctrl(g_bio_method, bio_ctrl);
+    BIO_meth_set_create(g_bio_method, bio_create);
+  }
+  return g_bio_method;
+}
+
+/* --- contexts ------------------------------------------------------------------- */
+
+int tls_alpn_parse(const char *list, tls_alpn_t *out) {
+  memset(out, 0, sizeof *out);
+  const char *p = list;
+  while (*p) {
+    const char *comma = strchr(p, ',');
+    size_t n = comma ? (size_t)(comma - p) : strlen(p);
+    if (n == 0 || n > 255 || out->len + 1 + n > TLS_ALPN_MAX) return -1;
+    out->wire[out->len++] = (uint8_t)n;
+    memcpy(out->wire + out->len, p, n);
+    out->len = (uint8_t)(out->len + n);
+    p += n + (comma ? 1 : 0);
+    if (comma && !*p) return -1;
+  }
+  return out->len ? 0 : -1;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg) {
+  (void)ssl;
+  const tls_alpn_t *alpn = arg;
+  unsigned char *sel = NULL;
+  unsigned char sel_len = 0;
+  /* Server preference order: the first of ours the client offers. */
+  if (SSL_select_next_proto(&sel, &sel_len, alpn->wire, alpn->len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = sel;
+  *outlen = sel_len;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+const char *tls_last_error(char *buf, size_t cap) {
+  unsigned long e = ERR_get_error();
+  if (!e) snprintf(buf, cap, "unknown error");
+  else ERR_error_string_n(e, buf, cap);
+  ERR_clear_error();
+  return buf;
+}
+
+static tls_ctx_t *fail(SSL_CTX *ctx, const char *what, const char *path, char *errbuf, size_t errcap) {
+  char ossl[200];
+  tls_last_error(ossl, sizeof ossl);
+  snprintf(errbuf, errcap, "%s %s: %s", what, path, ossl);
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+tls_ctx_t *tls_ctx_new(const char *cert, const char *key, const tls_alpn_t *alpn,
+                       char *errbuf, size_t errcap) {
+  ERR_clear_error();
+  if (!bio_method()) return fail(NULL, "cannot create BIO method", "", errbuf, errcap);
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) return fail(NULL, "cannot create TLS context", "", errbuf, errcap);
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  /* No per-session state on the server: resumption by stateless ticket only. */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx, 1);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+    return fail(ctx, "cannot load TLS certificate", cert, errbuf, errcap);
+  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+      return fail(ctx, "TLS key does not match the certificate, key", key, errbuf, errcap);
+    return fail(ctx, "cannot load TLS key", key, errbuf, errcap);
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1)
+    return fail(ctx, "TLS key does not match the certificate, key", key, errbuf, errcap);
+  if (alpn && alpn->len) SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)alpn);
+  return ctx;
+}
+
+void tls_ctx_free(tls_ctx_t *ctx) { SSL_CTX_free(ctx); }
+
+/* --- connections ------------------------------------------------------------------ */
+
+tls_t *tls_new(tls_ctx_t *ctx) {
+  SSL *ssl = SSL_new(ctx);
+  if (!ssl) return NULL;
+  BIO *bio = BIO_new(g_bio_method);
+  if (!bio) {
+    SSL_free(ssl);
+    return NULL;
+  }
+  SSL_set_bio(ssl, bio, bio);   /* one BIO both ways: SSL takes one reference */
+  SSL_set_accept_state(ssl);
+  return ssl;
+}
+
+void tls_free(tls_t *t) { SSL_free(t); }
+
+void tls_input(const uint8_t *in, size_t n) {
+  g_in = in;
+  g_in_len = n;
+}
+
+static int result(SSL *ssl, int r) {
+  switch (SSL_get_error(ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE: return TLS_AGAIN;
+    case SSL_ERROR_ZERO_RETURN: return TLS_EOF;
+    default: return TLS_ERROR;
+  }
+}
+
+int tls_handshake(tls_t *t) {
+  ERR_clear_error();
+  int r = SSL_do_handshake(t);
+  return r == 1 ? TLS_OK : result(t, r);
+}
+
+int tls_read(tls_t *t, uint8_t **out, size_t *n) {
+  ERR_clear_error();
+  *out = g_plain;
+  *n = 0;
+  int r = SSL_read(t, g_plain, sizeof g_plain);
+  if (r > 0) {
+    *n = (size_t)r;
+    return TLS_OK;
+  }
+  return result(t, r);
+}
+
+/* SSL_write never stops half-way here: the BIO takes everything. */
+static int write_all(SSL *ssl, const uint8_t *p, size_t n) {
+  ERR_clear_error();
+  return SSL_write(ssl, p, (int)n) == (int)n ? 0 : -1;
+}
+
+int tls_write(tls_t *t, wsc_buf_t *const *bufs, uint32_t n) {
+  size_t total = 0;
+  for (uint32_t i = 0; i < n; i++) total += bufs[i]->len;
+  if (out_reserve(total + (total / TLS_RECORD_PLAIN + 1) * TLS_RECORD_OVERHEAD) != 0) return -1;
+  size_t staged = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    const uint8_t *p = wsc_buf_bytes(bufs[i]);
+    size_t len = bufs[i]->len;
+    /* A big buffer with nothing staged goes straight in (SSL cuts it into
+     * full records); small ones are packed together. */
+    if (staged == 0 && len >= TLS_RECORD_PLAIN) {
+      size_t whole = len - len % TLS_RECORD_PLAIN;
+      if (write_all(t, p, whole) != 0) return -1;
+      p += whole;
+      len -= whole;
+    }
+    while (len) {
+      size_t take = TLS_RECORD_PLAIN - staged;
+      if (take > len) take = len;
+      memcpy(g_stage + staged, p, take);
+      staged += take;
+      p += take;
+      len -= take;
+      if (staged == TLS_RECORD_PLAIN) {
+        if (write_all(t, g_stage, staged) != 0) return -1;
+        staged = 0;
+      }
+    }
+  }
+  if (staged && write_all(t, g_stage, staged) != 0) return -1;
+  return 0;
+}
+
+void tls_shutdown(tls_t *t) {
+  ERR_clear_error();
+  if (SSL_is_init_finished(t)) SSL_shutdown(t);
+}
+
+wsc_buf_t *tls_take_output(void) {
+  wsc_buf_t *b = g_out;
+  g_out = NULL;
+  if (b && b->len == 0) {
+    wsc_buf_unref(b);
+    return NULL;
+  }
+  return b;
+}
+
+const char *tls_protocol(const tls_t *t, char *buf, size_t cap) {
+  const unsigned char *p = NULL;
+  unsigned int n = 0;
+  SSL_get0_alpn_selected(t, &p, &n);
+  if (!p || n == 0 || n >= cap) return NULL;
+  memcpy(buf, p, n);
+  buf[n] = '\0';
+  return buf;
+}
+
+const char *tls_version(const tls_t *t) { return SSL_get_version(t); }
