@@ -18,11 +18,13 @@
 #include "bus/bus.h"
 #include "bus/redis.h"
 #include "chat/chat.h"
+#include "h3/h3.h"
 #include "http/http.h"
 #include "net/net.h"
 #include "redis/link.h"
 #include "store/redis.h"
 #include "store/store.h"
+#include "transport/h3_routes.h"
 #include "transport/routes.h"
 #include "transport/ws_transport.h"
 
@@ -38,6 +40,8 @@ typedef struct app {
   ws_transport_t *ws;
   routes_t routes;
   net_server_t net;
+  h3_server_t *h3;                /* --h3-port; NULL when off */
+  int h3_pending, net_pending;    /* shutdown: not done yet */
   uv_signal_t sigint, sigterm, sighup;
   int exit_code;
 } app_t;
@@ -68,6 +72,12 @@ static void usage(FILE *f) {
           "  --tls-port N             also serve TLS (https, wss) on port N (needs --tls-cert, --tls-key)\n"
           "  --tls-cert FILE          PEM certificate chain for --tls-port (re-read on SIGHUP)\n"
           "  --tls-key FILE           PEM private key for --tls-port (re-read on SIGHUP)\n"
+          "  --h3-port N              also serve HTTP/3 (QUIC) on UDP port N (0 = off, default)\n"
+          "  --h3-cert FILE           certificate (PEM) for HTTP/3 (default: --tls-cert)\n"
+          "  --h3-key FILE            private key (PEM) for HTTP/3 (default: --tls-key)\n"
+          "  --h3-max-connections N   QUIC connections at most (default 4096)\n"
+          "  --h3-retry-above N       ask new QUIC clients to Retry (prove their address) once N\n"
+          "                           handshakes are in progress (default 64; 0 = always)\n"
           "  --log-level LEVEL        debug, info, warn, error (default info; env WSCHAT_LOG_LEVEL)\n"
           "  --version, --help\n");
 }
@@ -94,6 +104,7 @@ enum {
   OPT_ORIGIN, OPT_LOG, OPT_MAX_BODY, OPT_VERSION, OPT_HELP,
   OPT_REDIS, OPT_REDIS_TIMEOUT, OPT_REDIS_RETENTION, OPT_PRESENCE_TTL,
   OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY,
+  OPT_H3_PORT, OPT_H3_CERT, OPT_H3_KEY, OPT_H3_MAX_CONN, OPT_H3_RETRY,
 };
 
 static const struct option options[] = {
@@ -120,6 +131,11 @@ static const struct option options[] = {
     {"tls-port", required_argument, 0, OPT_TLS_PORT},
     {"tls-cert", required_argument, 0, OPT_TLS_CERT},
     {"tls-key", required_argument, 0, OPT_TLS_KEY},
+    {"h3-port", required_argument, 0, OPT_H3_PORT},
+    {"h3-cert", required_argument, 0, OPT_H3_CERT},
+    {"h3-key", required_argument, 0, OPT_H3_KEY},
+    {"h3-max-connections", required_argument, 0, OPT_H3_MAX_CONN},
+    {"h3-retry-above", required_argument, 0, OPT_H3_RETRY},
     {"version", no_argument, 0, OPT_VERSION},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
@@ -169,6 +185,11 @@ static int apply_option(wsc_config_t *c, int opt, const char *arg) {
     case OPT_TLS_PORT: return parse_int(arg, &c->tls_port, 1) || c->tls_port > 65535 ? -1 : 0;
     case OPT_TLS_CERT: c->tls_cert = arg; return 0;
     case OPT_TLS_KEY: c->tls_key = arg; return 0;
+    case OPT_H3_PORT: return parse_int(arg, &c->h3_port, 0) || c->h3_port > 65535 ? -1 : 0;
+    case OPT_H3_CERT: c->h3_cert = arg; return 0;
+    case OPT_H3_KEY: c->h3_key = arg; return 0;
+    case OPT_H3_MAX_CONN: return parse_int(arg, &c->h3_max_connections, 1);
+    case OPT_H3_RETRY: return parse_int(arg, &c->h3_retry_above, 0);
     case OPT_LOG:
       if (wsc_log_parse_level(arg, &level)) return -1;
       wsc_log_set_level(level);
@@ -239,10 +260,22 @@ static void raise_open_files_limit(int wanted) {
 
 /* --- shutdown --------------------------------------------------------------------- */
 
-static void on_net_closed(net_server_t *net) {
-  app_t *app = net->ud;
+static void maybe_stop(app_t *app) {
+  if (app->h3_pending || app->net_pending) return;
   LOG_INFO("main", "all connections closed");
   uv_stop(app->loop);
+}
+
+static void on_net_closed(net_server_t *net) {
+  app_t *app = net->ud;
+  app->net_pending = 0;
+  maybe_stop(app);
+}
+
+static void on_h3_closed(void *ud) {
+  app_t *app = ud;
+  app->h3_pending = 0;
+  maybe_stop(app);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -251,6 +284,11 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_signal_stop(&app->sigint);
   uv_signal_stop(&app->sigterm);
   uv_signal_stop(&app->sighup);
+  app->net_pending = 1;
+  if (app->h3) {
+    app->h3_pending = 1;
+    h3_server_shutdown(app->h3, app->config.shutdown_timeout_ms, on_h3_closed, app);
+  }
   net_server_shutdown(&app->net, app->config.shutdown_timeout_ms, on_net_closed);
 }
 
@@ -330,6 +368,25 @@ int main(int argc, char **argv) {
     LOG_INFO("main", "listening url=https://%s:%d/ alpn=%s", app.config.host, app.config.tls_port,
              app.config.tls_alpn);
   }
+  if (app.config.h3_port) {
+    /* The same certificate as the TLS listener unless told otherwise. */
+    const char *cert = app.config.h3_cert ? app.config.h3_cert : app.config.tls_cert;
+    const char *key = app.config.h3_key ? app.config.h3_key : app.config.tls_key;
+    h3_options_t o = {app.config.host, app.config.h3_port, cert, key,
+                      app.config.h3_max_connections, app.config.h3_retry_above, h3_routes_request,
+                      &app.routes};
+    const char *h3err = "";
+    if (!o.cert_file || !o.key_file) {
+      LOG_ERROR("main", "--h3-port needs a certificate and key (--tls-cert/--tls-key, or --h3-cert/--h3-key)");
+      return 1;
+    }
+    if (h3_server_start(&app.h3, app.loop, &app.config, &o, &h3err) != 0) {
+      LOG_ERROR("main", "cannot serve HTTP/3 host=%s port=%d err=\"%s\"", app.config.host,
+                app.config.h3_port, h3err);
+      return 1;
+    }
+    LOG_INFO("main", "HTTP/3 on udp port=%d", app.config.h3_port);
+  }
   uv_signal_init(app.loop, &app.sigint);
   uv_signal_init(app.loop, &app.sigterm);
   app.sigint.data = app.sigterm.data = &app;
@@ -349,6 +406,7 @@ int main(int argc, char **argv) {
    * durable; their senders are gone) and their callbacks still find the
    * chat server alive. */
   net_server_close(&app.net);
+  h3_server_free(app.h3);
   uv_close((uv_handle_t *)&app.sigint, NULL);
   uv_close((uv_handle_t *)&app.sigterm, NULL);
   uv_close((uv_handle_t *)&app.sighup, NULL);

@@ -24,4 +24,5 @@ void wsc_config_defaults(wsc_config_t *c) {
   c->redis_timeout_ms = 2000;
   c->redis_retention = 10000;
   c->presence_ttl_ms = 15 * 1000;
+  c->h3_retry_above = -1;
 }

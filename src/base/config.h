@@ -46,6 +46,12 @@ typedef struct wsc_config {
   const char *db_path;            /* --db, default ./wschat.db; ":memory:" allowed */
   int fsync;                      /* --fsync: synchronous=FULL */
 
+  /* h3 (QUIC) */
+  int h3_port;                    /* --h3-port: HTTP/3 on this UDP port, 0 = off */
+  const char *h3_cert, *h3_key;   /* --h3-cert/--h3-key (PEM); default: the TLS listener's */
+  int h3_max_connections;         /* --h3-max-connections, default H3_MAX_CONNECTIONS */
+  int h3_retry_above;             /* --h3-retry-above: Retry past N handshakes (-1: default) */
+
   /* bus (cluster) */
   const char *redis_url;          /* --redis redis://host:port[/db]; NULL = SQLite + in-process bus */
   int redis_timeout_ms;           /* --redis-timeout (ms): no answer for this long = link down; 2000 */

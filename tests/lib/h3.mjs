@@ -1,0 +1,100 @@
+// HTTP/3 test helpers: a throw-away certificate (openssl), a server with
+// --h3-port, Debian's ngtcp2 example client (gtlsclient, package
+// ngtcp2-client) as an independent HTTP/3 client, and raw UDP datagrams.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import dgram from 'node:dgram';
+import path from 'node:path';
+import { startServer, freePort } from './server.mjs';
+
+// A self-signed EC certificate for localhost / 127.0.0.1, and its SPKI
+// SHA-256 (base64), which Chromium's --ignore-certificate-errors-spki-list wants.
+export function makeCert(dir = mkdtempSync(path.join(tmpdir(), 'wschat-cert-'))) {
+  const cert = path.join(dir, 'cert.pem'), key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+    '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  const der = execFileSync('openssl', ['x509', '-in', cert, '-pubkey', '-noout']);
+  const spkiDer = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: der });
+  const spki = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: spkiDer }).toString('base64');
+  return { dir, cert, key, spki };
+}
+
+// A wschat with HTTP/3 on a free UDP port (the TCP port's number is free
+// for TCP; UDP is checked by binding).
+export async function startH3Server({ args = [], cert = makeCert(), ...opts } = {}) {
+  const h3port = await freeUdpPort();
+  const srv = await startServer({ args: ['--h3-port', String(h3port), '--h3-cert', cert.cert,
+    '--h3-key', cert.key, ...args], ...opts });
+  srv.h3port = h3port;
+  srv.cert = cert;
+  return srv;
+}
+
+export async function freeUdpPort() {
+  for (;;) {
+    const port = await freePort();
+    const ok = await new Promise((resolve) => {
+      const s = dgram.createSocket('udp4');
+      s.on('error', () => resolve(false));
+      s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (ok) return port;
+  }
+}
+
+// Runs gtlsclient against paths; returns [{stream, status, headers, body}]
+// in request order, plus the client's raw log.
+export function gtlsclient(port, paths, { args = [], timeoutMs = 15000 } = {}) {
+  const dl = mkdtempSync(path.join(tmpdir(), 'wschat-h3dl-'));
+  const urls = paths.map((p) => `https://localhost:${port}${p}`);
+  return new Promise((resolve, reject) => {
+    const p = spawn('gtlsclient', ['--exit-on-all-streams-close', '--no-quic-dump', '--download', dl,
+      '--timeout=10s', ...args, '127.0.0.1', String(port), ...urls], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    p.stdout.on('data', (d) => { log += d; });
+    p.stderr.on('data', (d) => { log += d; });
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      clearTimeout(timer);
+      const res = paths.map((pth, i) => {
+        const id = '0x' + (i * 4).toString(16);
+        const headers = {};
+        for (const m of log.matchAll(new RegExp(`^http: stream ${id} \\[([^:\\]]*|:[a-z]+): (.*)\\]$`, 'gm')))
+          headers[m[1]] = m[2];
+        const file = path.join(dl, path.basename(pth.split('?')[0]) || 'index.html');
+        return { stream: id, status: Number(headers[':status']) || 0, headers,
+                 body: existsSync(file) ? readFileSync(file) : null };
+      });
+      resolve({ code, log, res });
+    });
+  });
+}
+
+export function sendDatagrams(port, datagrams) {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    let i = 0;
+    const next = () => {
+      if (i === datagrams.length) { s.close(); resolve(); return; }
+      s.send(datagrams[i++], port, '127.0.0.1', (err) => (err ? reject(err) : setImmediate(next)));
+    };
+    next();
+  });
+}
+
+// A QUIC v1 Initial packet header with random connection IDs and a random
+// (undecryptable) payload, padded to `size` bytes.
+export function junkInitial(size = 1200) {
+  const b = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) b[i] = (Math.random() * 256) | 0;
+  b[0] = 0xc3;                      // long header, fixed bit, Initial, 4-byte pn
+  b.writeUInt32BE(1, 1);            // version 1
+  b[5] = 8;                         // dcid len
+  b[14] = 8;                        // scid len
+  b[23] = 0;                        // token length
+  b.writeUInt16BE(0x4000 | (size - 26), 24); // length (2-byte varint)
+  return b;
+}
