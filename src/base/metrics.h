@@ -31,7 +31,6 @@ typedef struct wsc_metrics {
   uint64_t h3_connections_accepted;
   uint64_t h3_connections_refused; /* past the connection limit */
   uint64_t h3_datagrams_dropped;   /* garbage, truncated, unknown or unverifiable */
-  int64_t websockets_open_h3;      /* gauge: WebSockets carried by HTTP/3 streams */
   /* chat */
   int64_t chat_clients;            /* gauge: attached chat clients */
   int64_t chat_rooms;              /* gauge: rooms with members */

@@ -58,7 +58,10 @@ struct h3_stream {
   size_t queued;                  /* bytes not yet acknowledged */
   uint8_t fin;                    /* send FIN after the queue */
   uint64_t unconsumed;            /* received while paused: window owed */
-  const h3_tunnel_handler_t *handler;
+  uint8_t bp;                     /* back-pressure: paused until queued <= limit/2 */
+  int64_t close_deadline;         /* after close(): abort at this time (mono ms) */
+  const char *subprotocol;        /* for the 200 of a WebSocket */
+  const wsc_carrier_cb_t *cb;     /* a WebSocket carrier's owner */
   void *ud;
 };
 
@@ -280,6 +283,17 @@ static void seg_acked(h3_stream_t *s, uint64_t n) {
   }
 }
 
+static void stream_resume(h3_stream_t *s);
+
+/* After an acknowledgement: a stream in back-pressure reads again once its
+ * queue has drained to half the limit. */
+static void bp_check(h3_stream_t *s) {
+  if (s->bp && s->queued <= s->c->srv->config->send_queue_limit / 2) {
+    s->bp = 0;
+    stream_resume(s);
+  }
+}
+
 static void mark_dirty(h3_conn_t *c) {
   if (c->dirty || c->dead) return;
   c->dirty = 1;
@@ -309,11 +323,10 @@ static nghttp3_ssize read_data(nghttp3_conn *h, int64_t id, nghttp3_vec *vec, si
 
 static void stream_free(h3_stream_t *s) {
   h3_conn_t *c = s->c;
-  if (s->handler && s->handler->on_close) {
-    const h3_tunnel_handler_t *h = s->handler;
-    s->handler = NULL;
-    h->on_close(s->ud, s);
-    wsc_metrics.websockets_open_h3--;
+  if (s->cb) {
+    const wsc_carrier_cb_t *cb = s->cb;
+    s->cb = NULL;
+    cb->on_close(s->ud);
   }
   for (uint32_t i = 0; i < s->seg_n; i++) wsc_buf_unref(seg_at(s, i)->b);
   free(s->segs);
@@ -386,59 +399,56 @@ int h3_error(h3_stream_t *s, int status, const char *message) {
   return h3_respond(s, status, "text/plain; charset=utf-8", NULL, body, (size_t)n);
 }
 
-int h3_tunnel_accept(h3_stream_t *s, const h3_tunnel_handler_t *h, void *ud) {
-  if (s->answered) return -1;
-  nghttp3_nv nv[] = {NV(":status", "200", 3)};
-  s->handler = h;
-  s->ud = ud;
-  s->tunnel = 1;
-  if (submit(s, nv, 1, 1) != 0) {
-    s->handler = NULL;
-    return -1;
-  }
-  wsc_metrics.websockets_open_h3++;
-  return 0;
-}
+/* --- a WebSocket carrier (net/carrier.h) ------------------------------------------------------ */
 
-static int stream_send(h3_stream_t *s, wsc_buf_t *b, int force) {
-  if (s->closing || s->fin || s->c->closing || s->c->draining) return -1;
-  if (!force && s->queued + b->len > s->c->srv->config->send_queue_limit) return -1;
-  if (seg_push(s, b) != 0) return -1;
-  nghttp3_conn_resume_stream(s->c->h, s->id);
-  mark_dirty(s->c);
-  return 0;
-}
-
-int h3_stream_send(h3_stream_t *s, wsc_buf_t *b) { return stream_send(s, b, 0); }
-int h3_stream_send_force(h3_stream_t *s, wsc_buf_t *b) { return stream_send(s, b, 1); }
-
-int h3_stream_send_copy(h3_stream_t *s, const void *data, size_t len) {
-  wsc_buf_t *b = wsc_buf_from(0, data, len);
-  if (!b) return -1;
-  int rv = stream_send(s, b, 1);
-  wsc_buf_unref(b);
-  return rv;
-}
-
-size_t h3_stream_queued(const h3_stream_t *s) { return s->queued; }
-
-void h3_stream_close(h3_stream_t *s) {
-  if (s->fin || s->closing) return;
-  s->fin = 1;
-  nghttp3_conn_resume_stream(s->c->h, s->id);
-  mark_dirty(s->c);
-}
-
-void h3_stream_abort(h3_stream_t *s) {
+/* Resets the stream now; its on_close follows when ngtcp2 closes it. */
+static void h3_stream_abort_(h3_stream_t *s) {
   if (s->closing) return;
   s->closing = 1;
   ngtcp2_conn_shutdown_stream(s->c->q, s->id, NGHTTP3_H3_REQUEST_CANCELLED);
   mark_dirty(s->c);
 }
 
-void h3_stream_pause(h3_stream_t *s) { s->paused = 1; }
+static void c_attach(void *h, const wsc_carrier_cb_t *cb, void *ud) {
+  h3_stream_t *s = h;
+  s->cb = cb;
+  s->ud = ud;
+  s->tunnel = 1;
+  nghttp3_nv nv[2] = {NV(":status", "200", 3)};
+  size_t n = 1;
+  if (s->subprotocol)
+    nv[n++] = (nghttp3_nv)NV("sec-websocket-protocol", s->subprotocol, strlen(s->subprotocol));
+  if (submit(s, nv, n, 1) != 0) h3_stream_abort_(s);
+}
 
-void h3_stream_resume(h3_stream_t *s) {
+static int c_send(void *h, wsc_buf_t *b, unsigned flags) {
+  h3_stream_t *s = h;
+  /* WSC_SEND_LAZY needs nothing: every stream's bytes already wait for the
+   * end of the loop iteration and leave together. */
+  if (s->closing || s->fin || s->c->closing || s->c->draining) return -1;
+  if (!(flags & WSC_SEND_FORCE) && s->queued + b->len > s->c->srv->config->send_queue_limit) return -1;
+  if (seg_push(s, b) != 0) return -1;
+  nghttp3_conn_resume_stream(s->c->h, s->id);
+  mark_dirty(s->c);
+  return 0;
+}
+
+static size_t c_queued(const void *h) { return ((const h3_stream_t *)h)->queued; }
+
+static void c_close(void *h) {
+  h3_stream_t *s = h;
+  if (s->fin || s->closing) return;
+  s->fin = 1;
+  s->close_deadline = wsc_mono_ms() + H3_CLOSE_GRACE_MS;
+  nghttp3_conn_resume_stream(s->c->h, s->id);
+  mark_dirty(s->c);
+}
+
+static void c_abort(void *h) { h3_stream_abort_(h); }
+
+static void c_pause(void *h) { ((h3_stream_t *)h)->paused = 1; }
+
+static void stream_resume(h3_stream_t *s) {
   if (!s->paused) return;
   s->paused = 0;
   if (s->unconsumed) {
@@ -448,11 +458,22 @@ void h3_stream_resume(h3_stream_t *s) {
   }
 }
 
-int h3_stream_is_closing(const h3_stream_t *s) {
+static void c_backpressure(void *h) {
+  h3_stream_t *s = h;
+  s->bp = 1;
+  s->paused = 1;
+  bp_check(s);
+}
+
+static int c_in_backpressure(const void *h) { return ((const h3_stream_t *)h)->bp; }
+
+static int c_is_closing(const void *h) {
+  const h3_stream_t *s = h;
   return s->closing || s->fin || s->c->closing || s->c->draining;
 }
 
-void h3_stream_peer(const h3_stream_t *s, char *out, size_t cap) {
+static void c_peer(const void *h, char *out, size_t cap) {
+  const h3_stream_t *s = h;
   char ip[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   const struct sockaddr_storage *a = &s->c->remote;
@@ -468,10 +489,34 @@ void h3_stream_peer(const h3_stream_t *s, char *out, size_t cap) {
   snprintf(out, cap, "%s:%d/h3", ip, port);
 }
 
+const wsc_carrier_ops_t h3_carrier_ops = {
+    .name = "h3",
+    .kind = WSC_CARRIER_H3,
+    .attach = c_attach,
+    .send = c_send,
+    .queued = c_queued,
+    .close = c_close,
+    .abort = c_abort,
+    .pause = c_pause,
+    .backpressure = c_backpressure,
+    .in_backpressure = c_in_backpressure,
+    .is_closing = c_is_closing,
+    .peer = c_peer,
+};
+
+wsc_carrier_t h3_stream_websocket(h3_stream_t *s, const char *subprotocol) {
+  s->subprotocol = subprotocol;
+  s->answered = 1; /* the 200 goes out at attach */
+  return (wsc_carrier_t){&h3_carrier_ops, s};
+}
+
 /* --- nghttp3 callbacks ------------------------------------------------------------------------ */
 
 static int h3_acked_stream_data(nghttp3_conn *h, int64_t id, uint64_t datalen, void *cud, void *sud) {
-  if (sud) seg_acked(sud, datalen);
+  if (sud) {
+    seg_acked(sud, datalen);
+    bp_check(sud);
+  }
   return 0;
 }
 
@@ -493,15 +538,15 @@ static int h3_recv_data(nghttp3_conn *h, int64_t id, const uint8_t *data, size_t
   h3_conn_t *c = cud;
   h3_stream_t *s = sud;
   wsc_metrics.bytes_in += len;
-  if (s && s->tunnel && s->handler && !s->closing) {
+  if (s && s->tunnel && s->cb && !s->closing) {
     /* Handlers take mutable bytes (the WebSocket parser unmasks in place),
      * and these are nghttp3's: hand over a copy. */
     static uint8_t scratch[RX_BUF];
     size_t off = 0;
-    while (off < len && s->handler && !s->closing) {
+    while (off < len && s->cb && !s->closing) {
       size_t n = len - off < sizeof scratch ? len - off : sizeof scratch;
       memcpy(scratch, data + off, n);
-      s->handler->on_data(s->ud, s, scratch, n);
+      s->cb->on_data(s->ud, scratch, n);
       off += n;
     }
   }
@@ -611,9 +656,12 @@ static int h3_end_headers(nghttp3_conn *h, int64_t id, int fin, void *cud, void 
 
 static int h3_end_stream(nghttp3_conn *h, int64_t id, void *cud, void *sud) {
   h3_stream_t *s = sud;
-  if (s && s->tunnel && s->handler && !s->eof) {
+  /* The peer ended its side of a WebSocket (after its close frame, or
+   * without one): end ours once what is queued has gone; the stream then
+   * closes and the WebSocket gets on_close. */
+  if (s && s->tunnel && !s->eof) {
     s->eof = 1;
-    if (s->handler->on_eof) s->handler->on_eof(s->ud, s);
+    c_close(s);
   }
   return 0;
 }
@@ -1225,8 +1273,10 @@ static void on_tick(uv_timer_t *t) {
   h3_server_t *srv = t->data;
   int64_t now = wsc_mono_ms();
   for (h3_conn_t *c = srv->conns; c; c = c->next) {
-    for (h3_stream_t *s = c->streams; s; s = s->next)
-      if (s->handler && s->handler->on_tick) s->handler->on_tick(s->ud, s, now);
+    for (h3_stream_t *s = c->streams; s; s = s->next) {
+      if (s->fin && s->close_deadline && now >= s->close_deadline) h3_stream_abort_(s);
+      else if (s->cb && s->cb->on_tick) s->cb->on_tick(s->ud, now);
+    }
     /* Shutting down: a connection whose streams are all done is closed
      * (H3_NO_ERROR); the closing period frees it. */
     if (srv->shutting_down && !c->streams && !c->closing && !c->draining) {
@@ -1319,7 +1369,7 @@ void h3_server_shutdown(h3_server_t *srv, int timeout_ms, void (*done)(void *), 
   for (h3_conn_t *c = srv->conns; c; c = c->next) {
     if (c->h) nghttp3_conn_submit_shutdown_notice(c->h);
     for (h3_stream_t *s = c->streams; s; s = s->next)
-      if (s->handler && s->handler->on_shutdown) s->handler->on_shutdown(s->ud, s);
+      if (s->cb && s->cb->on_shutdown) s->cb->on_shutdown(s->ud);
     mark_dirty(c);
   }
   if (srv->n_conns == 0) {

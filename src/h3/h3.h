@@ -8,10 +8,10 @@
  * ngtcp2 and nghttp3 are pre-1.0 and their APIs change between releases:
  * NOTHING outside src/h3/ includes their headers. This header is the whole
  * interface: requests come up as h3_request_t, answers go down through
- * h3_respond / h3_error, and a stream answered with h3_tunnel_accept
- * (RFC 9220 extended CONNECT) becomes a byte pipe with the same operations
- * as a TCP connection (send, close, pause/resume, peer), which is what a
- * WebSocket needs. Moving to ngtcp2/nghttp3 1.x touches only this folder.
+ * h3_respond / h3_error, and a stream opened with extended CONNECT
+ * (RFC 9220; SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 is sent) becomes a
+ * WebSocket carrier (net/carrier.h) like an HTTP/2 stream or a TCP
+ * connection after the 101. Moving to ngtcp2/nghttp3 1.x touches only this folder.
  *
  * QUIC behaviour: connection IDs, migration, key update, stateless reset
  * tokens and the anti-amplification limit (3x before the address is
@@ -29,8 +29,8 @@
  * stream only.
  *
  * Ownership: the server owns every connection and stream. A stream handed
- * to the application stays valid until the handler's on_close is called
- * (tunnels) or, for plain requests, until the request callback returns.
+ * to the application is valid during the request callback, and as a
+ * WebSocket carrier until its on_close.
  */
 #ifndef WSC_H3_H3_H
 #define WSC_H3_H3_H
@@ -41,6 +41,7 @@
 
 #include "base/buf.h"
 #include "base/config.h"
+#include "net/carrier.h"
 #include "ws/handshake.h"
 
 #define H3_MAX_CONNECTIONS 4096     /* QUIC connections at most (then CONNECTION_REFUSED) */
@@ -48,6 +49,7 @@
 #define H3_IDLE_TIMEOUT_MS 30000    /* QUIC max_idle_timeout */
 #define H3_RETRY_ABOVE 64           /* handshakes in progress before we ask for Retry */
 #define H3_HANDSHAKE_TIMEOUT_MS 10000
+#define H3_CLOSE_GRACE_MS 5000      /* a WebSocket stream's FIN may take this long, then reset */
 #define H3_MAX_HEAD (8 * 1024)      /* a request's header section (431 past it) */
 #define H3_MAX_HEADERS 64
 
@@ -66,20 +68,6 @@ typedef struct h3_request {
   const ws_hs_header_t *headers; /* regular fields, lower-case names */
   size_t n_headers;
 } h3_request_t;
-
-/* A tunnel's events (set by h3_tunnel_accept). */
-typedef struct h3_tunnel_handler {
-  /* Bytes from the peer (DATA frames' payload); valid during the call. */
-  void (*on_data)(void *ud, h3_stream_t *s, uint8_t *data, size_t len);
-  /* The peer ended its side (FIN) or reset the stream. */
-  void (*on_eof)(void *ud, h3_stream_t *s);
-  /* Every NET_TICK_MS-like period (h3's tick); now is wsc_mono_ms(). */
-  void (*on_tick)(void *ud, h3_stream_t *s, int64_t now);
-  /* The server shuts down: start closing. */
-  void (*on_shutdown)(void *ud, h3_stream_t *s);
-  /* The stream is gone; free ud. Called once. The stream is invalid after. */
-  void (*on_close)(void *ud, h3_stream_t *s);
-} h3_tunnel_handler_t;
 
 typedef void (*h3_request_fn)(void *app, h3_stream_t *s, const h3_request_t *req);
 
@@ -113,28 +101,12 @@ int h3_respond(h3_stream_t *s, int status, const char *content_type, const char 
                const void *body, size_t len);
 /* status + one-line text/plain body "message\n". */
 int h3_error(h3_stream_t *s, int status, const char *message);
-/* Answers an extended CONNECT with :status 200 and makes the stream a tunnel
- * with handler h / ud. Returns 0 or -1 (stream reset). */
-int h3_tunnel_accept(h3_stream_t *s, const h3_tunnel_handler_t *h, void *ud);
-
-/* --- a tunnel (like net_conn_*) ---------------------------------------------------- */
-
-/* Queues b's bytes [off, off+len) (takes a reference). -1 if that passes
- * the send-queue limit or the stream is closing (nothing queued). */
-int h3_stream_send(h3_stream_t *s, wsc_buf_t *b);
-/* The same ignoring the limit (control frames). */
-int h3_stream_send_force(h3_stream_t *s, wsc_buf_t *b);
-int h3_stream_send_copy(h3_stream_t *s, const void *data, size_t len);
-/* Bytes queued and not yet acknowledged by the peer. */
-size_t h3_stream_queued(const h3_stream_t *s);
-/* Sends what is queued, then FIN. Idempotent. */
-void h3_stream_close(h3_stream_t *s);
-/* Resets the stream now (H3_REQUEST_CANCELLED), dropping what is queued. */
-void h3_stream_abort(h3_stream_t *s);
-/* Stops / restarts extending the stream's receive window (back-pressure). */
-void h3_stream_pause(h3_stream_t *s);
-void h3_stream_resume(h3_stream_t *s);
-int h3_stream_is_closing(const h3_stream_t *s);
-void h3_stream_peer(const h3_stream_t *s, char *out, size_t cap);
+/* Turns s into a WebSocket carrier (net/carrier.h): the :status 200 (with
+ * sec-websocket-protocol: subprotocol when not NULL) goes out when the
+ * WebSocket attaches; its frames travel in DATA frames; a WebSocket close
+ * ends the stream (FIN), a reset stream or a lost connection ends the
+ * WebSocket (on_close). */
+wsc_carrier_t h3_stream_websocket(h3_stream_t *s, const char *subprotocol);
+extern const wsc_carrier_ops_t h3_carrier_ops;
 
 #endif

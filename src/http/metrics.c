@@ -62,14 +62,5 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_h3_connections_accepted_total", "counter", "QUIC connections accepted.", (double)m->h3_connections_accepted);
   emit(&o, "wschat_h3_connections_refused_total", "counter", "QUIC connections refused past the limit.", (double)m->h3_connections_refused);
   emit(&o, "wschat_h3_datagrams_dropped_total", "counter", "UDP datagrams dropped: garbage, truncated or unknown.", (double)m->h3_datagrams_dropped);
-  if (o.len < o.cap) {
-    int n = snprintf(o.p + o.len, o.cap - o.len,
-                     "# HELP wschat_websockets_by_carrier Open WebSockets by carrier.\n"
-                     "# TYPE wschat_websockets_by_carrier gauge\n"
-                     "wschat_websockets_by_carrier{carrier=\"h3\"} %lld\n",
-                     (long long)m->websockets_open_h3);
-    if (n > 0) o.len += (size_t)n;
-    if (o.len >= o.cap) o.len = o.cap - 1;
-  }
   return o.len;
 }
