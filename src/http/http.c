@@ -338,6 +338,11 @@ const char *http_header(const http_request_t *req, const char *name, size_t *len
 void http_respond(net_conn_t *c, int status, const char *content_type, const char *extra_headers,
                   const void *body, size_t body_len, int keep_alive) {
   char head[1024];
+  /* HTTPS responses advertise HTTP/3 when it is on (RFC 7838 Alt-Svc). */
+  char alt[64] = "";
+  const wsc_config_t *cfg = net_conn_server(c)->config;
+  if (net_conn_is_tls(c) && cfg->h3_port)
+    snprintf(alt, sizeof alt, "Alt-Svc: h3=\":%d\"; ma=86400\r\n", cfg->h3_port);
   int n = snprintf(head, sizeof head,
                    "HTTP/1.1 %d %s\r\n"
                    "Server: wschat\r\n"
@@ -346,8 +351,9 @@ void http_respond(net_conn_t *c, int status, const char *content_type, const cha
                    "X-Content-Type-Options: nosniff\r\n"
                    "%s"
                    "%s"
+                   "%s"
                    "\r\n",
-                   status, http_status_text(status), content_type, body_len,
+                   status, http_status_text(status), content_type, body_len, alt,
                    keep_alive ? "" : "Connection: close\r\n", extra_headers ? extra_headers : "");
   if (n < 0 || (size_t)n >= sizeof head) {
     net_conn_abort(c);

@@ -40,6 +40,16 @@ describe('h3 front', () => {
     assert.match(res[3].body.toString(), /^wschat_h3_connections 1$/m);
   });
 
+  test('HTTPS responses advertise HTTP/3 (Alt-Svc), plain HTTP ones do not', T, async () => {
+    const https = await import('node:https');
+    const alt = await new Promise((resolve, reject) => {
+      https.get({ host: '127.0.0.1', port: srv.tlsPort, path: '/healthz', rejectUnauthorized: false, agent: false },
+        (res) => { res.resume(); resolve(res.headers['alt-svc']); }).on('error', reject);
+    });
+    assert.equal(alt, `h3=":${srv.h3port}"; ma=86400`);
+    assert.equal((await fetch(srv.http('/healthz'))).headers.get('alt-svc'), null);
+  });
+
   test('errors: 404, 405 and WebSocket paths without extended CONNECT', T, async () => {
     const { res } = await gtlsclient(srv.h3port, ['/nope', '/ws']);
     assert.equal(res[0].status, 404);

@@ -1,47 +1,41 @@
-// HTTP/3 test helpers: a throw-away certificate (openssl), a server with
-// --h3-port, Debian's ngtcp2 example client (gtlsclient, package
+// HTTP/3 test helpers: a certificate and its SPKI hash, a server with TLS
+// and --h3-port on one port number, Debian's ngtcp2 example client (gtlsclient, package
 // ngtcp2-client) as an independent HTTP/3 client, and raw UDP datagrams.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { createHash, createPublicKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import dgram from 'node:dgram';
 import path from 'node:path';
 import { startServer, freePort } from './server.mjs';
+import { makeCert as makeTlsCert, tlsArgs } from './tls.mjs';
 
-// A self-signed EC certificate for localhost / 127.0.0.1, and its SPKI
-// SHA-256 (base64), which Chromium's --ignore-certificate-errors-spki-list wants.
+// A self-signed certificate (tests/lib/tls.mjs) and its SPKI SHA-256
+// (base64), which Chromium's --ignore-certificate-errors-spki-list wants.
 export function makeCert(dir = mkdtempSync(path.join(tmpdir(), 'wschat-cert-'))) {
-  const cert = path.join(dir, 'cert.pem'), key = path.join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-    '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
-  const der = execFileSync('openssl', ['x509', '-in', cert, '-pubkey', '-noout']);
-  const spkiDer = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: der });
-  const spki = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: spkiDer }).toString('base64');
-  return { dir, cert, key, spki };
+  const { cert, key } = makeTlsCert(dir);
+  const spkiDer = createPublicKey(readFileSync(cert)).export({ type: 'spki', format: 'der' });
+  return { dir, cert, key, spki: createHash('sha256').update(spkiDer).digest('base64') };
 }
 
-// A wschat with HTTP/3 on a free UDP port (the TCP port's number is free
-// for TCP; UDP is checked by binding).
+// A wschat with TLS on a free TCP port and HTTP/3 on the same UDP port
+// number (as a browser expects from Alt-Svc), one certificate for both.
 export async function startH3Server({ args = [], cert = makeCert(), ...opts } = {}) {
-  const h3port = await freeUdpPort();
-  const srv = await startServer({ args: ['--h3-port', String(h3port), '--h3-cert', cert.cert,
-    '--h3-key', cert.key, ...args], ...opts });
-  srv.h3port = h3port;
+  let port;
+  do { port = await freePort(); } while (!(await udpFree(port)));
+  const srv = await startServer({ args: [...tlsArgs(port, cert.cert, cert.key), '--h3-port', String(port),
+    ...args], ...opts });
+  srv.h3port = srv.tlsPort = port;
   srv.cert = cert;
   return srv;
 }
 
-export async function freeUdpPort() {
-  for (;;) {
-    const port = await freePort();
-    const ok = await new Promise((resolve) => {
-      const s = dgram.createSocket('udp4');
-      s.on('error', () => resolve(false));
-      s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (ok) return port;
-  }
+function udpFree(port) {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.on('error', () => resolve(false));
+    s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
 }
 
 // Runs gtlsclient against paths; returns [{stream, status, headers, body}]
