@@ -4,7 +4,8 @@
 #   make test   install what is missing, build with ASan+UBSan, run every suite
 # and the ones a developer needs:
 #   make build | make fuzz [FUZZ_TIME=60] | make bench | make clean
-.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench clean
+#   make cluster   redis-server + three nodes on ports 8001-8003 (Ctrl-C stops all)
+.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench cluster clean
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PORT     ?= 8000
@@ -67,6 +68,10 @@ bench:
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build -j$(JOBS)
 	bash bench/run.sh
+
+cluster: build
+	@bash scripts/install-deps.sh --cluster
+	bash scripts/cluster.sh $(ARGS)
 
 clean:
 	rm -rf build build-asan build-fuzz

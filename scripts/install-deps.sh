@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh            what building and running need (make run)
 #   scripts/install-deps.sh --test     also what the tests need (make test)
 #   scripts/install-deps.sh --bench    also the benchmark peers and tools (make bench)
+#   scripts/install-deps.sh --cluster  also redis-server and curl (make cluster)
 set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config
@@ -20,6 +21,7 @@ want=("${BUILD_PKGS[@]}")
 case "${1:-}" in
   --test) want+=("${TEST_PKGS[@]}") ;;
   --bench) want+=("${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
+  --cluster) want+=(redis-server curl) ;;
   "") ;;
   *) echo "usage: $0 [--test|--bench]" >&2; exit 2 ;;
 esac
@@ -46,7 +48,7 @@ else
 fi
 
 # Test-only JavaScript packages (independent WebSocket client, browser driver).
-[ "${1:-}" = "" ] && exit 0
+[ "${1:-}" = "" ] || [ "${1:-}" = "--cluster" ] && exit 0
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -f "$root/tests/package.json" ] && [ ! -d "$root/tests/node_modules/ws" -o ! -d "$root/tests/node_modules/playwright-core" ]; then
   echo "install-deps: npm install in tests/"

@@ -37,6 +37,7 @@
 #include <uv.h>
 
 #include "hist.h"
+#include "multi.h"
 #include "wsc.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -250,6 +251,7 @@ static cpu_snap take_cpu(void) {
   s.client_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
                ru.ru_stime.tv_usec / 1e6;
   if (B.o.server_pid > 0) s.server_ok = read_proc_cpu(B.o.server_pid, &s.server_s);
+  s.server_s += multi_cpu();
   return s;
 }
 
@@ -760,6 +762,7 @@ static void start_connect(conn *c) {
   }
   struct sockaddr_in dst;
   uv_ip4_addr(B.o.addr, B.o.port, &dst);
+  multi_dst(c->id, &dst);
   c->creq.data = c;
   r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&dst, on_connect);
   if (r < 0) conn_fail(c, "connect", r);
@@ -1052,7 +1055,9 @@ static void usage(FILE *f) {
         "  connect: --conns C (1000) [--rooms R: spread over /ws/ROOM, else /echo] --settle s (2) --hold s (0)\n"
         "  common:  --duration s (5) --warmup s (1) --drain-timeout s (5) --join-timeout s (30)\n"
         "           --concurrency K concurrent handshakes (256) --server-pid PID --json FILE\n"
-        "           --src-base 127.0.0.2 --per-addr N (10000) --no-spread --room-prefix P --quiet\n",
+        "           --src-base 127.0.0.2 --per-addr N (10000) --no-spread --room-prefix P --quiet\n"
+        "  cluster: --node ws://HOST:PORT (repeatable: client i goes to node i mod (1+nodes))\n"
+        "           --node-pid PID (repeatable: its CPU counts as server CPU)\n",
         f);
 }
 
@@ -1149,6 +1154,7 @@ int main(int argc, char **argv) {
     else if (OPT("--room-prefix")) o->room_prefix = v;
     else if (!strcmp(a, "--no-spread")) o->no_spread = true;
     else if (!strcmp(a, "--quiet")) o->quiet = true;
+    else if (multi_option(a, v)) i++;
     else {
       logf_("unknown or incomplete option %s", a);
       usage(stderr);
