@@ -16,6 +16,8 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "bus/bus.h"
+#include "bus/dir.h"
+#include "bus/dir_redis.h"
 #include "bus/redis.h"
 #include "chat/chat.h"
 #include "h3/h3.h"
@@ -35,6 +37,7 @@ typedef struct app {
   wsc_config_t config;
   store_t *store;
   bus_t *bus;
+  dir_t *dir;
   wsc_redis_t *redis;
   chat_server_t *chat;
   ws_transport_t *ws;
@@ -336,14 +339,19 @@ int main(int argc, char **argv) {
     bus_handler_t h;
     chat_server_bus_handler(app.chat, &h);
     app.bus = bus_redis_new(app.redis, &h);
+    dir_handler_t dh;
+    chat_server_dir_handler(app.chat, &dh);
+    app.dir = dir_redis_new(app.loop, app.redis, &app.config, &dh);
   } else if (app.chat) {
     app.bus = bus_local_new(chat_server_deliver, app.chat);
+    app.dir = dir_local_new();
   }
-  if (!app.chat || !app.bus) {
+  if (!app.chat || !app.bus || !app.dir) {
     LOG_ERROR("main", "out of memory");
     return 1;
   }
   chat_server_set_bus(app.chat, app.bus);
+  chat_server_set_dir(app.chat, app.dir);
   if (app.redis) wsc_redis_start(app.redis);
   app.ws = ws_transport_new(&app.config, app.chat);
   if (!app.ws) {
@@ -413,6 +421,7 @@ int main(int argc, char **argv) {
   store_close(app.store);
   chat_server_free(app.chat);
   bus_free(app.bus);
+  dir_free(app.dir);
   ws_transport_free(app.ws);
   wsc_redis_free(app.redis);
   uv_run(app.loop, UV_RUN_DEFAULT);

@@ -76,8 +76,7 @@ static int rbus_healthy(const bus_t *b) { return wsc_redis_is_up(((const rbus_t 
 
 static void rbus_free(bus_t *b) {
   rbus_t *rb = (rbus_t *)b;
-  wsc_redis_events_t none = {0};
-  wsc_redis_set_events(rb->link, &none);
+  wsc_redis_set_events(rb->link, 0, NULL);
   free(rb->scratch);
   free(rb);
 }
@@ -156,6 +155,6 @@ bus_t *bus_redis_new(wsc_redis_t *link, const bus_handler_t *h) {
   rb->link = link;
   rb->h = *h;
   wsc_redis_events_t ev = {.up = on_up, .subscribed = on_subscribed, .message = on_message, .ud = rb};
-  wsc_redis_set_events(link, &ev);
+  wsc_redis_set_events(link, 0, &ev);
   return &rb->base;
 }

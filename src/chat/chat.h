@@ -25,6 +25,7 @@
 #include "base/buf.h"
 #include "base/config.h"
 #include "bus/bus.h"
+#include "bus/dir.h"
 #include "store/store.h"
 
 typedef struct chat_server chat_server_t;
@@ -72,6 +73,13 @@ void chat_server_deliver(void *srv, const char *room, wsc_buf_t *msg);
 /* Fills h with this server's callbacks for a bus that spans nodes
  * (messages of other nodes, subscriptions (re)established, link regained). */
 void chat_server_bus_handler(chat_server_t *srv, bus_handler_t *h);
+/* The directory (names, sessions, members beyond this node; owned by the
+ * caller, must outlive the server). Without one, chat uses an in-process
+ * directory (dir_local_new). */
+void chat_server_set_dir(chat_server_t *srv, dir_t *dir);
+/* Fills h with this server's callbacks for the directory (kicks, DMs from
+ * other nodes, this node taken for dead). */
+void chat_server_dir_handler(chat_server_t *srv, dir_handler_t *h);
 /* 1 unless the bus cannot reach the other nodes (then /healthz is 503). */
 int chat_server_healthy(const chat_server_t *srv);
 /* Frees rooms, names and sessions. Clients not yet detached become inert

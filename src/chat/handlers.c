@@ -31,7 +31,13 @@ typedef struct chat_op {
   int64_t last_id;          /* join: the room's last id when the fetch was issued */
   uint32_t gen;             /* join: the membership it belongs to */
   int recovered;            /* join: -1 (no since), 0, 1 */
+  int64_t since;            /* join: since (-1: none) */
+  char *epoch;              /* join: the client's epoch (copy), or NULL */
+  size_t epoch_len;
+  char **others;            /* join: member names on other nodes (copies) */
+  size_t n_others;
   char room[CHAT_ROOM_MAX + 1];
+  char name[CHAT_NAME_MAX_BYTES + 1];   /* hello: the new name; dm: the recipient */
 } chat_op_t;
 
 static chat_op_t *op_new(chat_client_t *c, const char *room, const json_t *ref) {
@@ -49,6 +55,9 @@ static chat_op_t *op_new(chat_client_t *c, const char *room, const json_t *ref) 
 static void op_release(chat_op_t *op) {
   chat_server_t *srv = op->srv;
   if (op->ref) json_decref(op->ref);
+  for (size_t i = 0; i < op->n_others; i++) free(op->others[i]);
+  free(op->others);
+  free(op->epoch);
   chat_client_unref(op->c);
   free(op);
   chat_server_op_done(srv);
@@ -138,9 +147,16 @@ void chat_handle_plain(chat_client_t *c, const char *text, size_t len) {
 
 /* ---- join and leave ------------------------------------------------------ */
 
+/* joined.members: this node's members, then those of other nodes. */
+typedef struct members_view {
+  chat_room_t *r;
+  const chat_op_t *op;
+} members_view_t;
+
 static const char *member_name_at(void *ud, size_t i) {
-  chat_room_t *r = ud;
-  return chat_client_name(r->members[i].c);
+  members_view_t *v = ud;
+  if (i < v->r->n) return chat_client_name(v->r->members[i].c);
+  return v->op->others[i - v->r->n];
 }
 
 static void join_live(chat_client_t *c, chat_membership_t *m, int64_t upto) {
@@ -228,7 +244,9 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
       wsc_buf_t **parts = malloc((n + 1) * sizeof *parts);
       if (parts) {
         size_t np = 0;
-        parts[np++] = chat_enc_joined(&srv->jw, r->name, member_name_at, r, r->n, last, epoch, recovered);
+        members_view_t view = {r, op};
+        parts[np++] = chat_enc_joined(&srv->jw, r->name, member_name_at, &view, r->n + op->n_others, last,
+                                      epoch, recovered);
         for (size_t i = 0; i < n; i++) parts[np++] = chat_enc_message(&srv->jw, &rows[i]);
         chat_send_own(c, outbuf_concat(parts, np));
         for (size_t i = 0; i < np; i++) wsc_buf_unref(parts[i]);
@@ -254,33 +272,117 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
   op_release(op);
 }
 
+static void join_read(chat_op_t *op) {
+  chat_server_t *srv = op->srv;
+  int rc = store_join(srv->store, op->room, op->since, op->epoch, op->epoch_len, srv->cfg->replay_max,
+                      srv->lim.history_default, on_join_rows, op);
+  if (rc < 0) on_join_rows(op, rc, NULL, 0, NULL);
+}
+
+/* The directory has the new member: presence join with the cluster's
+ * count, then the read for joined and the replay. */
+static void on_dir_joined(void *ud, int status, int64_t count, const char *const *others, size_t n) {
+  chat_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  chat_client_t *c = op->c;
+  chat_room_t *r;
+  int mi;
+  if (srv->freeing || c->state != CHAT_CLIENT_LIVE || (mi = membership(c, op->room, strlen(op->room), &r)) < 0 ||
+      c->rooms[mi].gen != op->gen) {
+    op_release(op);
+    return;
+  }
+  chat_enter(srv);
+  if (status == 0 && n > 0 && (op->others = calloc(n, sizeof *op->others))) {
+    for (size_t i = 0; i < n; i++)
+      if ((op->others[op->n_others] = strdup(others[i]))) op->n_others++;
+  }
+  int64_t total = status == 0 && count >= 0 ? count : (int64_t)r->n;
+  chat_broadcast(srv, r->name, chat_enc_presence(&srv->jw, r->name, "join", chat_client_name(c), NULL, (size_t)total), c);
+  chat_leave(srv);
+  join_read(op);
+}
+
 void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_since,
                   int64_t since, const char *epoch, size_t epoch_len) {
   chat_server_t *srv = c->srv;
   chat_room_t *r = chat_room_get_or_create(srv, room, room_len);
   if (!r) { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
   int mi = chat_find_membership(c, r);
-  if (mi < 0) {
+  int fresh = mi < 0;
+  if (fresh) {
     if ((mi = chat_room_add(r, c)) < 0) {
       if (!r->n) chat_room_free(srv, r);
       { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
     }
     c->rooms[mi].replaying = 1;
-    chat_broadcast(srv, r->name, chat_enc_presence(&srv->jw, r->name, "join", chat_client_name(c), NULL, r->n), c);
   } else {
     c->rooms[mi].replaying++;   /* a re-join: joined again, no presence */
   }
 
   chat_op_t *op = op_new(c, r->name, NULL);
+  if (op && epoch && !(op->epoch = malloc(epoch_len + 1))) {
+    op_release(op);
+    op = NULL;
+  }
   if (!op) {
     c->rooms[mi].replaying--;
     { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
   }
+  if (epoch) {
+    memcpy(op->epoch, epoch, epoch_len);
+    op->epoch[epoch_len] = '\0';
+    op->epoch_len = epoch_len;
+  }
   op->gen = c->rooms[mi].gen;
   op->recovered = has_since ? 0 : -1;
-  int rc = store_join(srv->store, r->name, has_since ? since : -1, epoch, epoch_len,
-                      srv->cfg->replay_max, srv->lim.history_default, on_join_rows, op);
-  if (rc < 0) on_join_rows(op, rc, NULL, 0, NULL);
+  op->since = has_since ? since : -1;
+  if (!fresh) {
+    join_read(op);
+    return;
+  }
+  int rc = dir_join(srv->dir, r->name, c->cid, chat_client_name(c), on_dir_joined, op);
+  if (rc < 0) on_dir_joined(op, rc, -1, NULL, 0);
+}
+
+/* A presence event whose count the directory gives (leave, rename). */
+typedef struct presence_op {
+  chat_server_t *srv;
+  const char *event;
+  uint32_t here;           /* members left on this node */
+  char room[CHAT_ROOM_MAX + 1];
+  char name[CHAT_NAME_MAX_BYTES + 1];
+  char old[CHAT_NAME_MAX_BYTES + 1];
+} presence_op_t;
+
+static void on_dir_presence(void *ud, int status, int64_t count, const char *const *others, size_t n) {
+  presence_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  int64_t total = status == 0 && count >= 0 ? count : (int64_t)op->here;
+  if (!srv->freeing && total > 0) {
+    chat_enter(srv);
+    chat_broadcast(srv, op->room, chat_enc_presence(&srv->jw, op->room, op->event, op->name,
+                                                    op->old[0] ? op->old : NULL, (size_t)total), NULL);
+    chat_leave(srv);
+  }
+  free(op);
+  chat_server_op_done(srv);
+}
+
+/* Sends presence `event` for name (old: a rename's previous name) to room
+ * once the directory has counted; here = this node's members. */
+static presence_op_t *presence_op_new(chat_server_t *srv, const char *event, const char *room,
+                                      const char *name, const char *old, uint32_t here) {
+  presence_op_t *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  op->srv = srv;
+  op->event = event;
+  op->here = here;
+  snprintf(op->room, sizeof op->room, "%s", room);
+  snprintf(op->name, sizeof op->name, "%s", name);
+  if (old) snprintf(op->old, sizeof op->old, "%s", old);
+  srv->pending++;
+  return op;
 }
 
 void chat_do_leave(chat_client_t *c, uint32_t mi) {
@@ -288,11 +390,47 @@ void chat_do_leave(chat_client_t *c, uint32_t mi) {
   char room[CHAT_ROOM_MAX + 1];
   snprintf(room, sizeof room, "%s", c->rooms[mi].room->name);
   uint32_t left = chat_room_remove(srv, c, mi);   /* may free the room */
-  if (left)
-    chat_broadcast(srv, room, chat_enc_presence(&srv->jw, room, "leave", chat_client_name(c), NULL, left), NULL);
+  presence_op_t *op = presence_op_new(srv, "leave", room, chat_client_name(c), NULL, left);
+  if (!op) return;
+  int rc = dir_leave(srv->dir, room, c->cid, left == 0, on_dir_presence, op);
+  if (rc < 0) on_dir_presence(op, rc, -1, NULL, 0);
+}
+
+void chat_rename_presence(chat_client_t *c, const char *room, const char *name, const char *old, uint32_t here) {
+  chat_server_t *srv = c->srv;
+  presence_op_t *op = presence_op_new(srv, "rename", room, name, old, here);
+  if (!op) return;
+  int rc = dir_rename(srv->dir, room, c->cid, name, on_dir_presence, op);
+  if (rc < 0) on_dir_presence(op, rc, -1, NULL, 0);
 }
 
 /* ---- the message types --------------------------------------------------- */
+
+static void on_hello_claimed(void *ud, int status, int taken) {
+  chat_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  chat_client_t *c = op->c;
+  if (!srv->freeing && chat_client_active(c) && c->session) {
+    chat_enter(srv);
+    chat_session_t *s = c->session;
+    size_t len = strlen(op->name);
+    chat_session_t *holder = wsc_hmap_get(&srv->names, op->name, len);
+    if (status < 0) {
+      send_store_error(c, status, "the name could not be changed", op->ref);
+    } else if (taken || (holder && holder != s)) {
+      char msg[64 + CHAT_NAME_MAX_BYTES];
+      snprintf(msg, sizeof msg, "the name %s is in use", op->name);
+      chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, op->ref);
+    } else {
+      chat_send_own(c, chat_enc_welcome(&srv->jw, op->name, s->token));
+      int same = s->name_len == len && memcmp(s->name, op->name, len) == 0;
+      if (!same && chat_rename(c, op->name, len) < 0)
+        chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", op->ref);
+    }
+    chat_leave(srv);
+  }
+  op_release(op);
+}
 
 static void handle_hello(chat_client_t *c, chat_req_t *req) {
   chat_server_t *srv = c->srv;
@@ -305,10 +443,16 @@ static void handle_hello(chat_client_t *c, chat_req_t *req) {
     snprintf(msg, sizeof msg, "the name %s is in use", name);
     { chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, req->ref); return; }
   }
-  chat_send_own(c, chat_enc_welcome(&srv->jw, name, s->token));
-  int same = s->name_len == req->name.len && memcmp(s->name, req->name.p, req->name.len) == 0;
-  if (!same && chat_rename(c, req->name.p, req->name.len) < 0)
-    chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", req->ref);
+  if (s->name_len == req->name.len && memcmp(s->name, req->name.p, req->name.len) == 0) {
+    chat_send_own(c, chat_enc_welcome(&srv->jw, name, s->token));   /* the same name: nothing changes */
+    return;
+  }
+  /* The directory holds it for the whole cluster first. */
+  chat_op_t *op = op_new(c, "", req->ref);
+  if (!op) { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", req->ref); return; }
+  snprintf(op->name, sizeof op->name, "%s", name);
+  int rc = dir_claim(srv->dir, s->token, name, c->cid, on_hello_claimed, op);
+  if (rc < 0) on_hello_claimed(op, rc, 0);
 }
 
 static void handle_join(chat_client_t *c, chat_req_t *req) {
@@ -340,6 +484,19 @@ static void handle_typing(chat_client_t *c, chat_req_t *req) {
   chat_broadcast(c->srv, r->name, chat_enc_typing(&c->srv->jw, r->name, chat_client_name(c)), c);
 }
 
+static void on_dm_sent(void *ud, int status, int delivered) {
+  chat_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  if (!srv->freeing && chat_client_active(op->c)) {
+    chat_enter(srv);
+    if (status < 0) send_store_error(op->c, status, "the message could not be sent", op->ref);
+    else if (!delivered) chat_send_error(op->c, CHAT_ERR_NO_SUCH_USER, "no user of that name is connected", op->ref);
+    else chat_send_own(op->c, chat_enc_ack(&srv->jw, op->ref, NULL, -1));
+    chat_leave(srv);
+  }
+  op_release(op);
+}
+
 static void handle_dm(chat_client_t *c, chat_req_t *req) {
   chat_server_t *srv = c->srv;
   const char *to = req->to.p;
@@ -349,9 +506,17 @@ static void handle_dm(chat_client_t *c, chat_req_t *req) {
   if (chat_name_eq(to, to_len, c->session->name, c->session->name_len))
     { chat_send_error(c, CHAT_ERR_BAD_REQUEST, "you cannot send a dm to yourself", req->ref); return; }
   chat_session_t *s = wsc_hmap_get(&srv->names, to, to_len);
-  if (!s || !s->client) { chat_send_error(c, CHAT_ERR_NO_SUCH_USER, "no user of that name is connected", req->ref); return; }
-  chat_send_own(s->client, chat_enc_dm(&srv->jw, c->session->name, s->name, req->text.p, req->text.len, wsc_now_ms()));
-  chat_send_own(c, chat_enc_ack(&srv->jw, req->ref, NULL, -1));
+  if (s && s->client) {
+    chat_send_own(s->client, chat_enc_dm(&srv->jw, c->session->name, s->name, req->text.p, req->text.len, wsc_now_ms()));
+    chat_send_own(c, chat_enc_ack(&srv->jw, req->ref, NULL, -1));
+    return;
+  }
+  /* Not on this node: maybe on another (the directory knows). */
+  chat_op_t *op = to_len <= CHAT_NAME_MAX_BYTES ? op_new(c, "", req->ref) : NULL;
+  if (!op) { chat_send_error(c, CHAT_ERR_NO_SUCH_USER, "no user of that name is connected", req->ref); return; }
+  snprintf(op->name, sizeof op->name, "%.*s", (int)to_len, to);
+  int rc = dir_dm(srv->dir, op->name, c->session->name, req->text.p, req->text.len, wsc_now_ms(), on_dm_sent, op);
+  if (rc < 0) on_dm_sent(op, rc, 0);
 }
 
 static void on_history_rows(void *ud, int status, const store_msg_t *rows, size_t n, int more) {

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus/dir.h"
 #include "chat/chat.h"
 #include "chat/encode.h"
 #include "base/hmap.h"
@@ -98,6 +99,12 @@ struct chat_client {
   uint8_t send_failed;         /* ops->send said over limit: send nothing more */
   uint8_t detach_deferred;
   char *endpoint_room;         /* /ws/{room}: plain text goes here; else NULL */
+  uint64_t cid;                /* connection id, unique on this node (the directory's key) */
+  char cid_key[17];            /* cid in hex: the conns map key */
+  uint8_t attaching;           /* the directory has not confirmed the name yet: no welcome */
+  char **inq;                  /* messages received while attaching (length-prefixed copies) */
+  uint32_t n_inq;
+  size_t inq_bytes;
   double tokens;               /* rate limit bucket (when config.rate_limit > 0) */
   int64_t tokens_ms;
 };
@@ -109,6 +116,10 @@ struct chat_server {
   bus_t *bus;
   chat_limits_t lim;
   wsc_hmap_t rooms, names, sessions;
+  wsc_hmap_t conns;           /* cid_key -> chat_client_t (kicks and DMs from other nodes) */
+  dir_t *dir;                  /* the directory (names, sessions, members beyond this node) */
+  dir_t *own_dir;              /* the local one made by chat_server_new, until set_dir */
+  uint64_t next_cid;
   chat_session_t *idle_head, *idle_tail;   /* sessions without a connection, oldest first */
   uint32_t n_idle, idle_max;
   chat_client_t **clients;
@@ -176,6 +187,9 @@ void chat_handle_plain(chat_client_t *c, const char *text, size_t len);
 /* Joins room (validated) with an optional since/epoch, as `join` does. */
 void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_since,
                   int64_t since, const char *epoch, size_t epoch_len);
+/* Presence rename of c in room with the directory's count (here: this
+ * node's members). */
+void chat_rename_presence(chat_client_t *c, const char *room, const char *name, const char *old, uint32_t here);
 /* Leaves membership mi sending presence leave to the others. */
 void chat_do_leave(chat_client_t *c, uint32_t mi);
 

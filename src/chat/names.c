@@ -90,3 +90,7 @@ int chat_room_check(const char *room, size_t len) {
 }
 
 int chat_room_name_valid(const char *room, size_t len) { return room && chat_room_check(room, len); }
+
+int chat_name_is_guest(const char *name, size_t len) {
+  return len >= CHAT_GUEST_PREFIX_LEN && chat_name_eq(name, CHAT_GUEST_PREFIX_LEN, CHAT_GUEST_PREFIX, CHAT_GUEST_PREFIX_LEN);
+}

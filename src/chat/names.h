@@ -39,6 +39,9 @@ size_t chat_guest_name(char *out, const unsigned char *rnd, int digits);
 /* Lowercase hex of n bytes into out (2n + 1 with NUL). */
 void chat_hex(char *out, const unsigned char *p, size_t n);
 
+/* 1 when name begins with "guest-" (any ASCII case): a server-made name. */
+int chat_name_is_guest(const char *name, size_t len);
+
 /* Room name rule: 1..CHAT_ROOM_MAX of [A-Za-z0-9._-]. 1 if valid. Also
  * declared in chat.h as chat_room_name_valid. */
 int chat_room_check(const char *room, size_t len);

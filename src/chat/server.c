@@ -170,6 +170,18 @@ static chat_session_t *session_new(chat_server_t *srv) {
   return s;
 }
 
+/* A session with a token made on another node (the directory knows it). */
+static chat_session_t *session_new_token(chat_server_t *srv, const char *token) {
+  chat_session_t *s = wsc_pool_alloc(&g_session_pool);
+  if (!s) return NULL;
+  snprintf(s->token, sizeof s->token, "%s", token);
+  if (wsc_hmap_put(&srv->sessions, s->token, CHAT_TOKEN_HEX, s) < 0) {
+    wsc_pool_free(&g_session_pool, s);
+    return NULL;
+  }
+  return s;
+}
+
 static void session_free(chat_session_t *s) {
   free(s->name);
   wsc_pool_free(&g_session_pool, s);
@@ -217,7 +229,7 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
   if (hold_name(srv, s) < 0) LOG_ERROR(LOG_COMP, "out of memory holding a name");
   for (uint32_t i = 0; i < c->n_rooms; i++) {
     chat_room_t *r = c->rooms[i].room;
-    chat_broadcast(srv, r->name, chat_enc_presence(&srv->jw, r->name, "rename", s->name, old, r->n), NULL);
+    chat_rename_presence(c, r->name, s->name, old, r->n);
   }
   free(old);
   return 0;
@@ -226,6 +238,8 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
 /* ---- client lifetime ----------------------------------------------------- */
 
 static void client_free(chat_client_t *c) {
+  for (uint32_t i = 0; i < c->n_inq; i++) free(c->inq[i]);
+  free(c->inq);
   free(c->rooms);
   free(c->endpoint_room);
   wsc_pool_free(&g_client_pool, c);
@@ -258,12 +272,15 @@ static void unlink_client(chat_client_t *c) {
     leave_all(c);
     if (c->session) {
       release_name(srv, c->session);
+      if (c->session->name && srv->dir) dir_release(srv->dir, c->session->token, c->session->name, c->cid);
       c->session->client = NULL;
       idle_push(srv, c->session);
       c->session = NULL;
     }
   }
   c->state = CHAT_CLIENT_DEAD;
+  if (wsc_hmap_get(&srv->conns, c->cid_key, sizeof c->cid_key - 1) == c)
+    wsc_hmap_del(&srv->conns, c->cid_key, sizeof c->cid_key - 1);
   /* Swap-remove from the clients array. */
   chat_client_t *last = srv->clients[--srv->n_clients];
   srv->clients[c->idx] = last;
@@ -304,50 +321,42 @@ void chat_client_detach(chat_client_t *c) {
   chat_leave(srv);
 }
 
-/* Settles the new connection's session and name (PROTOCOL.md): a known
- * ?session= reclaims its name, closing the stale connection; otherwise a
- * new session with ?name= or a guest name. Sends the errors it meets. */
-static int attach_session(chat_client_t *c, const chat_connect_params_t *p) {
-  chat_server_t *srv = c->srv;
-  chat_session_t *s = p->session ? wsc_hmap_get(&srv->sessions, p->session, strlen(p->session)) : NULL;
-  if (s) {
-    if (s->client) {
-      replace_client(s->client, c, s);
-      return 0;
-    }
-    idle_remove(srv, s);
-    if (name_held(srv, s->name, s->name_len)) {
-      char msg[64 + CHAT_NAME_MAX_BYTES];
-      snprintf(msg, sizeof msg, "the name %s is in use", s->name);
-      chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, NULL);
-      if (pick_guest_name(srv, s) < 0) return -1;
-    }
-  } else {
-    if (!(s = session_new(srv))) return -1;
-    size_t start, len;
-    int have = 0;
-    if (p->name) {
-      if (chat_name_check(p->name, strlen(p->name), &start, &len) < 0) {
-        chat_send_error(c, CHAT_ERR_BAD_NAME, "names are 1-32 characters without control characters "
-                        "and not starting with guest-", NULL);
-      } else if (name_held(srv, p->name + start, len)) {
-        char msg[64 + CHAT_NAME_MAX_BYTES];
-        snprintf(msg, sizeof msg, "the name %.*s is in use", (int)len, p->name + start);
-        chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, NULL);
-      } else {
-        have = session_set_name(s, p->name + start, len) == 0;
-      }
-    }
-    if (!have && pick_guest_name(srv, s) < 0) return -1;
-  }
-  if (hold_name(srv, s) < 0) return -1;
-  s->client = c;
-  c->session = s;
-  return 0;
+/* ---- attaching: a name held in the whole cluster ------------------------- */
+
+/* What an attach still needs once the directory has answered: the URL's
+ * parameters (copied) and a reference to the client. */
+typedef struct attach_op {
+  chat_client_t *c;
+  char *name, *room, *since, *epoch, *session;
+  int tries;
+} attach_op_t;
+
+#define ATTACH_CLAIM_TRIES 8       /* guest names tried when the directory says taken */
+#define ATTACH_QUEUE_MAX 32        /* client messages held until welcome */
+#define ATTACH_QUEUE_BYTES (256 * 1024)
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static void attach_op_free(attach_op_t *op) {
+  chat_server_t *srv = op->c->srv;
+  free(op->name);
+  free(op->room);
+  free(op->since);
+  free(op->epoch);
+  free(op->session);
+  chat_client_unref(op->c);
+  free(op);
+  if (srv) chat_server_op_done(srv);
+}
+
+static void send_name_taken(chat_client_t *c, const char *name, size_t len) {
+  char msg[64 + CHAT_NAME_MAX_BYTES];
+  snprintf(msg, sizeof msg, "the name %.*s is in use", (int)len, name);
+  chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, NULL);
 }
 
 /* The room of the URL, after welcome. */
-static void attach_room(chat_client_t *c, const chat_connect_params_t *p) {
+static void attach_room(chat_client_t *c, const attach_op_t *p) {
   size_t rlen = strlen(p->room);
   if (!chat_room_check(p->room, rlen)) {
     chat_send_error(c, CHAT_ERR_BAD_ROOM, "room names are 1-64 of A-Z a-z 0-9 . _ -", NULL);
@@ -362,6 +371,160 @@ static void attach_room(chat_client_t *c, const chat_connect_params_t *p) {
   chat_do_join(c, p->room, rlen, has_since, since, p->epoch, p->epoch ? strlen(p->epoch) : 0);
 }
 
+/* The name is held in the cluster: welcome, the URL's room, then what the
+ * client sent meanwhile. */
+static void attach_finish(attach_op_t *op) {
+  chat_client_t *c = op->c;
+  chat_server_t *srv = c->srv;
+  c->attaching = 0;
+  chat_send_own(c, chat_enc_welcome(&srv->jw, c->session->name, c->session->token));
+  if (op->room) attach_room(c, op);
+  uint32_t n = c->n_inq;
+  char **q = c->inq;
+  c->inq = NULL;
+  c->n_inq = 0;
+  c->inq_bytes = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    size_t len;
+    memcpy(&len, q[i], sizeof len);
+    if (c->state == CHAT_CLIENT_LIVE && !c->detach_deferred) chat_client_receive(c, q[i] + sizeof len, len);
+    free(q[i]);
+  }
+  free(q);
+}
+
+static void on_attach_claimed(void *ud, int status, int taken);
+
+static void attach_claim(attach_op_t *op) {
+  chat_client_t *c = op->c;
+  int rc = dir_claim(c->srv->dir, c->session->token, c->session->name, c->cid, on_attach_claimed, op);
+  if (rc < 0) on_attach_claimed(op, rc, 0);
+}
+
+static void on_attach_claimed(void *ud, int status, int taken) {
+  attach_op_t *op = ud;
+  chat_client_t *c = op->c;
+  chat_server_t *srv = c->srv;
+  if (!srv || srv->freeing || c->state != CHAT_CLIENT_LIVE || !c->session) {
+    attach_op_free(op);
+    return;
+  }
+  chat_enter(srv);
+  chat_session_t *s = c->session;
+  if (status < 0) {
+    chat_send_error(c, chat_store_err(status), "the shared directory is unreachable; try again", NULL);
+    c->ops->close(c->ud, 1013, "try again later");
+  } else if (taken && op->tries++ < ATTACH_CLAIM_TRIES) {
+    /* Held on another node: as a local clash, an error then a guest name. */
+    if (!chat_name_is_guest(s->name, s->name_len)) send_name_taken(c, s->name, s->name_len);
+    release_name(srv, s);
+    if (pick_guest_name(srv, s) < 0 || hold_name(srv, s) < 0) {
+      c->ops->close(c->ud, 1011, "out of memory");
+    } else {
+      attach_claim(op);
+      chat_leave(srv);
+      return;
+    }
+  } else if (taken) {
+    c->ops->close(c->ud, 1013, "no free name; try again later");
+  } else {
+    attach_finish(op);
+  }
+  chat_leave(srv);
+  attach_op_free(op);
+}
+
+/* Settles the new connection's session and name (PROTOCOL.md): a known
+ * ?session= reclaims its name, closing the stale connection; otherwise a
+ * new session with ?name= or a guest name. Sends the errors it meets.
+ * remote_name: the session's name as the directory knows it (a session
+ * made on another node), or NULL. Then the directory is asked to hold the
+ * name in the whole cluster (attach_claim). */
+static int attach_session(attach_op_t *op, const char *remote_name) {
+  chat_client_t *c = op->c;
+  chat_server_t *srv = c->srv;
+  chat_session_t *s = op->session ? wsc_hmap_get(&srv->sessions, op->session, strlen(op->session)) : NULL;
+  if (s) {
+    if (s->client) {
+      replace_client(s->client, c, s);
+      attach_claim(op);
+      return 0;
+    }
+    idle_remove(srv, s);
+    if (name_held(srv, s->name, s->name_len)) {
+      send_name_taken(c, s->name, s->name_len);
+      if (pick_guest_name(srv, s) < 0) return -1;
+    }
+  } else if (remote_name && (s = session_new_token(srv, op->session))) {
+    size_t len = strlen(remote_name);
+    if (session_set_name(s, remote_name, len) < 0) return -1;
+    if (name_held(srv, s->name, s->name_len)) {
+      send_name_taken(c, s->name, s->name_len);
+      if (pick_guest_name(srv, s) < 0) return -1;
+    }
+  } else {
+    if (!(s = session_new(srv))) return -1;
+    size_t start, len;
+    int have = 0;
+    if (op->name) {
+      if (chat_name_check(op->name, strlen(op->name), &start, &len) < 0) {
+        chat_send_error(c, CHAT_ERR_BAD_NAME, "names are 1-32 characters without control characters "
+                        "and not starting with guest-", NULL);
+      } else if (name_held(srv, op->name + start, len)) {
+        send_name_taken(c, op->name + start, len);
+      } else {
+        have = session_set_name(s, op->name + start, len) == 0;
+      }
+    }
+    if (!have && pick_guest_name(srv, s) < 0) {
+      idle_push(srv, s);
+      return -1;
+    }
+  }
+  if (hold_name(srv, s) < 0) {
+    idle_push(srv, s);
+    return -1;
+  }
+  s->client = c;
+  c->session = s;
+  attach_claim(op);
+  return 0;
+}
+
+static int token_shape(const char *t) {
+  if (!t || strlen(t) != CHAT_TOKEN_HEX) return 0;
+  for (const char *p = t; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+  return 1;
+}
+
+static void on_attach_lookup(void *ud, int status, const char *name) {
+  attach_op_t *op = ud;
+  chat_client_t *c = op->c;
+  chat_server_t *srv = c->srv;
+  if (!srv || srv->freeing || c->state != CHAT_CLIENT_LIVE) {
+    attach_op_free(op);
+    return;
+  }
+  chat_enter(srv);
+  if (status < 0) {
+    chat_send_error(c, chat_store_err(status), "the shared directory is unreachable; try again", NULL);
+    c->ops->close(c->ud, 1013, "try again later");
+    chat_leave(srv);
+    attach_op_free(op);
+    return;
+  }
+  /* A session name from the directory must still be a valid name. */
+  size_t st, len;
+  if (name && chat_name_check(name, strlen(name), &st, &len) < 0 && !chat_name_is_guest(name, strlen(name)))
+    name = NULL;
+  if (attach_session(op, name) < 0) {
+    c->ops->close(c->ud, 1011, "out of memory");
+    attach_op_free(op);
+  }
+  chat_leave(srv);
+}
+
 chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t *ops,
                                   void *transport_ud, const chat_connect_params_t *params) {
   chat_client_t *c = wsc_pool_alloc(&g_client_pool);
@@ -371,6 +534,7 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
   c->ud = transport_ud;
   c->refs = 1;
   c->idx = srv->n_clients;
+  c->cid = ++srv->next_cid;
   if (srv->cfg->rate_limit > 0) {
     c->tokens = 2 * srv->cfg->rate_limit;
     c->tokens_ms = wsc_mono_ms();
@@ -379,20 +543,36 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
     wsc_pool_free(&g_client_pool, c);
     return NULL;
   }
-  if (push_ptr((void ***)&srv->clients, &srv->n_clients, &srv->cap_clients, c) < 0) {
+  attach_op_t *op = calloc(1, sizeof *op);
+  if (!op || push_ptr((void ***)&srv->clients, &srv->n_clients, &srv->cap_clients, c) < 0) {
+    free(op);
     client_free(c);
     return NULL;
   }
   wsc_metrics.chat_clients++;
+  chat_hex(c->cid_key, (const unsigned char *)&c->cid, sizeof c->cid);
+  wsc_hmap_put(&srv->conns, c->cid_key, sizeof c->cid_key - 1, c);
+  op->c = c;
+  c->refs++;
+  srv->pending++;
+  c->attaching = 1;
+  op->name = dup_or_null(params->name);
+  op->room = dup_or_null(params->room);
+  op->since = dup_or_null(params->since);
+  op->epoch = dup_or_null(params->epoch);
+  op->session = dup_or_null(params->session);
   chat_enter(srv);
-  if (attach_session(c, params) < 0) {
+  int known_here = op->session && wsc_hmap_get(&srv->sessions, op->session, strlen(op->session));
+  if (op->session && !known_here && token_shape(op->session)) {
+    /* Maybe a session of another node: ask the directory. */
+    if (dir_lookup(srv->dir, op->session, on_attach_lookup, op) < 0) on_attach_lookup(op, STORE_EUNAVAILABLE, NULL);
+  } else if (attach_session(op, NULL) < 0) {
     unlink_client(c);
-    client_free(c);
+    attach_op_free(op);
     chat_leave(srv);
+    chat_client_unref(c);
     return NULL;
   }
-  chat_send_own(c, chat_enc_welcome(&srv->jw, c->session->name, c->session->token));
-  if (params->room) attach_room(c, params);
   chat_leave(srv);
   return c;
 }
@@ -400,6 +580,23 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
 void chat_client_receive(chat_client_t *c, const char *text, size_t len) {
   chat_server_t *srv = c->srv;
   if (!srv || c->state != CHAT_CLIENT_LIVE || c->detach_deferred) return;
+  if (c->attaching) {
+    /* The directory has not answered yet: keep it for after welcome. */
+    char *copy = c->n_inq < ATTACH_QUEUE_MAX && c->inq_bytes + len <= ATTACH_QUEUE_BYTES
+                     ? malloc(sizeof len + len) : NULL;
+    char **q = copy ? realloc(c->inq, (c->n_inq + 1) * sizeof *q) : NULL;
+    if (!q) {
+      free(copy);
+      c->ops->close(c->ud, 1008, "too much sent before welcome");
+      return;
+    }
+    memcpy(copy, &len, sizeof len);
+    memcpy(copy + sizeof len, text, len);
+    c->inq = q;
+    c->inq[c->n_inq++] = copy;
+    c->inq_bytes += len;
+    return;
+  }
   chat_enter(srv);
   chat_req_t req;
   chat_parse_result_t r = chat_req_parse(text, len, &srv->lim, &req);
@@ -426,12 +623,86 @@ chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, stor
   wsc_hmap_init(&srv->rooms, WSC_HMAP_EXACT);
   wsc_hmap_init(&srv->names, WSC_HMAP_CASE_FOLD);
   wsc_hmap_init(&srv->sessions, WSC_HMAP_EXACT);
+  wsc_hmap_init(&srv->conns, WSC_HMAP_EXACT);
+  srv->own_dir = srv->dir = dir_local_new();
+  if (!srv->dir) {
+    free(srv);
+    return NULL;
+  }
   srv->idle_max = CHAT_IDLE_SESSIONS_MAX;
   chat_jw_init(&srv->jw);
   return srv;
 }
 
 void chat_server_set_bus(chat_server_t *srv, bus_t *bus) { srv->bus = bus; }
+
+void chat_server_set_dir(chat_server_t *srv, dir_t *dir) { srv->dir = dir ? dir : srv->own_dir; }
+
+/* ---- what other nodes ask (dir_handler_t) -------------------------------- */
+
+static chat_client_t *client_by_cid(chat_server_t *srv, uint64_t cid) {
+  char key[17];
+  chat_hex(key, (const unsigned char *)&cid, sizeof cid);
+  return wsc_hmap_get(&srv->conns, key, 16);
+}
+
+/* Another node took over the session of a local connection: as
+ * replace_client, but the session now lives there: forget it here. */
+static void on_dir_kick(void *ud, uint64_t cid) {
+  chat_server_t *srv = ud;
+  chat_client_t *c = srv->freeing ? NULL : client_by_cid(srv, cid);
+  if (!c || c->state != CHAT_CLIENT_LIVE || !c->session) return;
+  chat_enter(srv);
+  chat_session_t *s = c->session;
+  leave_all(c);
+  release_name(srv, s);
+  wsc_hmap_del(&srv->sessions, s->token, CHAT_TOKEN_HEX);
+  session_free(s);
+  c->session = NULL;
+  c->state = CHAT_CLIENT_ZOMBIE;
+  LOG_INFO(LOG_COMP, "session taken over by another node cid=%llu", (unsigned long long)cid);
+  c->ops->close(c->ud, 4001, "replaced");
+  chat_leave(srv);
+}
+
+static void on_dir_dm(void *ud, uint64_t cid, const char *json, size_t len) {
+  chat_server_t *srv = ud;
+  chat_client_t *c = srv->freeing ? NULL : client_by_cid(srv, cid);
+  if (!c || !chat_client_active(c)) return;
+  chat_enter(srv);
+  chat_send_own(c, outbuf_text(json, len));
+  chat_leave(srv);
+}
+
+/* The cluster took this node for dead and removed its members (with their
+ * presence leaves): every connection is closed to come back. Its rooms are
+ * left without presence (already sent) and without the directory. */
+static void on_dir_lost(void *ud) {
+  chat_server_t *srv = ud;
+  if (srv->freeing) return;
+  chat_enter(srv);
+  for (uint32_t i = 0; i < srv->n_clients; i++) {
+    chat_client_t *c = srv->clients[i];
+    if (c->state != CHAT_CLIENT_LIVE) continue;
+    while (c->n_rooms) chat_room_remove(srv, c, c->n_rooms - 1);
+    if (c->session) {
+      release_name(srv, c->session);
+      c->session->client = NULL;
+      idle_push(srv, c->session);
+      c->session = NULL;
+    }
+    c->state = CHAT_CLIENT_ZOMBIE;
+    c->ops->close(c->ud, 1012, "this node lost the cluster; reconnect");
+  }
+  chat_leave(srv);
+}
+
+void chat_server_dir_handler(chat_server_t *srv, dir_handler_t *h) {
+  h->kick = on_dir_kick;
+  h->dm = on_dir_dm;
+  h->lost = on_dir_lost;
+  h->ud = srv;
+}
 
 static void server_destroy(chat_server_t *srv) {
   free(srv->clients);
@@ -471,6 +742,9 @@ void chat_server_free(chat_server_t *srv) {
   wsc_hmap_free(&srv->rooms);
   wsc_hmap_free(&srv->names);
   wsc_hmap_free(&srv->sessions);
+  wsc_hmap_free(&srv->conns);
+  dir_free(srv->own_dir);
+  srv->own_dir = NULL;
   srv->freeing = 1;
   if (srv->pending == 0) server_destroy(srv);
 }

@@ -38,7 +38,7 @@ struct wsc_redis {
   unsigned gen;                    /* connection generation */
   const char *scripts[WSC_REDIS_MAX_SCRIPTS];
   int n_scripts;
-  wsc_redis_events_t ev;
+  wsc_redis_events_t ev[WSC_REDIS_LISTENERS];
   char node[17];
 };
 
@@ -92,10 +92,13 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
   if (!r || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
   redisReply *kind = reply->element[0], *ch = reply->element[1], *p = reply->element[2];
   if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING) return;
-  if (strcmp(kind->str, "message") == 0 && p->type == REDIS_REPLY_STRING) {
-    if (r->ev.message) r->ev.message(r->ev.ud, ch->str, ch->len, p->str, p->len);
-  } else if (strcmp(kind->str, "subscribe") == 0) {
-    if (r->ev.subscribed) r->ev.subscribed(r->ev.ud, ch->str, ch->len);
+  for (int i = 0; i < WSC_REDIS_LISTENERS; i++) {
+    const wsc_redis_events_t *ev = &r->ev[i];
+    if (strcmp(kind->str, "message") == 0 && p->type == REDIS_REPLY_STRING) {
+      if (ev->message) ev->message(ev->ud, ch->str, ch->len, p->str, p->len);
+    } else if (strcmp(kind->str, "subscribe") == 0) {
+      if (ev->subscribed) ev->subscribed(ev->ud, ch->str, ch->len);
+    }
   }
 }
 
@@ -118,7 +121,8 @@ static void on_ready(void *ud, redisReply *reply) {
   r->up = 1;
   r->backoff_ms = LINK_BACKOFF_MIN_MS;
   LOG_INFO(LOG_COMP, "link up host=%s port=%d db=%d", r->host, r->port, r->db);
-  if (r->ev.up) r->ev.up(r->ev.ud);
+  for (int i = 0; i < WSC_REDIS_LISTENERS; i++)
+    if (r->ev[i].up) r->ev[i].up(r->ev[i].ud);
 }
 
 static void on_init_reply(void *ud, redisReply *reply) {
@@ -222,7 +226,8 @@ static void link_down(wsc_redis_t *r, const char *why) {
   r->backoff_ms = r->backoff_ms * 2 > LINK_BACKOFF_MAX_MS ? LINK_BACKOFF_MAX_MS : r->backoff_ms * 2;
   if (was_up) {
     LOG_WARN(LOG_COMP, "link down err=\"%s\"", why ? why : "?");
-    if (r->ev.down) r->ev.down(r->ev.ud);
+    for (int i = 0; i < WSC_REDIS_LISTENERS; i++)
+      if (r->ev[i].down) r->ev[i].down(r->ev[i].ud);
   } else {
     LOG_DEBUG(LOG_COMP, "connect failed err=\"%s\"", why ? why : "?");
   }
@@ -315,7 +320,11 @@ int wsc_redis_script(wsc_redis_t *r, const char *lua, char sha[WSC_REDIS_SHA_LEN
   return 0;
 }
 
-void wsc_redis_set_events(wsc_redis_t *r, const wsc_redis_events_t *ev) { r->ev = *ev; }
+void wsc_redis_set_events(wsc_redis_t *r, int slot, const wsc_redis_events_t *ev) {
+  if (slot < 0 || slot >= WSC_REDIS_LISTENERS) return;
+  if (ev) r->ev[slot] = *ev;
+  else memset(&r->ev[slot], 0, sizeof r->ev[slot]);
+}
 
 void wsc_redis_start(wsc_redis_t *r) {
   uv_timer_init(r->loop, &r->timer);
@@ -334,7 +343,7 @@ static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 
 void wsc_redis_free(wsc_redis_t *r) {
   if (!r) return;
-  memset(&r->ev, 0, sizeof r->ev);
+  memset(r->ev, 0, sizeof r->ev);
   r->up = 0;
   close_conns(r);
   if (r->timer_open) uv_close((uv_handle_t *)&r->timer, on_timer_closed);
