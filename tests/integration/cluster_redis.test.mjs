@@ -1,8 +1,9 @@
 // Many nodes, one chat: a real redis-server (AOF on, appendfsync always)
 // and three wschat nodes started with --redis. Cross-node order and ids,
-// typing, a node killed while its clients send, redis-server killed and
-// restarted on the same files, Redis stopped for 5 s, Redis that lost its
-// data (new epoch).
+// typing, presence counts and members, name uniqueness, session reclaim,
+// DMs, a node killed (its members leave once, within the TTL), a node
+// killed while its clients send, redis-server killed and restarted on the
+// same files, Redis stopped for 5 s, Redis that lost its data (new epoch).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync, mkdtempSync } from 'node:fs';
@@ -81,6 +82,112 @@ test('typing reaches members on other nodes, not the typist', async () => {
   await a.quiet('no typing echo to the typist');
   await a.close();
   await b.close();
+});
+
+test('presence covers every node: joined.members and counts', async () => {
+  const room = 'pres';
+  const a = await join(nodes[0], room, '&name=ann');
+  const b = await join(nodes[1], room, '&name=ben');
+  assert.deepEqual([...b.joined.members].sort(), ['ann', 'ben']);
+  const pj = await a.until((m) => m.type === 'presence' && m.name === 'ben');
+  assert.equal(pj.event, 'join');
+  assert.equal(pj.count, 2);
+  const c = await join(nodes[2], room, '&name=cat');
+  assert.deepEqual([...c.joined.members].sort(), ['ann', 'ben', 'cat']);
+  for (const x of [a, b]) assert.equal((await x.until((m) => m.type === 'presence' && m.name === 'cat')).count, 3);
+  await c.close();
+  for (const x of [a, b]) {
+    const l = await x.until((m) => m.type === 'presence' && m.name === 'cat');
+    assert.equal(l.event, 'leave');
+    assert.equal(l.count, 2);
+  }
+  b.send({ type: 'hello', name: 'benny', ref: 'h' });
+  assert.equal((await b.until((m) => m.type === 'welcome')).name, 'benny');
+  const rn = await a.until((m) => m.type === 'presence' && m.event === 'rename');
+  assert.deepEqual([rn.name, rn.old, rn.count], ['benny', 'ben', 2]);
+  await a.close();
+  await b.close();
+});
+
+test('names are unique across nodes; hello and ?name= both see other nodes', async () => {
+  const a = await join(nodes[0], 'names', '&name=Alice');
+  const b = await Chat.open(nodes[1].url('/ws?name=alice'));
+  const e = await b.next('error');
+  assert.equal(e.code, 'name_taken', e.raw);
+  const w = await b.next('welcome');
+  assert.match(w.name, /^guest-/);
+  b.send({ type: 'hello', name: 'ALICE', ref: 1 });
+  await b.expectError('name_taken', 1);
+  const c = await Chat.open(nodes[2].url('/ws'));
+  await c.next('welcome');
+  c.send({ type: 'hello', name: 'alice', ref: 2 });
+  await c.expectError('name_taken', 2);
+  await a.close();
+  // Freed everywhere once its holder is gone.
+  await sleep(100);
+  c.send({ type: 'hello', name: 'alice', ref: 3 });
+  assert.equal((await c.next('welcome')).name, 'alice');
+  await b.close();
+  await c.close();
+});
+
+test('?session= reclaims the name on another node and closes the stale connection with 4001', async () => {
+  const a = await join(nodes[0], 'sess', '&name=sam');
+  const w = await join(nodes[2], 'sess');
+  const b = await Chat.open(nodes[1].url(`/ws?session=${a.welcome.session}&room=sess`));
+  const wb = await b.next('welcome');
+  assert.equal(wb.name, 'sam');
+  assert.equal(wb.session, a.welcome.session);
+  const info = await a.closed;
+  assert.equal(info.code, 4001);
+  assert.equal(info.reason, 'replaced');
+  await b.next('joined');
+  // The name stays held (by the new connection).
+  const c = await Chat.open(nodes[2].url('/ws?name=sam'));
+  assert.equal((await c.next('error')).code, 'name_taken');
+  await c.close();
+  await b.close();
+  await w.close();
+});
+
+test('direct messages reach a user on another node; unknown names get no_such_user', async () => {
+  const a = await join(nodes[0], 'dm', '&name=dora');
+  const b = await join(nodes[2], 'dm2', '&name=dave');
+  a.send({ type: 'dm', to: 'Dave', text: 'psst / "hi" ü', ref: 7 });
+  const ack = await a.until((m) => m.ref === 7);
+  assert.equal(ack.type, 'ack', ack.raw);
+  const d = await b.until((m) => m.type === 'dm');
+  assert.deepEqual([d.from, d.to, d.text], ['dora', 'dave', 'psst / "hi" ü']);
+  assert.equal(typeof d.ts, 'number');
+  a.send({ type: 'dm', to: 'nobody-here', text: 'x', ref: 8 });
+  await a.until((m) => m.ref === 8 && m.type === 'error' && m.code === 'no_such_user');
+  await a.close();
+  await b.close();
+});
+
+test('a node killed (kill -9): each of its members leaves exactly once, within the TTL, and its names are free', async () => {
+  const room = 'ttl';
+  const victim = await startNode(['--presence-ttl', '2']);
+  const w = await join(nodes[0], room, '&name=watch');
+  const zs = [await join(victim, room, '&name=zed'), await join(victim, room, '&name=zoe')];
+  for (const z of zs) await w.until((m) => m.type === 'presence' && m.name === z.welcome.name && m.event === 'join');
+  await sleep(300);   /* a heartbeat with the short TTL has landed */
+  const t0 = Date.now();
+  await victim.kill9();
+  const left = [];
+  while (left.length < 2) {
+    const m = await w.until((mm) => mm.type === 'presence' && mm.event === 'leave', 10000);
+    left.push(m);
+  }
+  assert.ok(Date.now() - t0 <= 3000, `left within the TTL (${Date.now() - t0} ms)`);
+  assert.deepEqual(left.map((m) => m.name).sort(), ['zed', 'zoe']);
+  assert.deepEqual(left.map((m) => m.count).sort(), [1, 2]);
+  await sleep(2500);
+  assert.equal(w.all.filter((m) => m.type === 'presence' && m.event === 'leave').length, 2, 'exactly one leave each');
+  const z2 = await Chat.open(nodes[1].url('/ws?name=zed'));
+  assert.equal((await z2.next('welcome')).name, 'zed');
+  await z2.close();
+  await w.close();
 });
 
 test('a node killed (kill -9) while its clients send: they resume on another node, every acked message exactly once', async () => {
