@@ -33,10 +33,14 @@ typedef struct dir_handler {
   void (*kick)(void *ud, uint64_t cid);
   /* A direct message (its JSON) for local connection cid. */
   void (*dm)(void *ud, uint64_t cid, const char *json, size_t len);
+  /* The connection-id mark: the highest cid attached so far (asked when a
+   * heartbeat is sent). */
+  uint64_t (*mark)(void *ud);
   /* This node was taken for dead (its heartbeats did not reach Redis for
    * the TTL): the others removed its members, so every local connection
-   * must be closed (1012) and come back. */
-  void (*lost)(void *ud);
+   * up to `mark` (those older than the heartbeat that found out) must be
+   * closed (1012) and come back. */
+  void (*lost)(void *ud, uint64_t mark);
   void *ud;
 } dir_handler_t;
 

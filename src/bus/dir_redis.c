@@ -138,6 +138,7 @@ typedef struct rdir {
   int64_t next_beat_ms, next_sweep_ms;
   int registered;                  /* a heartbeat reached Redis since start */
   int beat_inflight;
+  uint64_t beat_mark;              /* the handler's mark when the beat was sent */
 } rdir_t;
 
 typedef struct dir_op {
@@ -342,7 +343,7 @@ static void on_beat(void *ud, redisReply *r) {
   if (status_of(r) < 0 || r->type != REDIS_REPLY_INTEGER) return;
   if (r->integer == 0 && d->registered) {
     LOG_WARN(LOG_COMP, "this node was taken for dead (no heartbeat for the TTL): its connections are closed");
-    if (d->h.lost) d->h.lost(d->h.ud);
+    if (d->h.lost) d->h.lost(d->h.ud, d->beat_mark);
   }
   d->registered = 1;
 }
@@ -362,6 +363,7 @@ static void on_tick(uv_timer_t *t) {
      * are gone within the TTL of its last heartbeat. */
     snprintf(deadline, sizeof deadline, "%" PRId64, now + d->ttl_ms - DIR_SWEEP_MS);
     const char *args[] = {node_of(d), deadline};
+    d->beat_mark = d->h.mark ? d->h.mark(d->h.ud) : UINT64_MAX;
     if (eval(d, S_BEAT, 0, 2, args, NULL, on_beat, d) == 0) d->beat_inflight = 1;
     d->next_beat_ms = mono + d->ttl_ms / 3;
   }

@@ -677,13 +677,15 @@ static void on_dir_dm(void *ud, uint64_t cid, const char *json, size_t len) {
 /* The cluster took this node for dead and removed its members (with their
  * presence leaves): every connection is closed to come back. Its rooms are
  * left without presence (already sent) and without the directory. */
-static void on_dir_lost(void *ud) {
+static uint64_t on_dir_mark(void *ud) { return ((chat_server_t *)ud)->next_cid; }
+
+static void on_dir_lost(void *ud, uint64_t mark) {
   chat_server_t *srv = ud;
   if (srv->freeing) return;
   chat_enter(srv);
   for (uint32_t i = 0; i < srv->n_clients; i++) {
     chat_client_t *c = srv->clients[i];
-    if (c->state != CHAT_CLIENT_LIVE) continue;
+    if (c->state != CHAT_CLIENT_LIVE || c->cid > mark) continue;
     while (c->n_rooms) chat_room_remove(srv, c, c->n_rooms - 1);
     if (c->session) {
       release_name(srv, c->session);
@@ -700,6 +702,7 @@ static void on_dir_lost(void *ud) {
 void chat_server_dir_handler(chat_server_t *srv, dir_handler_t *h) {
   h->kick = on_dir_kick;
   h->dm = on_dir_dm;
+  h->mark = on_dir_mark;
   h->lost = on_dir_lost;
   h->ud = srv;
 }
