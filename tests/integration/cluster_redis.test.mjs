@@ -326,7 +326,7 @@ test('Redis that lost its data: a new epoch, members are told to rejoin, resume 
   rmSync(rd.dir, { recursive: true, force: true });
   const fresh = mkdtempSync(path.join(tmpdir(), 'wschat-redis-'));
   rd = await rd.restart({ dir: fresh });
-  await healthy(nodes[0]);
+  for (const n of nodes.slice(0, 3)) await healthy(n);
   const info = await x.closed;
   assert.equal(info.code, 1012, 'the member is closed to rejoin');
   const y = await join(nodes[1], room, `&since=${ack.id}&epoch=${oldEpoch}`);
