@@ -72,6 +72,37 @@ test('three nodes: every member on every node gets the same dense ids in the sam
   for (const c of cs) await c.close();
 });
 
+test('a jump in ids is refilled from the stream before delivery; a repeated publish is dropped', async () => {
+  const room = 'gap';
+  const a = await join(nodes[0], room);
+  const b = await join(nodes[1], room);
+  for (let i = 1; i <= 2; i++) {
+    a.send({ type: 'send', room, text: `m${i}`, ref: i });
+    await a.until((m) => m.type === 'ack' && m.ref === i);
+  }
+  // Two messages stored behind the nodes' backs; only the second is published.
+  assert.match(await rd.command('HINCRBY', `wschat:{${room}}:meta`, 'seq', '1'), /:3/);
+  await rd.command('XADD', `wschat:{${room}}:log`, '3-0', 'f', 'ghost', 't', 'three', 'ts', '1');
+  assert.match(await rd.command('HINCRBY', `wschat:{${room}}:meta`, 'seq', '1'), /:4/);
+  await rd.command('XADD', `wschat:{${room}}:log`, '4-0', 'f', 'ghost', 't', 'four', 'ts', '2');
+  await rd.command('PUBLISH', `wschat:{${room}}`, 'm4 2 5 ghostfour');
+  for (const c of [a, b]) {
+    const m3 = await c.until((m) => m.type === 'message' && m.id >= 3);
+    assert.deepEqual([m3.id, m3.text, m3.from], [3, 'three', 'ghost'], 'the gap first');
+    const m4 = await c.next('message');
+    assert.deepEqual([m4.id, m4.text], [4, 'four']);
+  }
+  await rd.command('PUBLISH', `wschat:{${room}}`, 'm4 2 5 ghostfour');
+  await rd.command('PUBLISH', `wschat:{${room}}`, 'm2 2 5 ghostdup');
+  for (const c of [a, b]) {
+    await sleep(100);
+    await c.quiet('no duplicate');
+    assert.deepEqual(messageIds(c, room), [1, 2, 3, 4]);
+  }
+  await a.close();
+  await b.close();
+});
+
 test('typing reaches members on other nodes, not the typist', async () => {
   const a = await join(nodes[0], 'typing', '&name=typer');
   const b = await join(nodes[1], 'typing');
