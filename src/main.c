@@ -27,6 +27,7 @@
 #include "store/redis.h"
 #include "store/store.h"
 #include "transport/h3_routes.h"
+#include "transport/http_session.h"
 #include "transport/routes.h"
 #include "transport/ws_transport.h"
 
@@ -42,6 +43,7 @@ typedef struct app {
   chat_server_t *chat;
   ws_transport_t *ws;
   routes_t routes;
+  hsess_server_t *sessions;
   net_server_t net;
   h3_server_t *h3;                /* --h3-port; NULL when off */
   int h3_pending, net_pending;    /* shutdown: not done yet */
@@ -66,6 +68,9 @@ static void usage(FILE *f) {
           "  --ping-interval SECONDS  server heartbeat ping (default 30; 0 disables)\n"
           "  --handshake-timeout SECONDS  time to send a whole HTTP request (default 10)\n"
           "  --shutdown-timeout SECONDS   time given to clients to close on shutdown (default 5)\n"
+          "  --http-session-ttl SECONDS  an HTTP chat session without a request ends (default 30)\n"
+          "  --max-held N             HTTP requests held open at most: long polls, sends (default 10000)\n"
+          "  --http-queue-max N       events queued per HTTP session before it overflows (default 1000)\n"
           "  --allow-origin ORIGIN    also accept browser WebSockets from ORIGIN (repeatable; * = any)\n"
           "  --redis URL              share the chat with other nodes through Redis: redis://host:port[/db]\n"
           "                           (history, ids and fan-out in Redis; env WSCHAT_REDIS)\n"
@@ -108,6 +113,7 @@ enum {
   OPT_REDIS, OPT_REDIS_TIMEOUT, OPT_REDIS_RETENTION, OPT_PRESENCE_TTL,
   OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY,
   OPT_H3_PORT, OPT_H3_CERT, OPT_H3_KEY, OPT_H3_MAX_CONN, OPT_H3_RETRY,
+  OPT_HTTP_TTL, OPT_MAX_HELD, OPT_HTTP_QUEUE,
 };
 
 static const struct option options[] = {
@@ -139,6 +145,9 @@ static const struct option options[] = {
     {"h3-key", required_argument, 0, OPT_H3_KEY},
     {"h3-max-connections", required_argument, 0, OPT_H3_MAX_CONN},
     {"h3-retry-above", required_argument, 0, OPT_H3_RETRY},
+    {"http-session-ttl", required_argument, 0, OPT_HTTP_TTL},
+    {"max-held", required_argument, 0, OPT_MAX_HELD},
+    {"http-queue-max", required_argument, 0, OPT_HTTP_QUEUE},
     {"version", no_argument, 0, OPT_VERSION},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
@@ -181,6 +190,12 @@ static int apply_option(wsc_config_t *c, int opt, const char *arg) {
       if (parse_int(arg, &secs, 0)) return -1;
       c->shutdown_timeout_ms = secs * 1000;
       return 0;
+    case OPT_HTTP_TTL:
+      if (parse_int(arg, &secs, 1)) return -1;
+      c->http_session_ttl_ms = secs * 1000;
+      return 0;
+    case OPT_MAX_HELD: return parse_int(arg, &c->max_held, 0);
+    case OPT_HTTP_QUEUE: return parse_int(arg, &c->http_queue_max, 1);
     case OPT_ORIGIN:
       if (c->n_allowed_origins == WSC_MAX_ALLOWED_ORIGINS) return -1;
       c->allowed_origins[c->n_allowed_origins++] = arg;
@@ -360,6 +375,12 @@ int main(int argc, char **argv) {
   }
   routes_init(&app.routes, &app.config, app.chat);
   app.routes.ws = app.ws;
+  app.sessions = hsess_server_new(app.loop, &app.config, app.chat);
+  if (!app.sessions) {
+    LOG_ERROR("main", "out of memory");
+    return 1;
+  }
+  app.routes.sessions = app.sessions;
 
   int rc = net_server_start(&app.net, app.loop, &app.config, on_accept, &app);
   if (rc != 0) {
@@ -415,6 +436,7 @@ int main(int argc, char **argv) {
    * chat server alive. */
   net_server_close(&app.net);
   h3_server_free(app.h3);
+  hsess_server_free(app.sessions);   /* its chat clients leave while chat is alive */
   uv_close((uv_handle_t *)&app.sigint, NULL);
   uv_close((uv_handle_t *)&app.sigterm, NULL);
   uv_close((uv_handle_t *)&app.sighup, NULL);

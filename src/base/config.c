@@ -25,4 +25,7 @@ void wsc_config_defaults(wsc_config_t *c) {
   c->redis_retention = 10000;
   c->presence_ttl_ms = 15 * 1000;
   c->h3_retry_above = -1;
+  c->http_session_ttl_ms = 30 * 1000;
+  c->max_held = 10000;
+  c->http_queue_max = 1000;
 }

@@ -42,6 +42,11 @@ typedef struct wsc_config {
   int replay_max;                 /* most messages replayed for `since`: 1000 */
   int history_max_limit;          /* clamp of history.limit: 200 */
 
+  /* HTTP sessions (polling, long polling) */
+  int http_session_ttl_ms;        /* --http-session-ttl (seconds), default 30 s */
+  int max_held;                   /* --max-held: held HTTP requests at most, default 10000 */
+  int http_queue_max;             /* --http-queue-max: events queued per session, default 1000 */
+
   /* store */
   const char *db_path;            /* --db, default ./wschat.db; ":memory:" allowed */
   int fsync;                      /* --fsync: synchronous=FULL */

@@ -31,6 +31,9 @@ typedef struct wsc_metrics {
   uint64_t h3_connections_accepted;
   uint64_t h3_connections_refused; /* past the connection limit */
   uint64_t h3_datagrams_dropped;   /* garbage, truncated, unknown or unverifiable */
+  int64_t http_sessions;           /* gauge: HTTP chat sessions (polling) */
+  int64_t http_held;               /* gauge: HTTP requests held open (long polls, sends) */
+  uint64_t http_polls, http_polls_empty; /* poll/longpoll answers, and those that were [] */
   /* chat */
   int64_t chat_clients;            /* gauge: attached chat clients */
   int64_t chat_rooms;              /* gauge: rooms with members */

@@ -105,6 +105,11 @@ void chat_client_receive(chat_client_t *c, const char *text, size_t len);
  * only releases the client. */
 void chat_client_detach(chat_client_t *c);
 
+/* The session token of an attached client (what its `welcome` carries),
+ * or NULL once it was replaced or detached. Valid until the client's
+ * session changes hands. */
+const char *chat_client_token(const chat_client_t *c);
+
 /* Room name rule of PROTOCOL.md: 1–64 of [A-Za-z0-9._-]. 1 if valid. */
 int chat_room_name_valid(const char *room, size_t len);
 

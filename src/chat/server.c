@@ -55,6 +55,10 @@ static void random_bytes(unsigned char *p, size_t n) {
 
 const char *chat_client_name(const chat_client_t *c) { return c->session ? c->session->name : ""; }
 
+const char *chat_client_token(const chat_client_t *c) {
+  return c->state == CHAT_CLIENT_LIVE && c->session ? c->session->token : NULL;
+}
+
 int chat_client_active(const chat_client_t *c) {
   return c->state == CHAT_CLIENT_LIVE && !c->send_failed && !c->detach_deferred;
 }

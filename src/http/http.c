@@ -12,10 +12,12 @@
 #include "base/metrics.h"
 
 /* Where the request's pieces sit in the head buffer (offsets, since the
- * buffer may move as it grows). */
+ * buffer may move as it grows; the head is at most HTTP_MAX_HEAD bytes, so
+ * 16 bits do: a held long poll keeps this struct, so it is kept small). */
 typedef struct span {
-  uint32_t off, len;
+  uint16_t off, len;
 } span_t;
+_Static_assert(HTTP_MAX_HEAD <= UINT16_MAX, "spans are 16-bit");
 
 enum last_cb { CB_NONE, CB_FIELD, CB_VALUE };
 
@@ -33,6 +35,10 @@ typedef struct http_conn {
   uint8_t *body;
   size_t body_len;
   int64_t started;               /* when the current request began (mono ms) */
+  uint8_t keep_alive;            /* of the request being served or held */
+  uint8_t held;                  /* http_hold: the request waits for http_answer */
+  void (*held_gone)(void *ud);   /* the holder's, while held */
+  void *held_ud;
 } http_conn_t;
 
 static const net_handler_t http_net_handler;
@@ -56,10 +62,10 @@ static int head_append(http_conn_t *h, const char *at, size_t len, span_t *sp) {
     h->head = grown;
     h->head_cap = cap;
   }
-  if (sp->len == 0) sp->off = (uint32_t)h->head_len;
+  if (sp->len == 0) sp->off = (uint16_t)h->head_len;
   memcpy(h->head + h->head_len, at, len);
   h->head_len += len;
-  sp->len += (uint32_t)len;
+  sp->len = (uint16_t)(sp->len + len);
   return 0;
 }
 
@@ -172,6 +178,24 @@ static int split_url(http_conn_t *h, http_request_t *req) {
   return 0;
 }
 
+/* The held request is given up: the holder forgets it (on_gone). */
+static void held_release(http_conn_t *h) {
+  if (!h->held) return;
+  void (*gone)(void *) = h->held_gone;
+  void *ud = h->held_ud;
+  h->held = 0;
+  h->held_gone = NULL;
+  h->held_ud = NULL;
+  if (gone) gone(ud);
+}
+
+/* A request arrived behind a held one: not supported (the answers would
+ * have to wait in order); the connection ends. */
+static void held_break(net_conn_t *c, http_conn_t *h) {
+  held_release(h);
+  http_error(c, 400, "no request may follow a held one before it is answered", NULL);
+}
+
 /* Serves the parsed request. Returns 1 if the connection was taken over or
  * is closing (stop parsing), 0 to go on with the next request. */
 static int serve(net_conn_t *c, http_conn_t *h, uint8_t *rest, size_t rest_len) {
@@ -191,6 +215,7 @@ static int serve(net_conn_t *c, http_conn_t *h, uint8_t *rest, size_t rest_len) 
   req.body_len = h->body_len;
   req.keep_alive = http_should_keep_alive(&h->parser);
   req.upgrade = h->parser.upgrade;
+  h->keep_alive = (uint8_t)(req.keep_alive && !req.upgrade);
   wsc_metrics.http_requests++;
   if (split_url(h, &req) != 0) {
     http_error(c, 400, "malformed request target", NULL);
@@ -207,6 +232,12 @@ static int serve(net_conn_t *c, http_conn_t *h, uint8_t *rest, size_t rest_len) 
    * installed; comparing conn->ud would not do: the new state may live at
    * the address just freed) or be closing it. */
   if (c->handler != &http_net_handler || net_conn_is_closing(c)) return 1;
+  if (h->held) {
+    /* Held: nothing of the request is needed any more. */
+    request_reset(h);
+    if (rest_len) held_break(c, h);
+    return 1;
+  }
   if (!req.keep_alive || req.upgrade) { /* an upgrade we declined ends the stream */
     net_conn_close(c);
     return 1;
@@ -226,6 +257,10 @@ static void fail(net_conn_t *c, http_conn_t *h) {
 
 static void http_on_data(net_conn_t *c, uint8_t *data, size_t len) {
   http_conn_t *h = c->ud;
+  if (h->held) {
+    held_break(c, h);
+    return;
+  }
   while (len > 0) {
     size_t n = http_parser_execute(&h->parser, &parser_settings, (const char *)data, len);
     enum http_errno err = HTTP_PARSER_ERRNO(&h->parser);
@@ -261,15 +296,24 @@ static void http_on_data(net_conn_t *c, uint8_t *data, size_t len) {
 
 static void http_on_tick(net_conn_t *c, int64_t now) {
   http_conn_t *h = c->ud;
+  if (h->held) return;   /* a long poll: its holder has its own deadline */
   if (now - h->started > h->app->config->handshake_timeout_ms) {
     if (h->head_len || h->body_len) http_error(c, 408, "request not received in time", NULL);
     else net_conn_close(c); /* idle keep-alive connection */
   }
 }
 
+static void http_on_shutdown(net_conn_t *c) {
+  http_conn_t *h = c->ud;
+  if (!h->held) return;
+  held_release(h);
+  http_error(c, 503, "server shutting down", NULL);
+}
+
 static void http_on_close(net_conn_t *c) {
   http_conn_t *h = c->ud;
   if (!h) return;
+  held_release(h);
   free(h->head);
   free(h->body);
   free(h);
@@ -278,6 +322,7 @@ static void http_on_close(net_conn_t *c) {
 static const net_handler_t http_net_handler = {
     .on_data = http_on_data,
     .on_tick = http_on_tick,
+    .on_shutdown = http_on_shutdown,
     .on_close = http_on_close,
 };
 
@@ -335,15 +380,15 @@ const char *http_header(const http_request_t *req, const char *name, size_t *len
   return NULL;
 }
 
-void http_respond(net_conn_t *c, int status, const char *content_type, const char *extra_headers,
-                  const void *body, size_t body_len, int keep_alive) {
-  char head[1024];
+/* The status line and headers into head[cap]; its length, or -1. */
+static int format_head(net_conn_t *c, char *head, size_t cap, int status, const char *content_type,
+                       const char *extra_headers, size_t body_len, int keep_alive) {
   /* HTTPS responses advertise HTTP/3 when it is on (RFC 7838 Alt-Svc). */
   char alt[64] = "";
   const wsc_config_t *cfg = net_conn_server(c)->config;
   if (net_conn_is_tls(c) && cfg->h3_port)
     snprintf(alt, sizeof alt, "Alt-Svc: h3=\":%d\"; ma=86400\r\n", cfg->h3_port);
-  int n = snprintf(head, sizeof head,
+  int n = snprintf(head, cap,
                    "HTTP/1.1 %d %s\r\n"
                    "Server: wschat\r\n"
                    "Content-Type: %s\r\n"
@@ -355,7 +400,14 @@ void http_respond(net_conn_t *c, int status, const char *content_type, const cha
                    "\r\n",
                    status, http_status_text(status), content_type, body_len, alt,
                    keep_alive ? "" : "Connection: close\r\n", extra_headers ? extra_headers : "");
-  if (n < 0 || (size_t)n >= sizeof head) {
+  return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+void http_respond(net_conn_t *c, int status, const char *content_type, const char *extra_headers,
+                  const void *body, size_t body_len, int keep_alive) {
+  char head[1024];
+  int n = format_head(c, head, sizeof head, status, content_type, extra_headers, body_len, keep_alive);
+  if (n < 0) {
     net_conn_abort(c);
     return;
   }
@@ -379,4 +431,38 @@ void http_error(net_conn_t *c, int status, const char *message, const char *extr
   if ((size_t)n >= sizeof body) n = sizeof body - 1;
   LOG_DEBUG("http", "error status=%d message=\"%s\"", status, message);
   http_respond(c, status, "text/plain; charset=utf-8", extra_headers, body, (size_t)n, 0);
+}
+
+void http_hold(net_conn_t *c, void (*on_gone)(void *ud), void *ud) {
+  http_conn_t *h = c->ud;
+  h->held = 1;
+  h->held_gone = on_gone;
+  h->held_ud = ud;
+}
+
+int http_is_held(const net_conn_t *c) {
+  const http_conn_t *h = c->handler == &http_net_handler ? c->ud : NULL;
+  return h && h->held;
+}
+
+void http_answer(net_conn_t *c, int status, const char *content_type, const char *extra_headers,
+                 wsc_buf_t *body) {
+  http_conn_t *h = c->ud;
+  int was_held = h->held;
+  h->held = 0;
+  h->held_gone = NULL;
+  h->held_ud = NULL;
+  char head[1024];
+  size_t body_len = body ? body->len : 0;
+  int n = format_head(c, head, sizeof head, status, content_type, extra_headers, body_len, h->keep_alive);
+  if (n < 0 || net_conn_send_copy(c, head, (size_t)n) != 0) {
+    net_conn_abort(c);
+    return;
+  }
+  if (body && body_len) net_conn_send_force(c, body);
+  if (!h->keep_alive) {
+    net_conn_close(c);
+    return;
+  }
+  if (was_held) h->started = wsc_mono_ms();   /* idle keep-alive from now */
 }

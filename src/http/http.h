@@ -12,6 +12,15 @@
  * gets 408 and the connection is closed. Every error is a status with a
  * one-line text/plain body.
  *
+ * Holding (long polling): a handler may keep a request open instead of
+ * answering it (http_hold). Once the handler returns, the request's head
+ * and body buffers are freed, the request timeout no longer applies, and no
+ * further request is parsed; the holder answers later with http_answer.
+ * Bytes that arrive while a request is held (pipelining behind a long
+ * poll) end the connection with 400. If the connection closes first (the
+ * client went away, the server shuts down) the holder's on_gone is called
+ * at once, and it must forget the connection.
+ *
  * Ownership: the http state hangs on conn->ud from attach until the
  * connection closes or http_conn_take hands the connection to another
  * handler. The request passed to the handler, and everything it points to,
@@ -72,5 +81,17 @@ void http_respond(net_conn_t *c, int status, const char *content_type, const cha
 void http_error(net_conn_t *c, int status, const char *message, const char *extra_headers);
 
 const char *http_status_text(int status);
+
+/* Keeps the current request open (call from inside the request handler,
+ * without answering). on_gone(ud) runs if the connection closes before
+ * http_answer. */
+void http_hold(net_conn_t *c, void (*on_gone)(void *ud), void *ud);
+/* Answers the current request (from inside the handler) or the held one
+ * (later): status, content type, optional extra header lines, and a body
+ * queued by reference (NULL: empty). Keep-alive as the request asked. */
+void http_answer(net_conn_t *c, int status, const char *content_type, const char *extra_headers,
+                 wsc_buf_t *body);
+/* 1 while c is an HTTP connection holding a request. */
+int http_is_held(const net_conn_t *c);
 
 #endif

@@ -54,6 +54,10 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_tls_failures_total", "counter", "TLS handshakes failed or timed out, and TLS connections failed.", (double)m->tls_failures);
   emit(&o, "wschat_ws_protocol_errors_total", "counter", "WebSocket connections failed for a protocol error.", (double)m->ws_protocol_errors);
   emit(&o, "wschat_http_requests_total", "counter", "HTTP requests served.", (double)m->http_requests);
+  emit(&o, "wschat_http_sessions", "gauge", "HTTP chat sessions (polling, long polling).", (double)m->http_sessions);
+  emit(&o, "wschat_http_held", "gauge", "HTTP requests held open.", (double)m->http_held);
+  emit(&o, "wschat_http_polls_total", "counter", "Poll and long-poll responses.", (double)m->http_polls);
+  emit(&o, "wschat_http_polls_empty_total", "counter", "Poll and long-poll responses with no event.", (double)m->http_polls_empty);
   emit(&o, "wschat_store_commits_total", "counter", "History transactions committed.", (double)m->store_commits);
   emit(&o, "wschat_store_commit_seconds_total", "counter", "Time spent committing history batches.", (double)m->store_commit_ns_total / 1e9);
   emit(&o, "wschat_store_commit_seconds_max", "gauge", "Slowest history commit.", (double)m->store_commit_ns_max / 1e9);

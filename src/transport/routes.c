@@ -118,6 +118,16 @@ static void route_ws(routes_t *r, net_conn_t *c, const http_request_t *req, uint
   upgrade(r, c, req, WS_KIND_CHAT, room, rest, rest_len);
 }
 
+/* --- HTTP sessions: an HTTP/1.1 connection as their carrier --------------------- */
+
+static void h1_hold(void *conn, hsess_waiter_t *w) { http_hold(conn, hsess_waiter_gone, w); }
+
+static void h1_respond(void *conn, int status, const char *type, const char *extra, wsc_buf_t *body) {
+  http_answer(conn, status, type, extra, body);
+}
+
+static const hsess_carrier_ops_t h1_carrier = {.hold = h1_hold, .respond = h1_respond};
+
 /* --- the dispatcher ------------------------------------------------------------------ */
 
 static void on_request(void *app, net_conn_t *c, const http_request_t *req, uint8_t *rest,
@@ -135,6 +145,11 @@ static void on_request(void *app, net_conn_t *c, const http_request_t *req, uint
     }
     if (path_is(req, "/echo")) upgrade(r, c, req, WS_KIND_ECHO, NULL, rest, rest_len);
     else route_ws(r, c, req, rest, rest_len);
+    return;
+  }
+  if (r->sessions && hsess_path(req->path, req->path_len)) {
+    hsess_handle(r->sessions, &h1_carrier, c, req->method, req->path, req->path_len, req->query,
+                 req->query_len, req->body, req->body_len);
     return;
   }
   int known = path_is(req, "/") || path_starts(req, "/static/") || path_is(req, "/healthz") ||

@@ -5,6 +5,9 @@
  *   GET /healthz, /metrics       liveness, Prometheus text
  *   GET /ws, /ws/{room}          WebSocket chat (transport/ws_transport)
  *   GET /echo                    WebSocket echo, with --echo
+ *   /http/session, /http/send,   chat over HTTP polling and long polling
+ *   /http/poll, /http/longpoll   (transport/http_session), once main has
+ *                                set `sessions`
  * Anything else is 404; a known path with the wrong method is 405.
  */
 #ifndef WSC_TRANSPORT_ROUTES_H
@@ -13,6 +16,7 @@
 #include "chat/chat.h"
 #include "http/http.h"
 #include "transport/ws_transport.h"
+#include "transport/http_session.h"
 
 typedef struct routes {
   http_app_t http;
@@ -21,6 +25,7 @@ typedef struct routes {
   ws_transport_t *ws;            /* WebSockets are handed to it; set by the owner */
   ws_hs_policy_t origin_policy;
   char etag[32];                 /* of the embedded assets, per build */
+  hsess_server_t *sessions;      /* HTTP chat sessions (owned by main), or NULL */
 } routes_t;
 
 /* Fills r; its `http` member is what http_conn_attach wants. */

@@ -1,0 +1,833 @@
+/* transport/http_session — see http_session.h.
+ *
+ * Telling a reply from an event: chat hands every message for a client to
+ * one of three ops. send/notify carry room events: always queued. reply
+ * carries both the answers to the client's own requests and the messages
+ * addressed to it alone (a DM from someone else, the errors of attaching).
+ * A reply that arrives while chat_client_receive runs for a /http/send is
+ * that request's answer. A request whose answer comes later (send: ack
+ * after the commit; join: joined once the replay is read; history) waits
+ * in the session's FIFO: the store finishes operations in the order they
+ * were issued, so the first `ack` that arrives is the first waiting
+ * send's, the first `joined` the first waiting join's. A waiting request
+ * passed over by a later answer will never get its own (a join cancelled
+ * by a leave): it is answered 204, as WebSocket would send nothing.
+ */
+#include "transport/http_session.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/pool.h"
+#include "base/hmap.h"
+#include "msg/outbuf.h"
+#include "transport/http_session_req.h"
+#include "ws/utf8.h"
+
+#define LOG_COMP "hsess"
+#define JSON_TYPE "application/json"
+#define TEXT_TYPE "text/plain; charset=utf-8"
+#define NO_STORE "Cache-Control: no-store\r\n"
+#define QUEUE_MIN_CAP 8
+
+enum { W_POLL, W_SEND };
+enum { END_EXPIRED, END_REPLACED, END_SHUTDOWN };
+
+typedef struct hsess hsess_t;
+
+/* One queued event: the JSON at b->data[off..off+len), b referenced. */
+typedef struct hs_event {
+  wsc_buf_t *b;
+  uint32_t off, len;
+} hs_event_t;
+
+struct hsess_waiter {
+  hsess_t *s;
+  const hsess_carrier_ops_t *ops;
+  void *conn;                     /* NULL once answered or gone: an orphan in the FIFO */
+  hsess_waiter_t *wprev, *wnext;  /* timer wheel slot, while in_wheel */
+  hsess_waiter_t *fnext;          /* the session's FIFO of sends awaiting a reply */
+  int64_t deadline;               /* mono ms */
+  uint64_t ack;                   /* poll: what the client acknowledged */
+  uint8_t kind;                   /* W_POLL, W_SEND */
+  uint8_t req;                    /* W_SEND: hsess_req_kind_t */
+  uint8_t in_wheel;
+};
+
+/* The /http/send being handed to chat right now (on the stack). */
+typedef struct hs_current {
+  const hsess_carrier_ops_t *ops;
+  void *conn;
+  int answered;
+} hs_current_t;
+
+struct hsess {
+  hsess_server_t *hs;
+  chat_client_t *chat;
+  hs_event_t *q;                  /* ring */
+  uint32_t head, n, cap;
+  uint64_t first_seq;             /* seq of q[head]; with n == 0, the next seq */
+  hsess_waiter_t *poll;           /* the held poll, or NULL */
+  hsess_waiter_t *sends, *sends_tail;
+  uint32_t n_sends;
+  hs_current_t *current;
+  wsc_buf_t *welcome;             /* captured while attaching */
+  hsess_t *lprev, *lnext;         /* every session, least recently used first */
+  hsess_t *onext;                 /* the list of sessions to reattach after an overflow */
+  int64_t last_seen;
+  uint8_t attaching, overflowed;
+  char token[HSESS_TOKEN_MAX + 1];
+};
+
+struct hsess_server {
+  uv_loop_t *loop;
+  const wsc_config_t *cfg;
+  chat_server_t *chat;
+  wsc_hmap_t by_token;
+  hsess_t *lru_head, *lru_tail;
+  hsess_t *overflowed;
+  hsess_waiter_t *wheel[HSESS_WHEEL_SLOTS];
+  int64_t wheel_tick;             /* the next tick index to process */
+  uv_timer_t timer;
+  size_t n_sessions, n_held;
+};
+
+static wsc_pool_t g_session_pool = WSC_POOL_INIT(hsess_t);
+static wsc_pool_t g_waiter_pool = WSC_POOL_INIT(hsess_waiter_t);
+
+static const chat_transport_ops_t hsess_chat_ops;
+
+/* --- answering ------------------------------------------------------------------ */
+
+static void respond_text(const hsess_carrier_ops_t *ops, void *conn, int status, const char *msg) {
+  char line[256];
+  int n = snprintf(line, sizeof line, "%s\n", msg);
+  wsc_buf_t *b = wsc_buf_from(0, line, n < 0 ? 0 : (size_t)n);
+  ops->respond(conn, status, TEXT_TYPE, NO_STORE, b);
+  if (b) wsc_buf_unref(b);
+}
+
+static void respond_json(const hsess_carrier_ops_t *ops, void *conn, int status, const char *json,
+                         size_t len) {
+  wsc_buf_t *b = wsc_buf_from(0, json, len);
+  if (!b) {
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  ops->respond(conn, status, JSON_TYPE, NO_STORE, b);
+  wsc_buf_unref(b);
+}
+
+/* --- the timer wheel -------------------------------------------------------------- */
+
+static void wheel_remove(hsess_server_t *hs, hsess_waiter_t *w) {
+  if (!w->in_wheel) return;
+  size_t slot = (size_t)(w->deadline / HSESS_TICK_MS) % HSESS_WHEEL_SLOTS;
+  if (w->wprev) w->wprev->wnext = w->wnext;
+  else hs->wheel[slot] = w->wnext;
+  if (w->wnext) w->wnext->wprev = w->wprev;
+  w->wprev = w->wnext = NULL;
+  w->in_wheel = 0;
+}
+
+static void wheel_insert(hsess_server_t *hs, hsess_waiter_t *w, int64_t deadline) {
+  /* A deadline already behind the wheel's hand goes into the next slot
+   * processed (deadline rounded up: never early). */
+  int64_t min = (hs->wheel_tick + 1) * HSESS_TICK_MS;
+  w->deadline = deadline < min ? min : deadline;
+  size_t slot = (size_t)(w->deadline / HSESS_TICK_MS) % HSESS_WHEEL_SLOTS;
+  w->wprev = NULL;
+  w->wnext = hs->wheel[slot];
+  if (w->wnext) w->wnext->wprev = w;
+  hs->wheel[slot] = w;
+  w->in_wheel = 1;
+}
+
+/* --- the session list (least recently used first) ----------------------------- */
+
+static void lru_remove(hsess_server_t *hs, hsess_t *s) {
+  if (s->lprev) s->lprev->lnext = s->lnext;
+  else if (hs->lru_head == s) hs->lru_head = s->lnext;
+  else return;
+  if (s->lnext) s->lnext->lprev = s->lprev;
+  else hs->lru_tail = s->lprev;
+  s->lprev = s->lnext = NULL;
+}
+
+static void lru_touch(hsess_server_t *hs, hsess_t *s) {
+  lru_remove(hs, s);
+  s->last_seen = wsc_mono_ms();
+  s->lprev = hs->lru_tail;
+  s->lnext = NULL;
+  if (hs->lru_tail) hs->lru_tail->lnext = s;
+  else hs->lru_head = s;
+  hs->lru_tail = s;
+}
+
+/* --- the event queue ------------------------------------------------------------ */
+
+static uint64_t last_seq(const hsess_t *s) { return s->first_seq + s->n - 1; }
+
+static void drop_acked(hsess_t *s, uint64_t ack) {
+  while (s->n && s->first_seq <= ack) {
+    wsc_buf_unref(s->q[s->head].b);
+    s->head = (s->head + 1) % s->cap;
+    s->n--;
+    s->first_seq++;
+  }
+}
+
+static int queue_grow(hsess_t *s) {
+  uint32_t ncap = s->cap ? s->cap * 2 : QUEUE_MIN_CAP;
+  hs_event_t *q = malloc((size_t)ncap * sizeof *q);
+  if (!q) return -1;
+  for (uint32_t i = 0; i < s->n; i++) q[i] = s->q[(s->head + i) % s->cap];
+  free(s->q);
+  s->q = q;
+  s->cap = ncap;
+  s->head = 0;
+  return 0;
+}
+
+static int queue_push(hsess_t *s, wsc_buf_t *b, uint32_t off, uint32_t len) {
+  if (s->n == s->cap && queue_grow(s) < 0) return -1;
+  s->q[(s->head + s->n) % s->cap] = (hs_event_t){wsc_buf_ref(b), off, len};
+  s->n++;
+  return 0;
+}
+
+static size_t dec_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 10) v /= 10, n++;
+  return n;
+}
+
+/* [ {"seq":N, + each event's JSON after its '{' ... ]: the queued events,
+ * as many as fit in max_bytes (at least one). NULL on allocation failure. */
+static wsc_buf_t *build_events(const hsess_t *s, size_t max_bytes) {
+  size_t total = 2, k = 0;
+  for (; k < s->n; k++) {
+    const hs_event_t *e = &s->q[(s->head + k) % s->cap];
+    size_t add = 8 + dec_len(s->first_seq + k) + e->len - 1 + (k ? 1 : 0);
+    if (k && total + add > max_bytes) break;
+    total += add;
+  }
+  wsc_buf_t *b = wsc_buf_new(0, total);
+  if (!b) return NULL;
+  wsc_metrics.http_polls++;
+  if (k == 0) wsc_metrics.http_polls_empty++;
+  char *p = (char *)b->data;
+  *p++ = '[';
+  for (size_t i = 0; i < k; i++) {
+    const hs_event_t *e = &s->q[(s->head + i) % s->cap];
+    if (i) *p++ = ',';
+    p += sprintf(p, "{\"seq\":%" PRIu64 ",", s->first_seq + i);
+    memcpy(p, e->b->data + e->off + 1, e->len - 1);
+    p += e->len - 1;
+  }
+  *p++ = ']';
+  b->len = (uint32_t)(p - (char *)b->data);
+  return b;
+}
+
+/* --- waiters -------------------------------------------------------------------- */
+
+static void waiter_unheld(hsess_server_t *hs, hsess_waiter_t *w) {
+  if (w->conn) hs->n_held--;
+  wsc_metrics.http_held = (int64_t)hs->n_held;
+  w->conn = NULL;
+  wheel_remove(hs, w);
+}
+
+/* Answers the held poll with what is queued (or [] when empty). */
+static void answer_poll(hsess_t *s) {
+  hsess_waiter_t *w = s->poll;
+  hsess_server_t *hs = s->hs;
+  s->poll = NULL;
+  const hsess_carrier_ops_t *ops = w->ops;
+  void *conn = w->conn;
+  waiter_unheld(hs, w);
+  wsc_pool_free(&g_waiter_pool, w);
+  lru_touch(hs, s);
+  if (!conn) return;
+  wsc_buf_t *b = build_events(s, hs->cfg->send_queue_limit);
+  if (!b) {
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  ops->respond(conn, 200, JSON_TYPE, NO_STORE, b);
+  wsc_buf_unref(b);
+}
+
+static void answer_poll_empty(hsess_t *s) {
+  uint32_t n = s->n;
+  s->n = 0;   /* build_events then makes [] */
+  answer_poll(s);
+  s->n = n;
+}
+
+static hsess_waiter_t *fifo_pop(hsess_t *s) {
+  hsess_waiter_t *w = s->sends;
+  if (!w) return NULL;
+  s->sends = w->fnext;
+  if (!s->sends) s->sends_tail = NULL;
+  s->n_sends--;
+  w->fnext = NULL;
+  return w;
+}
+
+/* --- pushing what chat sends ------------------------------------------------------ */
+
+/* The JSON payloads of a message buffer: a sealed message (one), or a
+ * join's reply (hdr 0: consecutive WebSocket frames, joined + replay).
+ * Calls fn for each; stops at the first non-zero return. */
+typedef int (*payload_fn)(void *ctx, wsc_buf_t *b, uint32_t off, uint32_t len, int index);
+
+static int each_payload(void *ctx, wsc_buf_t *b, payload_fn fn) {
+  if (b->hdr) return fn(ctx, b, b->off + b->hdr, b->len - b->hdr, 0);
+  const uint8_t *p = b->data + b->off, *end = p + b->len;
+  for (int i = 0; p + 2 <= end; i++) {
+    uint64_t plen = p[1] & 0x7f;
+    size_t hlen = 2;
+    if (plen == 126) {
+      hlen = 4;
+      if (p + hlen > end) break;
+      plen = ((uint64_t)p[2] << 8) | p[3];
+    } else if (plen == 127) {
+      hlen = 10;
+      if (p + hlen > end) break;
+      plen = 0;
+      for (int j = 0; j < 8; j++) plen = (plen << 8) | p[2 + j];
+    }
+    if (plen > (uint64_t)(end - p - (ptrdiff_t)hlen)) break;
+    int rc = fn(ctx, b, (uint32_t)(p + hlen - b->data), (uint32_t)plen, i);
+    if (rc) return rc;
+    p += hlen + plen;
+  }
+  return 0;
+}
+
+static void overflow(hsess_t *s) {
+  hsess_server_t *hs = s->hs;
+  drop_acked(s, UINT64_MAX);
+  static const char msg[] =
+      "{\"type\":\"error\",\"code\":\"overflow\",\"message\":\"more events were owed than the session "
+      "queue holds; they were dropped and the session left its rooms: join again with since\"}";
+  wsc_buf_t *e = outbuf_text(msg, sizeof msg - 1);
+  if (e) {
+    queue_push(s, e, e->off + e->hdr, e->len - e->hdr);
+    wsc_buf_unref(e);
+  }
+  if (!s->overflowed) {
+    s->overflowed = 1;
+    s->onext = hs->overflowed;
+    hs->overflowed = s;
+  }
+  LOG_INFO(LOG_COMP, "event queue overflow, session reset queued_max=%d", hs->cfg->http_queue_max);
+}
+
+/* One event into the queue. `whole`: part of a reply, accepted past the
+ * limit unless the queue was over it already (as WebSocket replies are). */
+static int push_one(hsess_t *s, wsc_buf_t *b, uint32_t off, uint32_t len, int whole) {
+  uint32_t max = (uint32_t)s->hs->cfg->http_queue_max;
+  if (s->overflowed) return -1;
+  if (len < 2 || s->n >= (whole ? max + (uint32_t)s->hs->cfg->replay_max + 1 : max) ||
+      queue_push(s, b, off, len) < 0) {
+    overflow(s);
+    return -1;
+  }
+  return 0;
+}
+
+static int push_event_cb(void *s, wsc_buf_t *b, uint32_t off, uint32_t len, int index) {
+  (void)index;
+  return push_one(s, b, off, len, 1);
+}
+
+static int push_rest_cb(void *s, wsc_buf_t *b, uint32_t off, uint32_t len, int index) {
+  return index == 0 ? 0 : push_one(s, b, off, len, 1);
+}
+
+static void wake(hsess_t *s) {
+  if (s->poll && s->n) answer_poll(s);
+}
+
+/* A room event (send/notify). */
+static int push_msg(hsess_t *s, wsc_buf_t *msg, int whole) {
+  int rc = whole ? each_payload(s, msg, push_event_cb)
+                 : push_one(s, msg, msg->off + msg->hdr, msg->len - msg->hdr, 0);
+  wake(s);
+  return rc ? -1 : 0;
+}
+
+static int op_send(void *ud, wsc_buf_t *msg) { return push_msg(ud, msg, 0); }
+
+/* First payload of msg (its type and slice). */
+typedef struct first_payload {
+  uint32_t off, len;
+  int found;
+} first_payload_t;
+
+static int first_cb(void *ctx, wsc_buf_t *b, uint32_t off, uint32_t len, int index) {
+  (void)b;
+  (void)index;
+  first_payload_t *fp = ctx;
+  fp->off = off;
+  fp->len = len;
+  fp->found = 1;
+  return 1;
+}
+
+/* The waiting send this reply answers, or NULL (then it is an event). */
+static hsess_waiter_t *match_waiter(hsess_t *s, hsess_msg_type_t t) {
+  int want = t == HSESS_MSG_ACK ? HSESS_REQ_SEND
+           : t == HSESS_MSG_JOINED ? HSESS_REQ_JOIN
+           : t == HSESS_MSG_HISTORY ? HSESS_REQ_HISTORY
+           : t == HSESS_MSG_ERROR ? -1 : -2;
+  if (want == -2 || !s->sends) return NULL;
+  if (want != -1) {
+    hsess_waiter_t *w = s->sends;
+    while (w && w->req != want) w = w->fnext;
+    if (!w) return NULL;
+  }
+  hsess_waiter_t *w;
+  while ((w = fifo_pop(s))) {
+    if (want == -1 || w->req == want) return w;
+    /* passed over: its answer will not come (PROTOCOL.md: a leave cancels a joined) */
+    if (w->conn) {
+      const hsess_carrier_ops_t *ops = w->ops;
+      void *conn = w->conn;
+      waiter_unheld(s->hs, w);
+      ops->respond(conn, 204, TEXT_TYPE, NO_STORE, NULL);
+    }
+    wsc_pool_free(&g_waiter_pool, w);
+  }
+  return NULL;
+}
+
+static int op_reply(void *ud, wsc_buf_t *msg) {
+  hsess_t *s = ud;
+  /* the first payload: its type decides */
+  first_payload_t fp = {0, 0, 0};
+  each_payload(&fp, msg, first_cb);
+  if (!fp.found) return 0;
+  const char *json = (const char *)msg->data + fp.off;
+  hsess_msg_type_t t = hsess_msg_type(json, fp.len);
+  if (s->attaching) {
+    if (t == HSESS_MSG_WELCOME && !s->welcome) {
+      s->welcome = wsc_buf_ref(msg);
+      return 0;
+    }
+    return push_msg(s, msg, 1);
+  }
+  const hsess_carrier_ops_t *ops = NULL;
+  void *conn = NULL;
+  int answering = 0;
+  if (s->current && !s->current->answered && t != HSESS_MSG_OTHER) {
+    ops = s->current->ops;
+    conn = s->current->conn;
+    s->current->answered = 1;
+    answering = 1;
+  } else {
+    hsess_waiter_t *w = match_waiter(s, t);
+    if (w) {
+      ops = w->ops;
+      conn = w->conn;
+      answering = conn != NULL;
+      waiter_unheld(s->hs, w);
+      wsc_pool_free(&g_waiter_pool, w);
+      if (!answering) return push_msg(s, msg, 1);   /* its request is gone: keep it for a poll */
+    }
+  }
+  if (!answering) return push_msg(s, msg, 1);
+  int status = t == HSESS_MSG_ERROR ? hsess_error_status(json, fp.len) : 200;
+  respond_json(ops, conn, status, json, fp.len);
+  lru_touch(s->hs, s);
+  /* a join's replay follows its joined: events */
+  int rc = msg->hdr ? 0 : each_payload(s, msg, push_rest_cb);
+  wake(s);
+  return rc ? -1 : 0;
+}
+
+static void session_end(hsess_t *s, int why);
+
+static void op_close(void *ud, int code, const char *reason) {
+  hsess_t *s = ud;
+  LOG_INFO(LOG_COMP, "session ended code=%d reason=%s", code, reason);
+  session_end(s, END_REPLACED);
+}
+
+static const chat_transport_ops_t hsess_chat_ops = {
+    .send = op_send, .reply = op_reply, .notify = op_send, .close = op_close,
+};
+
+/* --- session lifetime ------------------------------------------------------------- */
+
+static hsess_t *session_get(hsess_server_t *hs, const char *token) {
+  return token[0] ? wsc_hmap_get(&hs->by_token, token, strlen(token)) : NULL;
+}
+
+static void overflow_unlink(hsess_server_t *hs, hsess_t *s) {
+  if (!s->overflowed) return;
+  for (hsess_t **pp = &hs->overflowed; *pp; pp = &(*pp)->onext)
+    if (*pp == s) {
+      *pp = s->onext;
+      break;
+    }
+  s->overflowed = 0;
+  s->onext = NULL;
+}
+
+/* Every waiting send is answered (if its request is still there) and freed. */
+static void fail_sends(hsess_t *s, int status, const char *msg) {
+  hsess_waiter_t *w;
+  while ((w = fifo_pop(s))) {
+    const hsess_carrier_ops_t *ops = w->ops;
+    void *conn = w->conn;
+    waiter_unheld(s->hs, w);
+    if (conn) respond_text(ops, conn, status, msg);
+    wsc_pool_free(&g_waiter_pool, w);
+  }
+}
+
+static void session_end(hsess_t *s, int why) {
+  hsess_server_t *hs = s->hs;
+  if (wsc_hmap_get(&hs->by_token, s->token, strlen(s->token)) == s)
+    wsc_hmap_del(&hs->by_token, s->token, strlen(s->token));
+  lru_remove(hs, s);
+  overflow_unlink(hs, s);
+  if (s->poll) answer_poll_empty(s);   /* replaced: the held poll gets [] at once */
+  lru_remove(hs, s);
+  fail_sends(s, 404, why == END_REPLACED ? "the session was taken over" : "the session ended");
+  drop_acked(s, UINT64_MAX);
+  free(s->q);
+  if (s->welcome) wsc_buf_unref(s->welcome);
+  chat_client_t *c = s->chat;
+  s->chat = NULL;
+  hs->n_sessions--;
+  wsc_metrics.http_sessions = (int64_t)hs->n_sessions;
+  LOG_DEBUG(LOG_COMP, "session end why=%d", why);
+  wsc_pool_free(&g_session_pool, s);
+  if (c) chat_client_detach(c);   /* leaves its rooms: presence leave */
+}
+
+/* Attaches s's chat client (a new session, or the same token again after an
+ * overflow). Replies captured: welcome kept in s->welcome, errors queued. */
+static int session_attach(hsess_t *s, const chat_connect_params_t *p) {
+  s->attaching = 1;
+  s->chat = chat_client_attach(s->hs->chat, &hsess_chat_ops, s, p);
+  s->attaching = 0;
+  return s->chat ? 0 : -1;
+}
+
+/* After an overflow: the old client leaves its rooms and a new one takes
+ * the same session token (and name), in no room. */
+static int reattach(hsess_t *s) {
+  hsess_server_t *hs = s->hs;
+  overflow_unlink(hs, s);
+  fail_sends(s, 503, "the session's event queue overflowed; see history for what was stored");
+  chat_client_t *old = s->chat;
+  s->chat = NULL;
+  if (old) chat_client_detach(old);
+  chat_connect_params_t p = {.session = s->token};
+  if (session_attach(s, &p) < 0) {
+    session_end(s, END_EXPIRED);
+    return -1;
+  }
+  if (s->welcome) {
+    wsc_buf_unref(s->welcome);
+    s->welcome = NULL;
+  }
+  wake(s);
+  return 0;
+}
+
+/* --- the tick -------------------------------------------------------------------- */
+
+static void waiter_timeout(hsess_server_t *hs, hsess_waiter_t *w) {
+  hsess_t *s = w->s;
+  if (w->kind == W_POLL) {
+    answer_poll(s);   /* nothing arrived: [] */
+    return;
+  }
+  /* a send without its reply yet: the reply, when it comes, is an event */
+  const hsess_carrier_ops_t *ops = w->ops;
+  void *conn = w->conn;
+  waiter_unheld(hs, w);
+  if (conn) respond_text(ops, conn, 503, "no reply in time; it will come as an event");
+}
+
+static void on_tick(uv_timer_t *t) {
+  hsess_server_t *hs = t->data;
+  int64_t now = wsc_mono_ms();
+  /* slots whose whole span has passed */
+  while ((hs->wheel_tick + 1) * HSESS_TICK_MS <= now) {
+    size_t slot = (size_t)(hs->wheel_tick % HSESS_WHEEL_SLOTS);
+    hsess_waiter_t *w = hs->wheel[slot];
+    while (w) {
+      hsess_waiter_t *next = w->wnext;
+      if (w->deadline <= now) waiter_timeout(hs, w);
+      w = next;
+    }
+    hs->wheel_tick++;
+  }
+  while (hs->overflowed) reattach(hs->overflowed);
+  int64_t ttl = hs->cfg->http_session_ttl_ms;
+  while (hs->lru_head && now - hs->lru_head->last_seen >= ttl) {
+    hsess_t *s = hs->lru_head;
+    if (s->poll) {
+      lru_touch(hs, s);   /* a held long poll counts as a request */
+      continue;
+    }
+    LOG_INFO(LOG_COMP, "session expired idle_ms=%" PRId64, now - s->last_seen);
+    session_end(s, END_EXPIRED);
+  }
+}
+
+/* --- the endpoints --------------------------------------------------------------- */
+
+static int method_is(const char *m, const char *want) { return strcmp(m, want) == 0; }
+
+static void open_session(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
+                         const uint8_t *body, size_t body_len) {
+  hsess_open_t o;
+  const char *err = NULL;
+  if (hsess_parse_open(body, body_len, &o, &err) < 0) {
+    respond_text(ops, conn, 400, err);
+    return;
+  }
+  if (hs->n_sessions >= (size_t)hs->cfg->max_connections) {
+    respond_text(ops, conn, 503, "too many HTTP sessions");
+    return;
+  }
+  hsess_t *s = wsc_pool_alloc(&g_session_pool);
+  if (!s) {
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  s->hs = hs;
+  s->first_seq = 1;
+  hs->n_sessions++;
+  wsc_metrics.http_sessions = (int64_t)hs->n_sessions;
+  chat_connect_params_t p = {.name = o.has_name ? o.name : NULL, .session = o.has_session ? o.session : NULL};
+  const char *token = NULL;
+  if (session_attach(s, &p) < 0 || !s->welcome || !(token = chat_client_token(s->chat)) ||
+      strlen(token) > HSESS_TOKEN_MAX) {
+    hs->n_sessions--;
+  wsc_metrics.http_sessions = (int64_t)hs->n_sessions;
+    if (s->chat) chat_client_detach(s->chat);
+    if (s->welcome) wsc_buf_unref(s->welcome);
+    drop_acked(s, UINT64_MAX);
+    free(s->q);
+    wsc_pool_free(&g_session_pool, s);
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  snprintf(s->token, sizeof s->token, "%s", token);
+  if (wsc_hmap_put(&hs->by_token, s->token, strlen(s->token), s) < 0) {
+    session_end(s, END_EXPIRED);
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  lru_touch(hs, s);
+  wsc_buf_t *w = s->welcome;
+  s->welcome = NULL;
+  respond_json(ops, conn, 200, outbuf_json(w), outbuf_json_len(w));
+  wsc_buf_unref(w);
+}
+
+/* The session a request names (404 answered when there is none). */
+static hsess_t *request_session(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
+                                const char *query, size_t query_len, hsess_query_t *q) {
+  const char *err = NULL;
+  if (hsess_parse_query(query, query_len, q, &err) < 0) {
+    respond_text(ops, conn, 400, err);
+    return NULL;
+  }
+  if (!q->session[0]) {
+    respond_text(ops, conn, 400, "session=TOKEN is required");
+    return NULL;
+  }
+  hsess_t *s = session_get(hs, q->session);
+  if (!s) {
+    respond_text(ops, conn, 404, "unknown session (expired, taken over, or never made): POST /http/session");
+    return NULL;
+  }
+  lru_touch(hs, s);
+  if (s->overflowed && reattach(s) < 0) {
+    respond_text(ops, conn, 503, "out of memory");
+    return NULL;
+  }
+  return s;
+}
+
+static void send_message(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
+                         const char *query, size_t query_len, const uint8_t *body, size_t body_len) {
+  hsess_query_t q;
+  hsess_t *s = request_session(hs, ops, conn, query, query_len, &q);
+  if (!s) return;
+  if (body_len > hs->cfg->max_chat_message) {
+    respond_text(ops, conn, 413, "a chat message must fit in 64 KiB");
+    return;
+  }
+  if (!ws_utf8_valid(body, body_len)) {
+    respond_text(ops, conn, 400, "the body must be UTF-8 text");
+    return;
+  }
+  if (s->n_sends >= HSESS_SENDS_MAX) {
+    respond_text(ops, conn, 429, "too many requests of this session waiting for their replies");
+    return;
+  }
+  hsess_req_kind_t kind = hsess_req_kind(body, body_len);
+  hs_current_t cur = {ops, conn, 0};
+  s->current = &cur;
+  chat_client_receive(s->chat, (const char *)body, body_len);
+  s->current = NULL;
+  if (cur.answered) return;
+  if (kind != HSESS_REQ_SEND && kind != HSESS_REQ_JOIN && kind != HSESS_REQ_HISTORY) {
+    ops->respond(conn, 204, TEXT_TYPE, NO_STORE, NULL);   /* typing: WebSocket has no reply */
+    return;
+  }
+  /* The answer comes after the store: wait for it (in order, see above). */
+  hsess_waiter_t *w = wsc_pool_alloc(&g_waiter_pool);
+  if (!w) {
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  w->s = s;
+  w->kind = W_SEND;
+  w->req = (uint8_t)kind;
+  if (s->sends_tail) s->sends_tail->fnext = w;
+  else s->sends = w;
+  s->sends_tail = w;
+  s->n_sends++;
+  if (hs->n_held >= (size_t)hs->cfg->max_held) {
+    respond_text(ops, conn, 503, "too many held requests; the reply will come as an event");
+    return;   /* an orphan: its reply is queued as an event */
+  }
+  w->ops = ops;
+  w->conn = conn;
+  hs->n_held++;
+  wsc_metrics.http_held = (int64_t)hs->n_held;
+  wheel_insert(hs, w, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS);
+  ops->hold(conn, w);
+}
+
+static void poll_events(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
+                        const char *query, size_t query_len, int longpoll) {
+  hsess_query_t q;
+  hsess_t *s = request_session(hs, ops, conn, query, query_len, &q);
+  if (!s) return;
+  if (q.ack > last_seq(s)) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "ack is beyond the last event (seq %" PRIu64 ")", last_seq(s));
+    respond_text(ops, conn, 400, msg);
+    return;
+  }
+  drop_acked(s, q.ack);
+  if (s->poll) answer_poll_empty(s);   /* a newer poll takes over: the older gets [] */
+  if (s->n || !longpoll || q.timeout_s == 0) {
+    wsc_buf_t *b = build_events(s, hs->cfg->send_queue_limit);
+    if (!b) {
+      respond_text(ops, conn, 503, "out of memory");
+      return;
+    }
+    ops->respond(conn, 200, JSON_TYPE, NO_STORE, b);
+    wsc_buf_unref(b);
+    return;
+  }
+  if (hs->n_held >= (size_t)hs->cfg->max_held) {
+    respond_text(ops, conn, 503, "too many held requests; poll again later");
+    return;
+  }
+  hsess_waiter_t *w = wsc_pool_alloc(&g_waiter_pool);
+  if (!w) {
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  w->s = s;
+  w->kind = W_POLL;
+  w->ack = q.ack;
+  w->ops = ops;
+  w->conn = conn;
+  s->poll = w;
+  hs->n_held++;
+  wsc_metrics.http_held = (int64_t)hs->n_held;
+  wheel_insert(hs, w, wsc_mono_ms() + (int64_t)q.timeout_s * 1000);
+  ops->hold(conn, w);
+}
+
+void hsess_waiter_gone(void *ud) {
+  hsess_waiter_t *w = ud;
+  hsess_t *s = w->s;
+  hsess_server_t *hs = s->hs;
+  waiter_unheld(hs, w);
+  if (w->kind == W_POLL) {
+    s->poll = NULL;
+    wsc_pool_free(&g_waiter_pool, w);
+    lru_touch(hs, s);   /* the TTL runs from the disconnect */
+  }
+  /* a send stays in the FIFO as an orphan: its reply becomes an event */
+}
+
+int hsess_path(const char *path, size_t len) { return len >= 6 && memcmp(path, "/http/", 6) == 0; }
+
+static int path_eq(const char *path, size_t len, const char *want) {
+  return len == strlen(want) && memcmp(path, want, len) == 0;
+}
+
+void hsess_handle(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn, const char *method,
+                  const char *path, size_t path_len, const char *query, size_t query_len,
+                  const uint8_t *body, size_t body_len) {
+  int is_open = path_eq(path, path_len, "/http/session"), is_send = path_eq(path, path_len, "/http/send");
+  int is_poll = path_eq(path, path_len, "/http/poll"), is_long = path_eq(path, path_len, "/http/longpoll");
+  if (!is_open && !is_send && !is_poll && !is_long) {
+    respond_text(ops, conn, 404, "not found: /http/session, /http/send, /http/poll, /http/longpoll");
+    return;
+  }
+  if ((is_open || is_send) && !method_is(method, "POST")) {
+    respond_text(ops, conn, 405, "this endpoint takes POST");
+    return;
+  }
+  if ((is_poll || is_long) && !method_is(method, "GET")) {
+    respond_text(ops, conn, 405, "this endpoint takes GET");
+    return;
+  }
+  if (is_open) open_session(hs, ops, conn, body, body_len);
+  else if (is_send) send_message(hs, ops, conn, query, query_len, body, body_len);
+  else poll_events(hs, ops, conn, query, query_len, is_long);
+}
+
+/* --- the server ------------------------------------------------------------------- */
+
+hsess_server_t *hsess_server_new(uv_loop_t *loop, const wsc_config_t *config, chat_server_t *chat) {
+  hsess_server_t *hs = calloc(1, sizeof *hs);
+  if (!hs) return NULL;
+  hs->loop = loop;
+  hs->cfg = config;
+  hs->chat = chat;
+  wsc_hmap_init(&hs->by_token, WSC_HMAP_EXACT);
+  hs->wheel_tick = wsc_mono_ms() / HSESS_TICK_MS;
+  uv_timer_init(loop, &hs->timer);
+  hs->timer.data = hs;
+  uv_timer_start(&hs->timer, on_tick, HSESS_TICK_MS, HSESS_TICK_MS);
+  return hs;
+}
+
+static void timer_closed(uv_handle_t *h) { free(h->data); }
+
+void hsess_server_free(hsess_server_t *hs) {
+  if (!hs) return;
+  while (hs->lru_head) session_end(hs->lru_head, END_SHUTDOWN);
+  wsc_hmap_free(&hs->by_token);
+  uv_timer_stop(&hs->timer);
+  uv_close((uv_handle_t *)&hs->timer, timer_closed);
+}
+
+size_t hsess_count(const hsess_server_t *hs) { return hs->n_sessions; }
+size_t hsess_held(const hsess_server_t *hs) { return hs->n_held; }
