@@ -235,6 +235,17 @@ static wsc_buf_t *build_events(const hsess_t *s, size_t max_bytes) {
   return b;
 }
 
+/* Answers a request with the queued events (or []). */
+static void respond_events(const hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) {
+  wsc_buf_t *b = build_events(s, s->hs->cfg->send_queue_limit);
+  if (!b) {
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  ops->respond(conn, 200, JSON_TYPE, NO_STORE, b);
+  wsc_buf_unref(b);
+}
+
 /* --- waiters -------------------------------------------------------------------- */
 
 static void waiter_unheld(hsess_server_t *hs, hsess_waiter_t *w) {
@@ -254,14 +265,7 @@ static void answer_poll(hsess_t *s) {
   waiter_unheld(hs, w);
   wsc_pool_free(&g_waiter_pool, w);
   lru_touch(hs, s);
-  if (!conn) return;
-  wsc_buf_t *b = build_events(s, hs->cfg->send_queue_limit);
-  if (!b) {
-    respond_text(ops, conn, 503, "out of memory");
-    return;
-  }
-  ops->respond(conn, 200, JSON_TYPE, NO_STORE, b);
-  wsc_buf_unref(b);
+  if (conn) respond_events(s, ops, conn);
 }
 
 static void answer_poll_empty(hsess_t *s) {
@@ -732,13 +736,7 @@ static void poll_events(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void
   drop_acked(s, q.ack);
   if (s->poll) answer_poll_empty(s);   /* a newer poll takes over: the older gets [] */
   if (s->n || !longpoll || q.timeout_s == 0) {
-    wsc_buf_t *b = build_events(s, hs->cfg->send_queue_limit);
-    if (!b) {
-      respond_text(ops, conn, 503, "out of memory");
-      return;
-    }
-    ops->respond(conn, 200, JSON_TYPE, NO_STORE, b);
-    wsc_buf_unref(b);
+    respond_events(s, ops, conn);
     return;
   }
   if (hs->n_held >= (size_t)hs->cfg->max_held) {
