@@ -124,7 +124,7 @@ hsess_msg_type_t hsess_msg_type(const char *json, size_t len) {
 
 int hsess_error_status(const char *json, size_t len) {
   static const struct { const char *code; int status; } map[] = {
-      {"not_member", 403}, {"too_large", 413}, {"rate_limited", 429}, {"internal", 503},
+      {"not_member", 403}, {"too_large", 413}, {"rate_limited", 429}, {"internal", 503}, {"unavailable", 503},
       {"name_taken", 409}, {"overflow", 409},
   };
   static const char key[] = "\"code\":\"";
