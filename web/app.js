@@ -12,6 +12,10 @@
  * - Messages typed while disconnected wait in an outbox and are sent once the
  *   room is rejoined and its replay is complete (a message whose ack was lost
  *   is matched against the replay first, so it is not sent twice).
+ * - Transport: WebSocket, long polling or polling every N s (the control in
+ *   the top bar, or ?transport=websocket|longpoll|poll&interval=N). The HTTP
+ *   ones come from transports.js with the WebSocket's shape, so everything
+ *   below is the same for all three; the bar shows what each one costs.
  */
 (function () {
   'use strict';
@@ -32,6 +36,10 @@
   const STORE_SESSION = 'wschat.session';
   const STORE_NAME = 'wschat.name';
 
+  const T = window.WschatTransports;
+  const TRANSPORTS = ['websocket', 'longpoll', 'polling'];
+  const POLL_INTERVAL_DEFAULT = 2;   // s
+
   const $ = (id) => document.getElementById(id);
   const el = {
     app: $('app'), status: $('status'), roomName: $('room-name'), me: $('me'),
@@ -45,6 +53,7 @@
     send: $('send-button'), dmTarget: $('dm-target'), dmTargetName: $('dm-target-name'),
     dmCancel: $('dm-cancel'), sidebar: $('sidebar'), memberList: $('member-list'),
     memberCount: $('member-count'), scrim: $('scrim'),
+    transport: $('transport'), pollInterval: $('poll-interval'), transportStats: $('transport-stats'),
   };
 
   // ---------------------------------------------------------------- storage
@@ -85,6 +94,8 @@
     pongTimer: 0,
     connSeq: 0,
     stopped: false,          // no reconnect (replaced by another tab)
+    transport: 'websocket',  // websocket | longpoll | polling
+    pollInterval: POLL_INTERVAL_DEFAULT,
   };
 
   // ---------------------------------------------------------------- helpers
@@ -170,7 +181,14 @@
     const seq = ++state.connSeq;
     let ws;
     try {
-      ws = new WebSocket(wsUrl(), SUBPROTOCOL);
+      if (state.transport === 'websocket') {
+        const url = wsUrl();
+        ws = new WebSocket(url, SUBPROTOCOL);
+        T.countWsHandshake(url, SUBPROTOCOL);
+      } else {
+        ws = new T.HttpSocket(state.transport === 'polling' ? 'poll' : 'longpoll', state.pollInterval * 1000,
+          { session: state.session, name: state.wanted?.name });
+      }
     } catch (e) {
       notice(`Cannot connect: ${e.message}`);
       scheduleReconnect();
@@ -189,10 +207,15 @@
       dropSocket();
       onDisconnected({ code: 1006 });
     }, JOIN_TIMEOUT);
+    const kind = state.transport;
     ws.onmessage = (ev) => {
       if (seq !== state.connSeq) return;
+      if (kind === 'websocket') T.countWs('in', ev.data);
       let m;
       try { m = JSON.parse(ev.data); } catch { return; }
+      // latency of live messages: arrival minus the server's ts
+      if (m && m.type === 'message' && state.joined && state.replayDone && typeof m.ts === 'number' &&
+          !state.byId.has(m.id)) T.recordLatency(kind, Math.max(0, Date.now() - m.ts));
       if (m && typeof m === 'object' && typeof m.type === 'string') handle(m);
     };
     ws.onclose = (ev) => {
@@ -205,7 +228,9 @@
   function send(obj) {
     const ws = state.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(JSON.stringify(obj));
+    const text = JSON.stringify(obj);
+    ws.send(text);
+    if (state.transport === 'websocket') T.countWs('out', text);
     return true;
   }
 
@@ -971,8 +996,64 @@
     if (state.wanted) enterRoom(state.wanted.name, room);
   });
 
+  // -------------------------------------------------------------- transport
+  function kb(n) { return n < 10240 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`; }
+  function renderTransportStats() {
+    const s = T.statsFor(state.transport);
+    const p50 = T.percentile(s.latencies, 50);
+    const p99 = T.percentile(s.latencies, 99);
+    el.transportStats.textContent =
+      `${s.requests} requests · ${s.empty} empty · sent ${kb(s.bytesOut)} · received ${kb(s.bytesIn)} · ` +
+      `latency ${p50 == null ? '–' : `${p50} ms`} (p99 ${p99 == null ? '–' : `${p99} ms`}, ${s.messages} msgs)`;
+    el.transportStats.dataset.requests = String(s.requests);
+    el.transportStats.dataset.empty = String(s.empty);
+    el.transportStats.dataset.bytesIn = String(s.bytesIn);
+    el.transportStats.dataset.bytesOut = String(s.bytesOut);
+    el.transportStats.dataset.messages = String(s.messages);
+  }
+  let statsFrame = 0;
+  T.onChange(() => {
+    if (statsFrame) return;
+    statsFrame = requestAnimationFrame(() => { statsFrame = 0; renderTransportStats(); });
+  });
+
+  function setTransport(kind, interval) {
+    if (!TRANSPORTS.includes(kind)) kind = 'websocket';
+    const changed = kind !== state.transport || (kind === 'polling' && interval !== state.pollInterval);
+    state.transport = kind;
+    state.pollInterval = interval;
+    el.transport.value = kind;
+    el.pollInterval.value = String(interval);
+    el.pollInterval.disabled = kind !== 'polling';
+    const u = new URL(location.href);
+    u.searchParams.set('transport', kind);
+    if (kind === 'polling') u.searchParams.set('interval', String(interval));
+    else u.searchParams.delete('interval');
+    if (u.href !== location.href) history.replaceState(null, '', u.href);
+    renderTransportStats();
+    // Switch now: the new transport reclaims the session with its token.
+    if (changed && state.ws) {
+      dropSocket();
+      stopHeartbeat();
+      state.joined = false;
+      state.joinSent = false;
+      state.attempt = 0;
+      connect();
+    }
+  }
+  el.transport.addEventListener('change', () => setTransport(el.transport.value, state.pollInterval));
+  el.pollInterval.addEventListener('change', () => {
+    const n = Number(el.pollInterval.value);
+    setTransport(state.transport, Number.isFinite(n) && n >= 0.1 && n <= 60 ? n : POLL_INTERVAL_DEFAULT);
+  });
+
   // ---------------------------------------------------------------- startup
   (function init() {
+    const params = new URLSearchParams(location.search);
+    const asked = { ws: 'websocket', websocket: 'websocket', longpoll: 'longpoll', 'long-polling': 'longpoll',
+      poll: 'polling', polling: 'polling' }[params.get('transport') || 'websocket'] || 'websocket';
+    const iv = Number(params.get('interval'));
+    setTransport(asked, Number.isFinite(iv) && iv >= 0.1 && iv <= 60 ? iv : POLL_INTERVAL_DEFAULT);
     const hashRoom = decodeURIComponent(location.hash.slice(1));
     const room = ROOM_RE.test(hashRoom) ? hashRoom : '';
     const sessionName = getItem('sessionStorage', STORE_NAME);

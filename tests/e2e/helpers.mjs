@@ -3,6 +3,7 @@
 // things the way a user would see them. No fixed sleeps decide a result:
 // every wait polls a condition until it holds or a generous deadline passes
 // (the tests run against an ASan build on slow CI machines).
+import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,6 +104,20 @@ export async function waitMessage(page, text, timeout = T) {
   return eventually(async () => {
     const ms = (await roomMessages(page)).filter((m) => m.text === text && m.id != null && !m.pending);
     if (ms.length === 0) throw new Error(`message ${JSON.stringify(text)} not shown`);
+    return ms;
+  }, { timeout });
+}
+
+// Waits until every room message is shown exactly once, none pending, in id
+// order, and the texts are exactly expectTexts (any order); returns them.
+export async function settled(page, expectTexts, timeout = T) {
+  return eventually(async () => {
+    const ms = await roomMessages(page);
+    assert.deepEqual(ms.filter((m) => m.pending || m.id == null), [], 'nothing pending');
+    assert.deepEqual(ms.map((m) => m.text).sort(), [...expectTexts].sort());
+    const ids = ms.map((m) => m.id);
+    assert.deepEqual(ids, [...ids].sort((x, y) => x - y), 'id order');
+    assert.equal(new Set(ids).size, ids.length, 'each id once');
     return ms;
   }, { timeout });
 }

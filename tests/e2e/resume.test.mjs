@@ -7,23 +7,10 @@ import { startServer } from '../lib/server.mjs';
 import {
   T, launch, newPage, join, eventually, say, roomMessages, waitMessage, waitOnline,
   memberVisible, textOf, noProblems,
-  testWithDiagnostics,
+  testWithDiagnostics, settled,
 } from './helpers.mjs';
 
 const ROOM = 'resume-room';
-
-// Every room message shown exactly once, none pending, ids increasing.
-async function settled(page, expectTexts) {
-  return eventually(async () => {
-    const ms = await roomMessages(page);
-    assert.deepEqual(ms.filter((m) => m.pending || m.id == null), [], 'nothing pending');
-    assert.deepEqual(ms.map((m) => m.text).sort(), [...expectTexts].sort());
-    const ids = ms.map((m) => m.id);
-    assert.deepEqual(ids, [...ids].sort((x, y) => x - y), 'id order');
-    assert.equal(new Set(ids).size, ids.length, 'each id once');
-    return ms;
-  });
-}
 
 describe('web page: reload and server restart', { timeout: 115000 }, () => {
   let srv, browser, alice, bob;
