@@ -3,9 +3,9 @@
 #   make run-tls  the same plus https://localhost:8443 (self-signed cert in ./data, made once)
 #   make test   install what is missing, build with ASan+UBSan, run every suite
 # and the ones a developer needs:
-#   make build | make fuzz [FUZZ_TIME=60] | make bench | make clean
+#   make build | make fuzz [FUZZ_TIME=60] | make bench | make bench-transports | make clean
 #   make cluster   redis-server + three nodes on ports 8001-8003 (Ctrl-C stops all)
-.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench cluster clean
+.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench bench-transports cluster clean
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PORT     ?= 8000
@@ -72,6 +72,12 @@ bench:
 cluster: build
 	@bash scripts/install-deps.sh --cluster
 	bash scripts/cluster.sh $(ARGS)
+
+bench-transports:
+	@bash scripts/install-deps.sh --bench
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build -j$(JOBS)
+	bash bench/transports.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -38,6 +38,7 @@
 
 #include "hist.h"
 #include "multi.h"
+#include "transports.h"
 #include "wsc.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -254,6 +255,10 @@ static cpu_snap take_cpu(void) {
   s.server_s += multi_cpu();
   return s;
 }
+
+/* Lent to the transports scenario (transports.h). */
+bool bench_read_proc_cpu(int pid, double *secs) { return read_proc_cpu(pid, secs); }
+long bench_read_rss_kb(int pid) { return read_rss_kb(pid); }
 
 /* --- output --------------------------------------------------------------------- */
 
@@ -1049,6 +1054,8 @@ static void finish(void) {
 
 static void usage(FILE *f) {
   fputs("usage: wschat-bench fanout|echo|connect --url ws://HOST:PORT [options]\n"
+        "       wschat-bench transports --url http://HOST:PORT --pid PID [--clients 50] [--rate 10]\n"
+        "           [--duration 30] [--transport poll:1000,poll:250,longpoll,ws] [--held N] [--json FILE]\n"
         "  fanout:  --rooms R (1) --conns C per room (100) --pubs P per room (all) --size S (64)\n"
         "           --window W messages in flight per publisher (1), or --rate N msgs/s total (open loop)\n"
         "  echo:    --conns C (100) --inflight D (16) --size S (64) [--rate N]\n"
@@ -1101,12 +1108,15 @@ static void raise_fd_limit(int need) {
   }
 }
 
+void bench_raise_fd_limit(int need) { raise_fd_limit(need); }
+
 int main(int argc, char **argv) {
   opts *o = &B.o;
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (!strcmp(argv[1], "transports")) return transports_main(argc, argv);
   if (!strcmp(argv[1], "fanout")) o->sc = SC_FANOUT;
   else if (!strcmp(argv[1], "echo")) o->sc = SC_ECHO;
   else if (!strcmp(argv[1], "connect")) o->sc = SC_CONNECT;
