@@ -30,6 +30,7 @@
 #include "transport/http_session.h"
 #include "transport/routes.h"
 #include "transport/ws_transport.h"
+#include "ws/deflate.h"
 
 #define WSCHAT_VERSION "0.1.0"
 
@@ -77,6 +78,8 @@ static void usage(FILE *f) {
           "  --redis-timeout MS       no answer from Redis for this long = unreachable (default 2000)\n"
           "  --redis-retention N      messages kept per room in Redis, about (default 10000)\n"
           "  --presence-ttl SECONDS   a dead node's members leave after this (default 15)\n"
+          "  --no-deflate             do not negotiate permessage-deflate\n"
+          "  --deflate-min BYTES      send messages shorter than this uncompressed (default 128)\n"
           "  --tls-port N             also serve TLS (https, wss) on port N (needs --tls-cert, --tls-key)\n"
           "  --tls-cert FILE          PEM certificate chain for --tls-port (re-read on SIGHUP)\n"
           "  --tls-key FILE           PEM private key for --tls-port (re-read on SIGHUP)\n"
@@ -111,7 +114,7 @@ enum {
   OPT_RATE, OPT_SEND_QUEUE, OPT_MAX_CONN, OPT_PING, OPT_HS_TIMEOUT, OPT_SHUTDOWN_TIMEOUT,
   OPT_ORIGIN, OPT_LOG, OPT_MAX_BODY, OPT_VERSION, OPT_HELP,
   OPT_REDIS, OPT_REDIS_TIMEOUT, OPT_REDIS_RETENTION, OPT_PRESENCE_TTL,
-  OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY,
+  OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_NO_DEFLATE, OPT_DEFLATE_MIN,
   OPT_H3_PORT, OPT_H3_CERT, OPT_H3_KEY, OPT_H3_MAX_CONN, OPT_H3_RETRY,
   OPT_HTTP_TTL, OPT_MAX_HELD, OPT_HTTP_QUEUE,
 };
@@ -137,6 +140,8 @@ static const struct option options[] = {
     {"redis-timeout", required_argument, 0, OPT_REDIS_TIMEOUT},
     {"redis-retention", required_argument, 0, OPT_REDIS_RETENTION},
     {"presence-ttl", required_argument, 0, OPT_PRESENCE_TTL},
+    {"no-deflate", no_argument, 0, OPT_NO_DEFLATE},
+    {"deflate-min", required_argument, 0, OPT_DEFLATE_MIN},
     {"tls-port", required_argument, 0, OPT_TLS_PORT},
     {"tls-cert", required_argument, 0, OPT_TLS_CERT},
     {"tls-key", required_argument, 0, OPT_TLS_KEY},
@@ -202,6 +207,8 @@ static int apply_option(wsc_config_t *c, int opt, const char *arg) {
       return 0;
     case OPT_TLS_PORT: return parse_int(arg, &c->tls_port, 1) || c->tls_port > 65535 ? -1 : 0;
     case OPT_TLS_CERT: c->tls_cert = arg; return 0;
+    case OPT_NO_DEFLATE: c->deflate = 0; return 0;
+    case OPT_DEFLATE_MIN: return parse_size(arg, &c->deflate_min);
     case OPT_TLS_KEY: c->tls_key = arg; return 0;
     case OPT_H3_PORT: return parse_int(arg, &c->h3_port, 0) || c->h3_port > 65535 ? -1 : 0;
     case OPT_H3_CERT: c->h3_cert = arg; return 0;
@@ -448,6 +455,7 @@ int main(int argc, char **argv) {
   wsc_redis_free(app.redis);
   uv_run(app.loop, UV_RUN_DEFAULT);
   uv_loop_close(app.loop);
+  ws_deflate_cleanup();
   LOG_INFO("main", "bye");
   return app.exit_code;
 }

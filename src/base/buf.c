@@ -13,6 +13,7 @@ wsc_buf_t *wsc_buf_new(size_t head, size_t cap) {
   b->off = (uint32_t)head;
   b->len = 0;
   b->hdr = 0;
+  b->alt = NULL;
   return b;
 }
 
@@ -25,7 +26,10 @@ wsc_buf_t *wsc_buf_from(size_t head, const void *data, size_t len) {
 }
 
 void wsc_buf_unref(wsc_buf_t *b) {
-  if (b && --b->refs == 0) free(b);
+  if (b && --b->refs == 0) {
+    wsc_buf_unref(b->alt);
+    free(b);
+  }
 }
 
 uint8_t *wsc_buf_prepend(wsc_buf_t *b, size_t n) {

@@ -15,6 +15,11 @@
  * header is prepended (wsc_buf_prepend), `hdr` records its size: the bytes
  * [off, off+len) are the whole frame, [off+hdr, off+len) the payload alone
  * (what an HTTP polling transport sends).
+ *
+ * Second wire form: `alt` may hold another buffer with the same message in
+ * another form (msg/outbuf: the permessage-deflate frame), built at most
+ * once and shared like the first; the buffer owns that reference and drops
+ * it when freed.
  */
 #ifndef WSC_BASE_BUF_H
 #define WSC_BASE_BUF_H
@@ -28,6 +33,7 @@ typedef struct wsc_buf {
   uint32_t off;   /* start of the valid bytes */
   uint32_t len;   /* number of valid bytes from off */
   uint32_t hdr;   /* bytes of prepended header at off (0 if none) */
+  struct wsc_buf *alt;   /* the message's second wire form, or NULL */
   uint8_t data[];
 } wsc_buf_t;
 

@@ -13,6 +13,8 @@ void wsc_config_defaults(wsc_config_t *c) {
   c->send_queue_limit = 1024 * 1024;
   c->max_connections = 100000;
   c->tls_alpn = "http/1.1";
+  c->deflate = 1;
+  c->deflate_min = WSC_DEFLATE_MIN_DEFAULT;
   c->max_message = 16 * 1024 * 1024;
   c->max_chat_message = 64 * 1024;
   c->max_body = 64 * 1024;

@@ -12,6 +12,9 @@
 #include <stdint.h>
 
 #define WSC_MAX_ALLOWED_ORIGINS 32
+/* --deflate-min default: below this, compressing a chat message saves less
+ * than it costs (docs/BENCHMARKS.md, "permessage-deflate"). */
+#define WSC_DEFLATE_MIN_DEFAULT 128
 
 typedef struct wsc_config {
   /* net */
@@ -32,6 +35,8 @@ typedef struct wsc_config {
   size_t max_chat_message;        /* chat endpoints: 64 KiB (PROTOCOL.md) */
   size_t max_body;                /* --max-body (bytes) for POST, default 64 KiB */
   int echo;                       /* --echo: enable GET /echo */
+  int deflate;                    /* permessage-deflate offered (--no-deflate: 0) */
+  size_t deflate_min;             /* --deflate-min: smaller messages go out plain */
   const char *allowed_origins[WSC_MAX_ALLOWED_ORIGINS]; /* --allow-origin, repeatable */
   int n_allowed_origins;
 

@@ -23,6 +23,9 @@ typedef struct wsc_metrics {
   int64_t websockets_open;         /* gauge */
   int64_t websockets_by_carrier[WSC_METRICS_CARRIERS]; /* gauge: http1, h2, h3 (net/carrier.h) */
   uint64_t ws_messages_in, ws_messages_out;
+  uint64_t ws_deflate_built;       /* compressed wire forms built (once per message) */
+  uint64_t ws_deflate_sent;        /* compressed frames queued to recipients */
+  uint64_t ws_inflated;            /* compressed messages received and inflated */
   uint64_t ws_protocol_errors;     /* connections failed with 1002/1007/1009... */
   /* http */
   uint64_t http_requests;

@@ -50,6 +50,9 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_bytes_in_total", "counter", "Bytes read from sockets.", (double)m->bytes_in);
   emit(&o, "wschat_bytes_out_total", "counter", "Bytes written to sockets.", (double)m->bytes_out);
   emit(&o, "wschat_slow_consumers_dropped_total", "counter", "Connections closed because their send queue passed its limit.", (double)m->slow_consumers_dropped);
+  emit(&o, "wschat_ws_deflate_built_total", "counter", "permessage-deflate frames built (a broadcast is compressed once).", (double)m->ws_deflate_built);
+  emit(&o, "wschat_ws_deflate_sent_total", "counter", "Compressed frames queued to recipients.", (double)m->ws_deflate_sent);
+  emit(&o, "wschat_ws_inflated_total", "counter", "Compressed messages received and inflated.", (double)m->ws_inflated);
   emit(&o, "wschat_tls_handshakes_total", "counter", "TLS handshakes completed.", (double)m->tls_handshakes);
   emit(&o, "wschat_tls_failures_total", "counter", "TLS handshakes failed or timed out, and TLS connections failed.", (double)m->tls_failures);
   emit(&o, "wschat_ws_protocol_errors_total", "counter", "WebSocket connections failed for a protocol error.", (double)m->ws_protocol_errors);

@@ -99,7 +99,7 @@ static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, ws_ki
   }
   net_conn_send_copy(c, resp, n);
   http_conn_take(c);
-  ws_transport_start_tcp(r->ws, c, kind, &params, rest, rest_len);
+  ws_transport_start_tcp(r->ws, c, kind, &params, &res.pmd, rest, rest_len);
 }
 
 static void route_ws(routes_t *r, net_conn_t *c, const http_request_t *req, uint8_t *rest,
@@ -189,6 +189,7 @@ void routes_init(routes_t *r, const wsc_config_t *config, chat_server_t *chat) {
   r->http.config = config;
   r->origin_policy.allowed_origins = config->allowed_origins;
   r->origin_policy.n_allowed_origins = config->n_allowed_origins;
+  r->origin_policy.deflate = config->deflate;
   /* ETag: a hash of the embedded bytes, so it changes with every new page. */
   uint64_t h = 1469598103934665603ull;
   for (const wsc_web_asset_t *a = wsc_web_assets; a->path; a++)

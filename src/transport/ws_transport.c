@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/pool.h"
+#include "msg/outbuf.h"
 #include "ws/session.h"
 
 #define MISSED_PONGS_LIMIT 2
@@ -34,6 +35,7 @@ typedef struct ws_conn {
   uint32_t pinged_round;      /* heartbeat round of our last ping */
   uint8_t missed_pongs;
   uint8_t kind;
+  ws_pmd_t pmd;               /* permessage-deflate (3 bytes; fits the padding) */
 } ws_conn_t;
 
 /* Memory for ws_conn objects of every transport (an allocator, like net's
@@ -86,10 +88,12 @@ static int chat_queue(ws_conn_t *w, wsc_buf_t *msg, unsigned flags) {
     cut_off_slow_consumer(w);
     return -1;
   }
-  if (wsc_carrier_send(w->carrier, msg, flags) != 0) {
+  wsc_buf_t *wire = outbuf_wire(msg, &w->pmd, w->t->config->deflate_min);
+  if (wsc_carrier_send(w->carrier, wire, flags) != 0) {
     cut_off_slow_consumer(w);
     return -1;
   }
+  if (wire != msg) wsc_metrics.ws_deflate_sent++;
   wsc_metrics.ws_messages_out++;
   return 0;
 }
@@ -107,16 +111,33 @@ static void chat_close(void *ud, int code, const char *reason) {
 static const chat_transport_ops_t chat_ops = {.send = chat_send, .reply = chat_reply, .notify = chat_notify,
                                                .close = chat_close};
 
-static void echo_message(ws_conn_t *w, int opcode, const uint8_t *data, size_t len) {
+/* The echo of a message as one frame: compressed when deflate was
+ * negotiated, the message is big enough and it shrinks. */
+static wsc_buf_t *echo_frame(ws_conn_t *w, int opcode, const uint8_t *data, size_t len) {
+  if (len >= w->t->config->deflate_min && ws_pmd_fits(&w->pmd, len)) {
+    wsc_buf_t *z = ws_deflate_frame(opcode, data, len);
+    if (z) wsc_metrics.ws_deflate_built++;
+    if (z && z->len < len) {
+      wsc_metrics.ws_deflate_sent++;
+      return z;
+    }
+    wsc_buf_unref(z);
+  }
   size_t hlen = ws_frame_header_size(len);
   wsc_buf_t *b = wsc_buf_new(hlen, len);
+  if (!b) return NULL;
+  if (len) memcpy(wsc_buf_bytes(b), data, len);
+  b->len = (uint32_t)len;
+  ws_frame_write_header(wsc_buf_prepend(b, hlen), 1, opcode, len);
+  return b;
+}
+
+static void echo_message(ws_conn_t *w, int opcode, const uint8_t *data, size_t len) {
+  wsc_buf_t *b = echo_frame(w, opcode, data, len);
   if (!b) {
     start_close(w, WS_CLOSE_INTERNAL, "out of memory");
     return;
   }
-  if (len) memcpy(wsc_buf_bytes(b), data, len);
-  b->len = (uint32_t)len;
-  ws_frame_write_header(wsc_buf_prepend(b, hlen), 1, opcode, len);
   /* An echo is always queued (a 16 MiB echo must fit a 1 MiB queue); past
    * the limit we stop reading the peer until it has taken its echoes, so
    * the queue stays near the limit. A peer that takes nothing for
@@ -293,11 +314,16 @@ static int attach_chat(ws_conn_t *w, ws_kind_t kind, const chat_connect_params_t
 }
 
 int ws_transport_start_tcp(ws_transport_t *t, net_conn_t *c, ws_kind_t kind,
-                           const chat_connect_params_t *params, uint8_t *rest, size_t rest_len) {
+                           const chat_connect_params_t *params, const ws_pmd_t *pmd,
+                           uint8_t *rest, size_t rest_len) {
   ws_conn_t *w = conn_new(t, (wsc_carrier_t){&wsc_tcp_carrier_ops, c}, kind);
   if (!w) {
     net_conn_abort(c);
     return -1;
+  }
+  if (pmd && pmd->enabled) {
+    w->pmd = *pmd;
+    ws_session_enable_deflate(&w->session);
   }
   c->handler = &ws_net_handler;
   c->ud = w;

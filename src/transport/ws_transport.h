@@ -15,7 +15,10 @@
  * up to NET_CLOSE_GRACE_MS for the peer's close frame.
  *
  * Encode-once: chat's sealed buffers are queued to the carrier by
- * reference (wsc_carrier_send), never copied, whatever the carrier.
+ * reference (wsc_carrier_send), never copied, whatever the carrier. With
+ * permessage-deflate, a member gets the message's compressed frame
+ * instead (msg/outbuf_wire: built once per message, shared by every
+ * member that negotiated it); echoes are compressed per message.
  *
  * Ownership: main owns the ws_transport_t (ws_transport_new/_free; free it
  * after every connection has closed). A ws_conn belongs to the transport
@@ -31,6 +34,7 @@
 #include "chat/chat.h"
 #include "net/carrier.h"
 #include "net/net.h"
+#include "ws/deflate.h"
 
 typedef enum ws_kind { WS_KIND_ECHO, WS_KIND_CHAT } ws_kind_t;
 
@@ -43,10 +47,12 @@ void ws_transport_free(ws_transport_t *t);
 
 /* HTTP/1.1: takes over `c` (its 101 response already queued): installs the
  * WebSocket handler, attaches a chat client for WS_KIND_CHAT, and feeds
- * `rest` (bytes that followed the handshake). Returns 0, or -1 (connection
- * aborted). */
+ * `rest` (bytes that followed the handshake). pmd: what the handshake
+ * negotiated for permessage-deflate (NULL: nothing). Returns 0, or -1
+ * (connection aborted). */
 int ws_transport_start_tcp(ws_transport_t *t, net_conn_t *c, ws_kind_t kind,
-                           const chat_connect_params_t *params, uint8_t *rest, size_t rest_len);
+                           const chat_connect_params_t *params, const ws_pmd_t *pmd,
+                           uint8_t *rest, size_t rest_len);
 /* Any other carrier (HTTP/2, HTTP/3 stream; its success response not yet
  * sent): calls carrier.ops->attach with the transport's callbacks (the
  * carrier sends its success response then), then attaches the chat client.

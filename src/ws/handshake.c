@@ -172,22 +172,32 @@ int ws_handshake_check(const ws_hs_request_t *req, const ws_hs_policy_t *policy,
   if (ws_accept_key(key.p, key.n, out->accept) != 0)
     return reject(out, 500, "cannot compute Sec-WebSocket-Accept");
   if (header_has_token(req, "Sec-WebSocket-Protocol", WS_SUBPROTOCOL, 0)) out->subprotocol = WS_SUBPROTOCOL;
+  /* Offers are in order across every Sec-WebSocket-Extensions header. */
+  for (size_t i = 0; policy && policy->deflate && i < req->n_headers && !out->pmd.enabled; i++) {
+    const ws_hs_header_t *h = &req->headers[i];
+    if (slice_ieq((slice_t){h->name, h->name_len}, "Sec-WebSocket-Extensions"))
+      ws_pmd_parse_offers(h->value, h->value_len, &out->pmd);
+  }
   out->status = 101;
   out->reason = "Switching Protocols";
   return 0;
 }
 
 size_t ws_handshake_response(const ws_hs_result_t *res, char *out, size_t cap) {
+  char ext[128] = "";
+  if (res->pmd.enabled && ws_pmd_response(&res->pmd, ext, sizeof ext) == 0) return 0;
   int n = snprintf(out, cap,
                    "HTTP/1.1 101 Switching Protocols\r\n"
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Accept: %s\r\n"
                    "%s%s%s"
+                   "%s%s%s"
                    "\r\n",
                    res->accept,
                    res->subprotocol ? "Sec-WebSocket-Protocol: " : "",
                    res->subprotocol ? res->subprotocol : "",
-                   res->subprotocol ? "\r\n" : "");
+                   res->subprotocol ? "\r\n" : "",
+                   ext[0] ? "Sec-WebSocket-Extensions: " : "", ext, ext[0] ? "\r\n" : "");
   return (n < 0 || (size_t)n >= cap) ? 0 : (size_t)n;
 }

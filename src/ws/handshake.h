@@ -16,13 +16,18 @@
  * (500 only if OpenSSL itself fails.) Checks run in the order above: a
  * request with several faults gets the first status listed.
  * Subprotocol: "wschat.v1" is selected when the client offers it (exact,
- * case-sensitive token match). No extension is ever accepted.
+ * case-sensitive token match). Extensions: permessage-deflate when the
+ * policy allows it and the client offers it acceptably (ws/deflate.h: the
+ * first acceptable offer, in header order; a malformed or unacceptable
+ * offer is declined, never refused); no other extension.
  * SHA-1 and base64 come from OpenSSL.
  */
 #ifndef WSC_WS_HANDSHAKE_H
 #define WSC_WS_HANDSHAKE_H
 
 #include <stddef.h>
+
+#include "ws/deflate.h"
 
 #define WS_SUBPROTOCOL "wschat.v1"
 
@@ -41,6 +46,7 @@ typedef struct ws_hs_request {
 typedef struct ws_hs_policy {
   const char *const *allowed_origins;  /* full origins, e.g. "https://a.example" or "*" */
   int n_allowed_origins;
+  int deflate;                         /* negotiate permessage-deflate */
 } ws_hs_policy_t;
 
 typedef struct ws_hs_result {
@@ -48,6 +54,7 @@ typedef struct ws_hs_result {
   const char *reason;           /* one line for the error body; static */
   char accept[29];              /* Sec-WebSocket-Accept, NUL-terminated (on 101) */
   const char *subprotocol;      /* WS_SUBPROTOCOL or NULL */
+  ws_pmd_t pmd;                 /* permessage-deflate, if pmd.enabled */
 } ws_hs_result_t;
 
 /* Checks the request; fills *out. Returns 0 when status is 101, -1 otherwise. */
@@ -55,7 +62,7 @@ int ws_handshake_check(const ws_hs_request_t *req, const ws_hs_policy_t *policy,
 /* Computes base64(SHA-1(key + GUID)) into out[29]. Returns 0 or -1. */
 int ws_accept_key(const char *key, size_t key_len, char out[29]);
 /* Writes the complete "101 Switching Protocols" response into out; returns
- * its length, or 0 if cap is too small (256 bytes always suffice). */
+ * its length, or 0 if cap is too small (384 bytes always suffice). */
 size_t ws_handshake_response(const ws_hs_result_t *res, char *out, size_t cap);
 
 #endif

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/metrics.h"
+#include "ws/deflate.h"
+
 /* First size of the assembly buffer; it doubles from there. */
 #define MSG_MIN_CAP 1024
 /* Room for a status code in front of a close reason. */
@@ -81,6 +84,7 @@ static void free_message(ws_session_t *s) {
   s->msg = NULL;
   s->msg_len = s->msg_cap = 0;
   s->msg_opcode = 0;
+  s->msg_compressed = 0;
 }
 
 static void free_control(ws_session_t *s) {
@@ -109,12 +113,15 @@ static int fail(ws_session_t *s, int code, const char *reason) {
 
 /* --- data frames ---------------------------------------------------------------- */
 
-static int check_data_header(ws_session_t *s, int opcode, uint64_t len) {
+static int check_data_header(ws_session_t *s, int opcode, uint64_t len, int rsv1) {
   if (opcode == WS_OP_CONT) {
     if (!s->msg_opcode) return fail(s, WS_CLOSE_PROTOCOL_ERROR, "continuation frame without a message");
+    /* RFC 7692 §6.1: RSV1 on the first frame of a message only. */
+    if (rsv1) return fail(s, WS_CLOSE_PROTOCOL_ERROR, "RSV1 set on a continuation frame");
   } else {
     if (s->msg_opcode) return fail(s, WS_CLOSE_PROTOCOL_ERROR, "new message inside a fragmented message");
     s->msg_opcode = (uint8_t)opcode;
+    s->msg_compressed = (uint8_t)(rsv1 != 0);
     ws_utf8_init(&s->utf8);
   }
   /* msg_len <= max_message always holds, so this cannot wrap. */
@@ -125,7 +132,31 @@ static int check_data_header(ws_session_t *s, int opcode, uint64_t len) {
 /* Hands a whole message up, then drops the assembly buffer. The opcode is
  * cleared before the call so a ws_session_close from inside on_message does
  * not free the bytes being delivered. */
+/* A compressed message, whole: inflate (bounded by max_message), check
+ * text, hand it up. */
+static int deliver_compressed(ws_session_t *s, const uint8_t *data, size_t len) {
+  const uint8_t *out;
+  size_t out_len;
+  int rc = ws_inflate(data, len, s->max_message, &out, &out_len);
+  if (rc == WS_INFLATE_TOO_BIG) return fail(s, WS_CLOSE_TOO_BIG, "message too big (inflated)");
+  if (rc == WS_INFLATE_NOMEM) return fail(s, WS_CLOSE_INTERNAL, "out of memory");
+  if (rc != WS_INFLATE_OK) return fail(s, WS_CLOSE_INVALID_DATA, "invalid permessage-deflate data");
+  int opcode = s->msg_opcode;
+  wsc_metrics.ws_inflated++;
+  if (opcode == WS_OP_TEXT && !ws_utf8_valid(out, out_len)) {
+    ws_inflate_release();
+    return fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+  }
+  s->msg_opcode = 0;
+  s->msg_compressed = 0;
+  s->cb->on_message(s->ud, opcode, out_len ? out : no_bytes, out_len);
+  ws_inflate_release();
+  free_message(s);
+  return s->state == WS_SESSION_CLOSED;
+}
+
 static int deliver(ws_session_t *s, const uint8_t *data, size_t len) {
+  if (s->msg_compressed) return deliver_compressed(s, data, len);
   if (s->msg_opcode == WS_OP_TEXT && !ws_utf8_complete(&s->utf8))
     return fail(s, WS_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
   int opcode = s->msg_opcode;
@@ -160,7 +191,7 @@ static int append(ws_session_t *s, const uint8_t *p, size_t n) {
 }
 
 static int data_payload(ws_session_t *s, const uint8_t *p, size_t n) {
-  if (s->msg_opcode == WS_OP_TEXT && ws_utf8_feed(&s->utf8, p, n) != 0)
+  if (s->msg_opcode == WS_OP_TEXT && !s->msg_compressed && ws_utf8_feed(&s->utf8, p, n) != 0)
     return fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
   int whole_frame_here = s->parser.remaining == 0;   /* see ws/frame.h */
   if (s->parser.fin && whole_frame_here && s->msg_len == 0) {
@@ -220,7 +251,9 @@ static int on_header(void *ud, int fin, int opcode, uint64_t len) {
   s->frame_done = 0;
   if (s->state == WS_SESSION_CLOSED) return 1;
   if (is_control(opcode) || s->state != WS_SESSION_OPEN) return 0;
-  return check_data_header(s, opcode, len);
+  /* The parser refuses RSV1 unless deflate was negotiated, and always on
+   * control frames. */
+  return check_data_header(s, opcode, len, s->parser.hdr[0] & 0x40);
 }
 
 static int on_payload(void *ud, const uint8_t *p, size_t n) {
@@ -263,6 +296,11 @@ void ws_session_init(ws_session_t *s, const ws_session_cb_t *cb, void *ud, size_
   s->ud = ud;
   s->max_message = max_message;
   s->state = WS_SESSION_OPEN;
+}
+
+void ws_session_enable_deflate(ws_session_t *s) {
+  s->deflate = 1;
+  s->parser.allow_rsv1 = 1;
 }
 
 int ws_session_feed(ws_session_t *s, uint8_t *data, size_t len) {

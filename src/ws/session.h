@@ -14,6 +14,13 @@
  *   - 1009: a message larger than max_message. The check counts every byte
  *     held for the message so far plus the announced length of the new
  *     frame, before that frame's payload is read or anything allocated.
+ *   - permessage-deflate (ws_session_enable_deflate, ws/deflate.h): RSV1
+ *     marks a compressed message on its first frame only; RSV1 on a
+ *     continuation or control frame, or without deflate negotiated, is
+ *     1002. A compressed message is inflated whole when its last frame
+ *     arrives (in bounded steps: past max_message it is 1009, and nothing
+ *     is inflated beyond that); bad deflate data is 1007. UTF-8 is checked
+ *     on the inflated text.
  * Control frames may arrive between the fragments of a message. A ping is
  * answered with a pong carrying the same payload; pongs are reported
  * (on_pong) and otherwise ignored. A close is answered with a close (echoing
@@ -74,6 +81,8 @@ typedef struct ws_session {
   uint8_t msg_opcode;         /* opcode of the message in progress, 0 if none */
   uint8_t frame_opcode;       /* opcode of the frame being read */
   uint8_t frame_done;         /* current frame already handled in place */
+  uint8_t deflate;            /* permessage-deflate negotiated */
+  uint8_t msg_compressed;     /* the message in progress had RSV1 */
   ws_utf8_t utf8;             /* validator of the text message in progress */
   uint8_t *msg;               /* assembly buffer, NULL while idle */
   size_t msg_len, msg_cap;
@@ -82,6 +91,8 @@ typedef struct ws_session {
 } ws_session_t;
 
 void ws_session_init(ws_session_t *s, const ws_session_cb_t *cb, void *ud, size_t max_message);
+/* permessage-deflate was negotiated: RSV1 now marks compressed messages. */
+void ws_session_enable_deflate(ws_session_t *s);
 /* Feeds received bytes (may be modified in place: unmasking). Returns 0
  * while the session is open, -1 once it is closing or closed. While closing
  * (our close sent) input is still parsed, looking for the peer's close;

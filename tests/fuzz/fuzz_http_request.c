@@ -25,7 +25,7 @@ static void handler(void *app, net_conn_t *c, const http_request_t *req, uint8_t
   url_query_get(req->query, req->query_len, "name", value, sizeof value);
   ws_hs_request_t hs = {req->method, req->http_major, req->http_minor, req->headers, req->n_headers};
   static const char *const origins[] = {"https://example.com"};
-  ws_hs_policy_t policy = {origins, 1};
+  ws_hs_policy_t policy = {origins, 1, 1};
   ws_hs_result_t res;
   if (ws_handshake_check(&hs, &policy, &res) == 0) {
     char resp[512];

@@ -13,7 +13,13 @@
 // rules, text messages and close reasons valid UTF-8, close payload not 1
 // byte and its code one a server may send, and nothing after its close
 // frame. A violation throws from next() and so fails the test.
+//
+// permessage-deflate: when the 101 accepts it (ws.deflate), RSV1 is allowed
+// on the first frame of a data message (only there), such a message is
+// inflated (zlib, with the 00 00 ff ff tail) and next() reports it with
+// compressed: true and wireBytes (the compressed payload size).
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import { ByteReader, EofError, connectTcp, parseHead, sleep } from './rawhttp.mjs';
 
 export { sleep };
@@ -130,6 +136,7 @@ export class RawWS {
     this.assembly = null;        // { opcode, parts, len } of a fragmented server message
     this.closeReceived = null;   // the server's close frame, once read
     this.writeErrors = 0;
+    this.deflate = /permessage-deflate/i.test(response.headers['sec-websocket-extensions'] ?? '');
     socket.on('error', () => {}); // reported through the reader
   }
 
@@ -217,7 +224,8 @@ export class RawWS {
       len = Number(big);
     }
     if (masked) this.violation('server frame is masked');
-    if (rsv) this.violation(`RSV bits ${rsv} set without an extension`);
+    if (rsv & (this.deflate ? 3 : 7)) this.violation(`RSV bits ${rsv} set without an extension`);
+    if ((rsv & 4) && (opcode === OP.CONT || opcode >= 8)) this.violation(`RSV1 on opcode ${opcode}`);
     let key = null;
     if (masked) key = await this.reader.readExactly(4, timeoutMs);
     let payload = await this.reader.readExactly(len, Math.max(timeoutMs, 30000));
@@ -263,16 +271,24 @@ export class RawWS {
         this.assembly.parts.push(payload);
       } else if (opcode === OP.TEXT || opcode === OP.BINARY) {
         if (this.assembly) this.violation('new data frame inside a fragmented message');
-        this.assembly = { opcode, parts: [payload] };
+        this.assembly = { opcode, parts: [payload], compressed: (f.rsv & 4) !== 0 };
       } else {
         this.violation(`reserved data opcode ${opcode}`);
       }
       if (fin) {
-        const { opcode: op, parts } = this.assembly;
+        const { opcode: op, parts, compressed } = this.assembly;
         this.assembly = null;
-        const data = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+        let data = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+        const wireBytes = data.length;
+        if (compressed) {
+          try {
+            data = zlib.inflateRawSync(Buffer.concat([data, Buffer.from([0, 0, 0xff, 0xff])]), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+          } catch (e) {
+            this.violation(`compressed message does not inflate: ${e.message}`);
+          }
+        }
         if (op === OP.TEXT && !isUtf8(data)) this.violation('text message is not valid UTF-8');
-        return { kind: 'message', opcode: op, data };
+        return { kind: 'message', opcode: op, data, compressed, wireBytes };
       }
     }
   }

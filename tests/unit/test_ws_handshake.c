@@ -246,7 +246,7 @@ static void test_origin_policy(void **st) {
 
   /* Allowed list: exact origins (case-insensitive), or "*". */
   static const char *const allowed[] = {"https://app.example", "http://localhost:3000"};
-  ws_hs_policy_t policy = {allowed, 2};
+  ws_hs_policy_t policy = {allowed, 2, 0};
   set_header(&q, "Origin", "https://app.example");
   assert_int_equal(status_of(&q, &policy), 101);
   set_header(&q, "Origin", "http://localhost:3000");
@@ -256,7 +256,7 @@ static void test_origin_policy(void **st) {
   set_header(&q, "Origin", "https://app.example.evil");
   assert_int_equal(status_of(&q, &policy), 403);
   static const char *const any[] = {"*"};
-  ws_hs_policy_t open = {any, 1};
+  ws_hs_policy_t open = {any, 1, 0};
   set_header(&q, "Origin", "https://anything.example");
   assert_int_equal(status_of(&q, &open), 101);
   set_header(&q, "Origin", "null");
