@@ -199,7 +199,12 @@
     state.joinSent = false;
     state.helloPending = false;
     state.helloTried = false;
-    ws.onopen = () => { if (seq === state.connSeq) startHeartbeat(); };
+    ws.onopen = () => {
+      if (seq !== state.connSeq) return;
+      // What the handshake negotiated (permessage-deflate), for diagnostics.
+      document.getElementById('status').dataset.extensions = ws.extensions;
+      startHeartbeat();
+    };
     // A connection that hangs before it is usable is given up and retried.
     clearTimeout(state.joinTimer);
     state.joinTimer = setTimeout(() => {
