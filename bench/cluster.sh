@@ -56,8 +56,8 @@ start_node() {   # port, extra args...
 stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; pids=(); }
 
 redis_cpu() { rcli info cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.4f", s}'; }
-redis_calls() {   # total calls, evalsha calls
-  rcli info commandstats | awk -F'[:=,]' '/^cmdstat_/ {t += $3; if ($1 ~ /evalsha/) e += $3} END {printf "%d %d", t, e}'
+redis_calls() {   # total calls, xadd calls (= messages stored)
+  rcli info commandstats | awk -F'[:=,]' '/^cmdstat_/ {t += $3; if ($1 ~ /xadd/) e += $3} END {printf "%d %d", t, e}'
 }
 
 rows=()

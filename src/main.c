@@ -344,7 +344,7 @@ int main(int argc, char **argv) {
   if (app.config.redis_url) {
     /* Many nodes: history, ids and fan-out in Redis. */
     app.redis = wsc_redis_new(app.loop, &app.config, &err);
-    app.store = app.redis ? store_redis_open(app.redis, &app.config, &err) : NULL;
+    app.store = app.redis ? store_redis_open(app.loop, app.redis, &app.config, &err) : NULL;
     if (!app.store) {
       LOG_ERROR("main", "cannot use redis url=%s err=\"%s\"", app.config.redis_url, err ? err : "?");
       return 1;

@@ -123,18 +123,25 @@ static void on_message(void *ud, const char *ch, size_t chlen, const char *paylo
   if (len < 1 || room_of(ch, chlen, room) < 0) return;
   const char *p = payload + 1, *end = payload + len;
   if (payload[0] == 'm') {
-    int64_t id, ts, from_len;
-    if (read_num(&p, end, &id) < 0 || read_num(&p, end, &ts) < 0 || read_num(&p, end, &from_len) < 0 ||
-        from_len > end - p || from_len > 4096) {
-      LOG_WARN("bus", "malformed message payload channel=%.*s", (int)chlen, ch);
-      return;
+    /* One or more records: m<id> <ts> <from bytes> <text bytes> <from><text> */
+    const char *q = payload;
+    while (q < end && *q == 'm') {
+      p = q + 1;
+      int64_t id, ts, from_len, text_len;
+      if (read_num(&p, end, &id) < 0 || read_num(&p, end, &ts) < 0 || read_num(&p, end, &from_len) < 0 ||
+          read_num(&p, end, &text_len) < 0 || from_len > 4096 || from_len > end - p ||
+          text_len > end - p - from_len) {
+        LOG_WARN("bus", "malformed message payload channel=%.*s", (int)chlen, ch);
+        return;
+      }
+      char from[4097];
+      memcpy(from, p, (size_t)from_len);
+      from[from_len] = '\0';
+      store_msg_t m = {.room = room, .id = id, .from = from, .text = p + from_len,
+                       .text_len = (size_t)text_len, .ts = ts};
+      if (rb->h.deliver_msg) rb->h.deliver_msg(rb->h.ud, &m);
+      q = p + from_len + text_len;
     }
-    char from[4097];
-    memcpy(from, p, (size_t)from_len);
-    from[from_len] = '\0';
-    store_msg_t m = {.room = room, .id = id, .from = from, .text = p + from_len,
-                     .text_len = (size_t)(end - p - from_len), .ts = ts};
-    if (rb->h.deliver_msg) rb->h.deliver_msg(rb->h.ud, &m);
   } else if (payload[0] == 'e') {
     if (len < 2 + NODE_HEX || payload[1 + NODE_HEX] != ' ') return;
     if (memcmp(payload + 1, wsc_redis_node_id(rb->link), NODE_HEX) == 0) return;   /* ours: delivered */

@@ -3,8 +3,10 @@
  *
  * Each room this node has members in is SUBSCRIBEd as channel
  * "wschat:{ROOM}". Two kinds of payload travel on it:
- *   m<id> <ts> <from bytes> <from><text>   a stored message, published by
- *                                          the store's append script
+ *   m<id> <ts> <from bytes> <text bytes> <from><text>, repeated:
+ *                                          stored messages (one loop
+ *                                          iteration's, of one room),
+ *                                          published by the append script
  *   e<node id> <json>                      a room event (presence, typing)
  *                                          published by bus_publish; the
  *                                          publishing node skips its own

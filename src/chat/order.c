@@ -86,6 +86,25 @@ void chat_room_reset(chat_server_t *srv, chat_room_t *r, int64_t last_id, const 
   chat_leave(srv);
 }
 
+/* A chunk of a long refill (plain rows after last_id). */
+static void on_refill_rows(void *ud, int status, const store_msg_t *rows, size_t n, int more) {
+  refill_op_t *op = ud;
+  chat_server_t *srv = op->srv;
+  chat_room_t *r = srv->freeing ? NULL : chat_room_get(srv, op->room, strlen(op->room));
+  if (r) {
+    r->refilling = 0;
+    if (status < 0) {
+      LOG_WARN(LOG_COMP, "refill failed room=%s status=%d", r->name, status);
+    } else {
+      for (size_t i = 0; i < n; i++)
+        if (rows[i].id > r->last_id) deliver_next(srv, r, &rows[i]);
+      if (more || r->want > r->last_id) chat_room_refill(srv, r);
+    }
+  }
+  free(op);
+  chat_server_op_done(srv);
+}
+
 static void on_refill(void *ud, int status, const store_msg_t *rows, size_t n,
                       const store_join_info_t *info) {
   refill_op_t *op = ud;
@@ -96,6 +115,14 @@ static void on_refill(void *ud, int status, const store_msg_t *rows, size_t n,
     if (status < 0) {
       /* The link broke: `reconnected` and `subscribed` bring us back. */
       LOG_WARN(LOG_COMP, "refill failed room=%s status=%d", r->name, status);
+    } else if (info->recovered != 1 && strcmp(info->epoch, r->epoch) == 0 && info->last_id >= r->last_id) {
+      /* Same history, only far behind (more than a replay): read it in
+       * chunks rather than give up on the members. */
+      if (info->last_id > r->want) r->want = info->last_id;
+      r->refilling = 1;
+      if (store_fetch_after(srv->store, r->name, r->last_id, srv->cfg->replay_max, on_refill_rows, op) == 0)
+        return;
+      r->refilling = 0;
     } else if (info->recovered != 1) {
       chat_room_reset(srv, r, info->last_id, info->epoch);
     } else {

@@ -12,16 +12,29 @@
 #define RS_KEY_MAX (sizeof STORE_REDIS_KEY_PREFIX + 64 + 8)
 #define RS_FETCH_LIMIT_MAX 100000
 #define RS_NUM 24
+/* One append script call carries at most this many messages of one room
+ * (all of them accepted in one loop iteration), and about this many bytes. */
+#define RS_BATCH_MAX 128
+#define RS_BATCH_BYTES (256 * 1024)
 
-/* KEYS: meta, log. ARGV: channel, epoch for a new room, retention, from,
- * text, ts. Returns the id. */
+/* KEYS: meta, log. ARGV: channel, epoch for a new room, retention, n, then
+ * n times from, text, ts. Stores the n messages with the next n ids and
+ * publishes them in one payload of records
+ * "m<id> <ts> <from bytes> <text bytes> <from><text>". Returns the first id. */
 static const char APPEND_LUA[] =
     "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if not epoch then redis.call('HSET', KEYS[1], 'epoch', ARGV[2]) end\n"
-    "local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id .. '-0', 'f', ARGV[4], 't', ARGV[5], 'ts', ARGV[6])\n"
-    "redis.call('PUBLISH', ARGV[1], 'm' .. id .. ' ' .. ARGV[6] .. ' ' .. #ARGV[4] .. ' ' .. ARGV[4] .. ARGV[5])\n"
-    "return id\n";
+    "local n = tonumber(ARGV[4])\n"
+    "local first = redis.call('HINCRBY', KEYS[1], 'seq', n) - n + 1\n"
+    "local out = {}\n"
+    "for i = 0, n - 1 do\n"
+    "  local from, text, ts = ARGV[5 + 3 * i], ARGV[6 + 3 * i], ARGV[7 + 3 * i]\n"
+    "  local id = first + i\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id .. '-0', 'f', from, 't', text, 'ts', ts)\n"
+    "  out[#out + 1] = 'm' .. id .. ' ' .. ts .. ' ' .. #from .. ' ' .. #text .. ' ' .. from .. text\n"
+    "end\n"
+    "redis.call('PUBLISH', ARGV[1], table.concat(out))\n"
+    "return first\n";
 
 /* KEYS: meta, log. ARGV: epoch for a new room, since (-1: none), the
  * client's epoch ('*': any), max_after, n_before. Returns {epoch, last id,
@@ -44,10 +57,20 @@ static const char JOIN_LUA[] =
     "end\n"
     "return {epoch, last, rec, rows}\n";
 
+typedef struct append_op append_op_t;
+
 typedef struct rstore {
   store_t base;
   wsc_redis_t *link;
   const wsc_config_t *cfg;
+  uv_loop_t *loop;
+  /* This iteration's appends, sent at its end (uv_check) as one script
+   * call per room; the idle handle keeps poll from blocking meanwhile. */
+  append_op_t **open;
+  size_t n_open, cap_open;
+  uv_check_t flush_check;
+  uv_idle_t wake_idle;
+  int handles_open;
   char append_sha[WSC_REDIS_SHA_LEN + 1];
   char join_sha[WSC_REDIS_SHA_LEN + 1];
   char retention[RS_NUM];
@@ -106,33 +129,139 @@ static int parse_rows(const redisReply *arr, const char *room, store_msg_t **out
 
 /* ---- append -------------------------------------------------------------- */
 
-typedef struct append_op {
+struct append_op {
   store_append_cb cb;
   void *ud;
   store_msg_t msg;
-  char data[];   /* room \0 from \0 text \0 */
-} append_op_t;
+  size_t from_len;
+  struct append_op *next;   /* the rest of its batch */
+  char data[];              /* room \0 from \0 text \0 */
+};
 
+/* The answer to one room's batch: the first id; the ops in order. */
 static void on_appended(void *ud, redisReply *reply) {
   append_op_t *op = ud;
   int status = status_of(reply);
   if (status == 0 && reply->type != REDIS_REPLY_INTEGER) status = STORE_ERR;
   if (status == STORE_ERR) LOG_ERROR("store", "redis append failed err=\"%s\"", reply && reply->str ? reply->str : "?");
-  if (status == 0) op->msg.id = reply->integer;
-  if (op->cb) op->cb(op->ud, status, &op->msg);
-  free(op);
+  int64_t id = status == 0 ? reply->integer : 0;
+  while (op) {
+    append_op_t *next = op->next;
+    if (status == 0) op->msg.id = id++;
+    if (op->cb) op->cb(op->ud, status, &op->msg);
+    free(op);
+    op = next;
+  }
 }
+
+/* Fails a batch that could not be sent (callbacks, in order, with status). */
+static void fail_batch(append_op_t *op, int status) {
+  while (op) {
+    append_op_t *next = op->next;
+    if (op->cb) op->cb(op->ud, status, &op->msg);
+    free(op);
+    op = next;
+  }
+}
+
+/* Sends ops[0..n) (one room, in order) as one script call. */
+static void send_batch(rstore_t *s, append_op_t **ops, size_t n) {
+  const char *room = ops[0]->msg.room;
+  char meta[RS_KEY_MAX], log[RS_KEY_MAX], channel[RS_KEY_MAX], epoch[STORE_EPOCH_MAX + 1], count[RS_NUM];
+  char (*ts)[RS_NUM] = malloc(n * sizeof *ts);
+  const char **argv = malloc((9 + 3 * n) * sizeof *argv);
+  size_t *lens = malloc((9 + 3 * n) * sizeof *lens);
+  for (size_t i = 0; i + 1 < n; i++) ops[i]->next = ops[i + 1];
+  ops[n - 1]->next = NULL;
+  if (!ts || !argv || !lens) {
+    free(ts), free(argv), free(lens);
+    fail_batch(ops[0], STORE_ERR);
+    return;
+  }
+  room_key(meta, room, ":meta");
+  room_key(log, room, ":log");
+  room_key(channel, room, "");
+  new_epoch(s, epoch);
+  snprintf(count, sizeof count, "%zu", n);
+  size_t k = 0;
+  argv[k++] = "EVALSHA", argv[k++] = s->append_sha, argv[k++] = "2", argv[k++] = meta, argv[k++] = log;
+  argv[k++] = channel, argv[k++] = epoch, argv[k++] = s->retention, argv[k++] = count;
+  for (size_t i = 0; i < k; i++) lens[i] = strlen(argv[i]);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(ts[i], RS_NUM, "%" PRId64, ops[i]->msg.ts);
+    argv[k] = ops[i]->msg.from, lens[k++] = ops[i]->from_len;
+    argv[k] = ops[i]->msg.text, lens[k++] = ops[i]->msg.text_len;
+    argv[k] = ts[i], lens[k++] = strlen(ts[i]);
+  }
+  int rc = wsc_redis_command(s->link, on_appended, ops[0], (int)k, argv, lens);
+  free(ts), free(argv), free(lens);
+  if (rc < 0) fail_batch(ops[0], rc == WSC_REDIS_EDOWN ? STORE_EUNAVAILABLE : STORE_ERR);
+}
+
+static int by_room(const void *a, const void *b) {
+  return strcmp((*(append_op_t *const *)a)->msg.room, (*(append_op_t *const *)b)->msg.room);
+}
+
+/* End of the loop iteration: one script call per room (stable order within
+ * a room: a merge sort would do; the batch is tagged with its index). */
+static void flush_open(rstore_t *s) {
+  size_t n = s->n_open;
+  append_op_t **ops = s->open;
+  s->open = NULL;
+  s->n_open = s->cap_open = 0;
+  uv_idle_stop(&s->wake_idle);
+  if (n == 0) {
+    free(ops);
+    return;
+  }
+  /* Group by room keeping each room's order: sort by (room, index). */
+  for (size_t i = 0; i < n; i++) ops[i]->msg.id = (int64_t)i;
+  qsort(ops, n, sizeof *ops, by_room);
+  for (size_t i = 0; i < n;) {
+    size_t j = i + 1;
+    while (j < n && strcmp(ops[j]->msg.room, ops[i]->msg.room) == 0) j++;
+    /* qsort is not stable: restore issue order inside the room. */
+    for (size_t a = i + 1; a < j; a++)
+      for (size_t b = a; b > i && ops[b - 1]->msg.id > ops[b]->msg.id; b--) {
+        append_op_t *t = ops[b];
+        ops[b] = ops[b - 1];
+        ops[b - 1] = t;
+      }
+    while (i < j) {
+      size_t m = 0, bytes = 0;
+      while (i + m < j && m < RS_BATCH_MAX && (m == 0 || bytes + ops[i + m]->msg.text_len <= RS_BATCH_BYTES))
+        bytes += ops[i + m++]->msg.text_len;
+      for (size_t t = 0; t < m; t++) ops[i + t]->msg.id = 0;
+      send_batch(s, ops + i, m);
+      i += m;
+    }
+  }
+  free(ops);
+}
+
+static void on_flush_check(uv_check_t *h) { flush_open(h->data); }
+static void on_wake_idle(uv_idle_t *h) { (void)h; }
 
 static int64_t rs_append(store_t *base, const store_msg_t *msg, store_append_cb cb, void *ud) {
   rstore_t *s = (rstore_t *)base;
   if (!msg || !msg->room) return STORE_ERR;
   if (!wsc_redis_is_up(s->link)) return STORE_EUNAVAILABLE;
+  if (wsc_redis_pending(s->link) + s->n_open >= WSC_REDIS_MAX_PENDING) return STORE_ERR;
+  if (s->n_open == s->cap_open) {
+    size_t cap = s->cap_open ? 2 * s->cap_open : 64;
+    append_op_t **p = realloc(s->open, cap * sizeof *p);
+    if (!p) return STORE_ERR;
+    s->open = p;
+    s->cap_open = cap;
+  }
   const char *from = msg->from ? msg->from : "";
   size_t room_len = strlen(msg->room), from_len = strlen(from), text_len = msg->text ? msg->text_len : 0;
   append_op_t *op = malloc(sizeof *op + room_len + from_len + text_len + 3);
   if (!op) return STORE_ERR;
   op->cb = cb;
   op->ud = ud;
+  op->next = NULL;
+  op->from_len = from_len;
   char *at = op->data;
   memcpy(at, msg->room, room_len + 1);
   op->msg.room = at;
@@ -146,22 +275,8 @@ static int64_t rs_append(store_t *base, const store_msg_t *msg, store_append_cb 
   op->msg.text_len = text_len;
   op->msg.ts = msg->ts;
   op->msg.id = 0;
-
-  char meta[RS_KEY_MAX], log[RS_KEY_MAX], channel[RS_KEY_MAX], epoch[STORE_EPOCH_MAX + 1], ts[RS_NUM];
-  room_key(meta, msg->room, ":meta");
-  room_key(log, msg->room, ":log");
-  room_key(channel, msg->room, "");
-  new_epoch(s, epoch);
-  snprintf(ts, sizeof ts, "%" PRId64, msg->ts);
-  const char *argv[] = {"EVALSHA", s->append_sha, "2", meta, log, channel, epoch, s->retention,
-                        from, op->msg.text, ts};
-  size_t lens[] = {7, WSC_REDIS_SHA_LEN, 1, strlen(meta), strlen(log), strlen(channel), strlen(epoch),
-                   strlen(s->retention), from_len, text_len, strlen(ts)};
-  int rc = wsc_redis_command(s->link, on_appended, op, 11, argv, lens);
-  if (rc < 0) {
-    free(op);
-    return rc == WSC_REDIS_EDOWN ? STORE_EUNAVAILABLE : STORE_ERR;
-  }
+  if (s->n_open == 0) uv_idle_start(&s->wake_idle, on_wake_idle);
+  s->open[s->n_open++] = op;
   return 0;
 }
 
@@ -300,11 +415,20 @@ static int rs_join(store_t *base, const char *room, int64_t since, const char *e
 static const char *rs_epoch(const store_t *s) { return ""; }
 static int64_t rs_last_id(const store_t *s, const char *room) { return -1; }
 
+static void on_handle_closed(uv_handle_t *h) {
+  rstore_t *s = h->data;
+  s->handles_open--;
+}
+
 static void rs_close(store_t *base) {
   rstore_t *s = (rstore_t *)base;
-  /* Appends in flight get their answers (their senders are gone; the
-   * messages are still stored and published). */
+  /* Appends still open are sent, and those in flight get their answers
+   * (their senders are gone; the messages are still stored and published). */
+  flush_open(s);
   wsc_redis_drain(s->link, 2000);
+  uv_close((uv_handle_t *)&s->flush_check, on_handle_closed);
+  uv_close((uv_handle_t *)&s->wake_idle, on_handle_closed);
+  while (s->handles_open > 0) uv_run(s->loop, UV_RUN_NOWAIT);
   free(s);
 }
 
@@ -318,13 +442,14 @@ static const store_ops_t rs_ops = {
   .close = rs_close,
 };
 
-store_t *store_redis_open(wsc_redis_t *link, const wsc_config_t *config, const char **err) {
+store_t *store_redis_open(uv_loop_t *loop, wsc_redis_t *link, const wsc_config_t *config, const char **err) {
   rstore_t *s = calloc(1, sizeof *s);
   if (!s) {
     *err = "out of memory";
     return NULL;
   }
   s->base.ops = &rs_ops;
+  s->loop = loop;
   s->link = link;
   s->cfg = config;
   snprintf(s->retention, sizeof s->retention, "%d", config->redis_retention > 0 ? config->redis_retention : 10000);
@@ -333,5 +458,11 @@ store_t *store_redis_open(wsc_redis_t *link, const wsc_config_t *config, const c
     *err = "too many scripts";
     return NULL;
   }
+  uv_check_init(loop, &s->flush_check);
+  uv_idle_init(loop, &s->wake_idle);
+  s->flush_check.data = s->wake_idle.data = s;
+  s->handles_open = 2;
+  uv_check_start(&s->flush_check, on_flush_check);
+  uv_unref((uv_handle_t *)&s->flush_check);
   return &s->base;
 }

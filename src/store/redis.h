@@ -7,10 +7,12 @@
  *   wschat:{ROOM}:log    stream, entry id "<id>-0", fields f (from),
  *                        t (text), ts; trimmed to ~--redis-retention
  *   wschat:{ROOM}        the room's pub/sub channel (bus/redis.c)
- * One Lua script per send increments seq, XADDs and PUBLISHes the message
- * ("m<id> <ts> <from bytes> <from><text>") atomically, so ids are dense,
- * every node sees them, and an ack means Redis has the message (with
- * appendfsync always: on disk). Another script answers store_join (last
+ * The sends of one loop iteration go out at its end as one Lua script call
+ * per room, which takes the next n ids (HINCRBY), XADDs the n messages and
+ * PUBLISHes them in one payload of records
+ * ("m<id> <ts> <from bytes> <text bytes> <from><text>"), atomically: ids
+ * are dense, every node sees them, and an ack means Redis has the message
+ * (with appendfsync always: on disk). Another script answers store_join (last
  * id, epoch, replay) in one consistent read.
  */
 #ifndef WSC_STORE_REDIS_H
@@ -23,6 +25,6 @@
 
 /* A store on the link (owned by the caller, must outlive the store). Call
  * before wsc_redis_start (it registers its scripts). */
-store_t *store_redis_open(wsc_redis_t *link, const wsc_config_t *config, const char **err);
+store_t *store_redis_open(uv_loop_t *loop, wsc_redis_t *link, const wsc_config_t *config, const char **err);
 
 #endif

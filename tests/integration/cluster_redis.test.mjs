@@ -85,19 +85,29 @@ test('a jump in ids is refilled from the stream before delivery; a repeated publ
   await rd.command('XADD', `wschat:{${room}}:log`, '3-0', 'f', 'ghost', 't', 'three', 'ts', '1');
   assert.match(await rd.command('HINCRBY', `wschat:{${room}}:meta`, 'seq', '1'), /:4/);
   await rd.command('XADD', `wschat:{${room}}:log`, '4-0', 'f', 'ghost', 't', 'four', 'ts', '2');
-  await rd.command('PUBLISH', `wschat:{${room}}`, 'm4 2 5 ghostfour');
+  await rd.command('PUBLISH', `wschat:{${room}}`, 'm4 2 5 4 ghostfour');
   for (const c of [a, b]) {
     const m3 = await c.until((m) => m.type === 'message' && m.id >= 3);
     assert.deepEqual([m3.id, m3.text, m3.from], [3, 'three', 'ghost'], 'the gap first');
     const m4 = await c.next('message');
     assert.deepEqual([m4.id, m4.text], [4, 'four']);
   }
-  await rd.command('PUBLISH', `wschat:{${room}}`, 'm4 2 5 ghostfour');
-  await rd.command('PUBLISH', `wschat:{${room}}`, 'm2 2 5 ghostdup');
+  await rd.command('PUBLISH', `wschat:{${room}}`, 'm4 2 5 4 ghostfour');
+  await rd.command('PUBLISH', `wschat:{${room}}`, 'm2 2 5 3 ghostdup');
   for (const c of [a, b]) {
     await sleep(100);
     await c.quiet('no duplicate');
     assert.deepEqual(messageIds(c, room), [1, 2, 3, 4]);
+  }
+  // A jump longer than a replay (1,000): read in chunks, the members stay.
+  const forge = "for i = 5, 1504 do redis.call('XADD', KEYS[2], i .. '-0', 'f', 'ghost', 't', 'g' .. i, 'ts', '3') end " +
+    "redis.call('HSET', KEYS[1], 'seq', 1504) return 1";
+  await rd.command('EVAL', forge, '2', `wschat:{${room}}:meta`, `wschat:{${room}}:log`);
+  await rd.command('PUBLISH', `wschat:{${room}}`, 'm1504 3 5 5 ghostg1504');
+  for (const c of [a, b]) {
+    await c.until((m) => m.type === 'message' && m.id === 1504);
+    assert.deepEqual(messageIds(c, room), Array.from({ length: 1504 }, (_, i) => i + 1));
+    assert.equal(c.closeInfo, null);
   }
   await a.close();
   await b.close();
