@@ -24,6 +24,7 @@ else
   CLIENTS="${CLIENTS:-50}"; RATE="${RATE:-10}"; DURATION="${DURATION:-30}"; HELD="${HELD:-10000}"
 fi
 TRANSPORTS="${TRANSPORTS:-poll:1000,poll:250,longpoll,ws}"
+LOW_RATE="${LOW_RATE:-1}"        # a second, quiet workload: where polling's empty answers show
 PORT="${PORT:-18190}"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="${OUT:-$root/bench/results/transports-$stamp}"
@@ -57,11 +58,15 @@ cmd2=(wschat-bench transports --url "http://127.0.0.1:$PORT" --pid PID --held "$
 start_server
 "${TASKSET1[@]}" "$BENCH" "${cmd1[@]:1}" --pid "$pid" --json "$OUT/results.jsonl" | tee "$OUT/transports.txt"
 stop_server
+cmd3=("${cmd1[@]}"); cmd3[9]="$LOW_RATE"
+start_server
+"${TASKSET1[@]}" "$BENCH" "${cmd3[@]:1}" --pid "$pid" --json "$OUT/results.jsonl" | tee -a "$OUT/transports.txt"
+stop_server
 start_server
 "${TASKSET1[@]}" "$BENCH" "${cmd2[@]:1}" --pid "$pid" --json "$OUT/results.jsonl" | tee -a "$OUT/transports.txt"
 stop_server
 
 server_cmd="wschat --host 127.0.0.1 --port $PORT --db DB --max-held $((HELD + 100)) --log-level warn"
 /usr/bin/python3 "$root/bench/transports_report.py" "$OUT/results.jsonl" "$root/docs" \
-  "$server_cmd" "${cmd1[*]}" "${cmd2[*]}" "$(nproc) CPUs, $(uname -sr), server on CPU 0, client on CPU 1"
+  "$server_cmd" "${cmd1[*]}"$'\n'"${cmd3[*]}" "${cmd2[*]}" "$(nproc) CPUs, $(uname -sr), server on CPU 0, client on CPU 1"
 echo "transports.sh: wrote docs/TRANSPORTS.md and docs/transports.png (raw: $OUT)"

@@ -50,6 +50,7 @@ typedef struct tconn {
   tclient *cl;
   int role;
   bool open, busy, ws_open;
+  bool dropped;          /* an idle send connection the server closed: reopened when needed */
   uint8_t *in;
   size_t in_len, in_cap;
   wsc_parser wp;
@@ -243,7 +244,13 @@ static void http_response(tconn *c, int status, const char *body, size_t blen) {
       if (status != 200) { fail("join: %d %.*s", status, (int)blen, body); return; }
       cl->stage = 2;
       G.ready++;
-      poll_now(cl);
+      if (G.r->kind == K_POLL) {   /* clients poll out of phase, as independent ones would */
+        uint32_t rnd;
+        if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = (uint32_t)cl->idx * 7919u;
+        uv_timer_start(&cl->poll_timer, on_poll_timer, rnd % (uint32_t)G.r->interval_ms, 0);
+      } else {
+        poll_now(cl);
+      }
       return;
     }
     if (status != 200) G.r->errors++;
@@ -272,9 +279,16 @@ static void poll_now(tclient *cl) {
   http_request(&cl->recv, "GET", path, NULL);
 }
 
+static void conn_reopen(tconn *c);
+
 static void send_next(tclient *cl) {
   tconn *c = G.r->kind == K_WS ? &cl->recv : &cl->send;
   if (cl->pending == 0 || c->busy) return;
+  if (c->dropped) {   /* the server closed it while idle (keep-alive timeout) */
+    conn_reopen(c);
+    return;
+  }
+  if (!c->open) return;
   cl->pending--;
   char text[96], body[256];
   snprintf(text, sizeof text, "m:%d:%u:%" PRIu64, cl->idx, ++cl->sent_seq, now_ns());
@@ -358,8 +372,22 @@ static void parse_responses(tconn *c) {
   }
 }
 
+static void on_dropped(uv_handle_t *h) {
+  tconn *c = h->data;
+  c->dropped = true;
+  send_next(c->cl);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   tconn *c = s->data;
+  if (nread < 0 && c->role == R_SEND && c->cl->stage == 2 && !c->busy && !G.stopping) {
+    /* an idle keep-alive connection ends after the server's request
+     * timeout; a quiet sender opens a new one for its next message */
+    c->open = false;
+    uv_read_stop(s);
+    uv_close((uv_handle_t *)s, on_dropped);
+    return;
+  }
   if (nread < 0) {
     if (!G.stopping && !G.held) fail("connection closed: %s", uv_strerror((int)nread));
     uv_read_stop(s);
@@ -390,6 +418,10 @@ static void on_connect(uv_connect_t *req, int status) {
   c->open = true;
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
   tclient *cl = c->cl;
+  if (c->role == R_SEND && cl->stage == 2) {   /* reopened: go on sending */
+    send_next(cl);
+    return;
+  }
   if (c->role == R_SEND) {
     char body[64];
     snprintf(body, sizeof body, "{\"name\":\"b%d-%d\"}", cl->idx, (int)(now_ns() % 100000));
@@ -410,6 +442,17 @@ static void conn_open(tconn *c, tclient *cl, int role) {
   c->cl = cl;
   c->role = role;
   wsc_parser_init(&c->wp, 4096);
+  uv_tcp_init(G.loop, &c->tcp);
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->tcp.data = c;
+  c->creq.data = c;
+  uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&G.addr, on_connect);
+}
+
+static void conn_reopen(tconn *c) {
+  c->dropped = false;
+  c->busy = false;
+  c->in_len = 0;
   uv_tcp_init(G.loop, &c->tcp);
   uv_tcp_nodelay(&c->tcp, 1);
   c->tcp.data = c;
