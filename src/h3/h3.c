@@ -55,10 +55,12 @@ struct h3_stream {
   /* send queue: segs[head .. head+n) in a ring; [0, given) went to nghttp3 */
   seg_t *segs;
   uint32_t seg_cap, seg_head, seg_n, given, acked_off;
-  size_t queued;                  /* bytes not yet acknowledged */
+  size_t queued;                  /* bytes not yet acknowledged (held in segs) */
+  size_t unsent;                  /* bytes not yet put in a packet: the carrier's queued() */
   uint8_t fin;                    /* send FIN after the queue */
   uint64_t unconsumed;            /* received while paused: window owed */
   uint8_t bp;                     /* back-pressure: paused until queued <= limit/2 */
+  uint8_t pending;                /* PEND_*: stream calls deferred out of library callbacks */
   int64_t close_deadline;         /* after close(): abort at this time (mono ms) */
   const char *subprotocol;        /* for the 200 of a WebSocket */
   const wsc_carrier_cb_t *cb;     /* a WebSocket carrier's owner */
@@ -66,6 +68,7 @@ struct h3_stream {
 };
 
 enum { P_METHOD, P_PROTOCOL, P_SCHEME, P_AUTHORITY, P_PATH };
+enum { PEND_RESET = 1, PEND_STOP_READ = 2 };
 
 typedef struct cid_node {
   struct cid_node *next;
@@ -98,6 +101,7 @@ struct h3_server {
   h3_options_t opt;
   uv_udp_t udp;
   uv_check_t flusher;
+  uv_prepare_t preflusher;        /* flushes what timers queued, before the loop blocks */
   uv_timer_t ticker, shutdown_timer;
   int fd;
   gnutls_certificate_credentials_t cred;
@@ -123,6 +127,7 @@ static ngtcp2_tstamp now_ts(void) { return (ngtcp2_tstamp)wsc_mono_ns(); }
 
 static void conn_write(h3_conn_t *c);
 static void conn_arm_timer(h3_conn_t *c);
+static void stream_release(h3_stream_t *s);
 static void conn_free(h3_conn_t *c);
 
 /* --- connection IDs ------------------------------------------------------------------ */
@@ -260,6 +265,7 @@ static int seg_push(h3_stream_t *s, wsc_buf_t *b) {
   g->len = b->len;
   s->seg_n++;
   s->queued += b->len;
+  s->unsent += b->len;
   return 0;
 }
 
@@ -288,7 +294,7 @@ static void stream_resume(h3_stream_t *s);
 /* After an acknowledgement: a stream in back-pressure reads again once its
  * queue has drained to half the limit. */
 static void bp_check(h3_stream_t *s) {
-  if (s->bp && s->queued <= s->c->srv->config->send_queue_limit / 2) {
+  if (s->bp && s->unsent <= s->c->srv->config->send_queue_limit / 2) {
     s->bp = 0;
     stream_resume(s);
   }
@@ -323,11 +329,7 @@ static nghttp3_ssize read_data(nghttp3_conn *h, int64_t id, nghttp3_vec *vec, si
 
 static void stream_free(h3_stream_t *s) {
   h3_conn_t *c = s->c;
-  if (s->cb) {
-    const wsc_carrier_cb_t *cb = s->cb;
-    s->cb = NULL;
-    cb->on_close(s->ud);
-  }
+  stream_release(s);
   for (uint32_t i = 0; i < s->seg_n; i++) wsc_buf_unref(seg_at(s, i)->b);
   free(s->segs);
   free(s->head);
@@ -401,12 +403,22 @@ int h3_error(h3_stream_t *s, int status, const char *message) {
 
 /* --- a WebSocket carrier (net/carrier.h) ------------------------------------------------------ */
 
-/* Resets the stream now; its on_close follows when ngtcp2 closes it. */
+/* The WebSocket is done with its carrier: on_close now (the stream itself
+ * goes when ngtcp2 closes it). */
+static void stream_release(h3_stream_t *s) {
+  if (!s->cb) return;
+  const wsc_carrier_cb_t *cb = s->cb;
+  s->cb = NULL;
+  cb->on_close(s->ud);
+}
+
+/* Resets the stream now; the WebSocket's on_close is called at once. */
 static void h3_stream_abort_(h3_stream_t *s) {
   if (s->closing) return;
   s->closing = 1;
-  ngtcp2_conn_shutdown_stream(s->c->q, s->id, NGHTTP3_H3_REQUEST_CANCELLED);
+  s->pending |= PEND_RESET; /* may be inside an ngtcp2 callback: done at the flush */
   mark_dirty(s->c);
+  stream_release(s);
 }
 
 static void c_attach(void *h, const wsc_carrier_cb_t *cb, void *ud) {
@@ -426,14 +438,16 @@ static int c_send(void *h, wsc_buf_t *b, unsigned flags) {
   /* WSC_SEND_LAZY needs nothing: every stream's bytes already wait for the
    * end of the loop iteration and leave together. */
   if (s->closing || s->fin || s->c->closing || s->c->draining) return -1;
-  if (!(flags & WSC_SEND_FORCE) && s->queued + b->len > s->c->srv->config->send_queue_limit) return -1;
+  if (!(flags & WSC_SEND_FORCE) && s->unsent + b->len > s->c->srv->config->send_queue_limit) return -1;
   if (seg_push(s, b) != 0) return -1;
   nghttp3_conn_resume_stream(s->c->h, s->id);
   mark_dirty(s->c);
   return 0;
 }
 
-static size_t c_queued(const void *h) { return ((const h3_stream_t *)h)->queued; }
+/* Like TCP's queue (bytes the kernel has not taken), the bytes not yet put
+ * in a packet: held back by the peer's flow-control window or congestion. */
+static size_t c_queued(const void *h) { return ((const h3_stream_t *)h)->unsent; }
 
 static void c_close(void *h) {
   h3_stream_t *s = h;
@@ -513,9 +527,17 @@ wsc_carrier_t h3_stream_websocket(h3_stream_t *s, const char *subprotocol) {
 /* --- nghttp3 callbacks ------------------------------------------------------------------------ */
 
 static int h3_acked_stream_data(nghttp3_conn *h, int64_t id, uint64_t datalen, void *cud, void *sud) {
-  if (sud) {
-    seg_acked(sud, datalen);
-    bp_check(sud);
+  h3_stream_t *s = sud;
+  if (!s) return 0;
+  seg_acked(s, datalen);
+  bp_check(s);
+  /* A closed WebSocket whose last bytes the peer has acknowledged is over,
+   * as a TCP connection is once its FIN is sent: the WebSocket is released
+   * without waiting for the peer's FIN, and we stop reading. */
+  if (s->tunnel && s->fin && s->queued == 0 && s->cb && !s->closing) {
+    s->pending |= PEND_STOP_READ;
+    mark_dirty(s->c);
+    stream_release(s);
   }
   return 0;
 }
@@ -940,6 +962,17 @@ static int conn_fail(h3_conn_t *c, int rv) {
   return -1;
 }
 
+/* n bytes of stream sid went into a packet (HTTP/3 framing included, so
+ * unsent reaches 0 a little early). */
+static void stream_written(h3_conn_t *c, int64_t sid, size_t n) {
+  for (h3_stream_t *s = c->streams; s; s = s->next) {
+    if (s->id != sid) continue;
+    s->unsent = n >= s->unsent ? 0 : s->unsent - n;
+    bp_check(s);
+    return;
+  }
+}
+
 /* Writes everything c may send now (stream data from nghttp3, ACKs,
  * retransmissions) into the server's packet batch. */
 static void conn_write(h3_conn_t *c) {
@@ -949,6 +982,11 @@ static void conn_write(h3_conn_t *c) {
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi;
   ngtcp2_tstamp ts = now_ts();
+  for (h3_stream_t *s = c->streams; s; s = s->next) {
+    if (s->pending & PEND_RESET) ngtcp2_conn_shutdown_stream(c->q, s->id, NGHTTP3_H3_REQUEST_CANCELLED);
+    else if (s->pending & PEND_STOP_READ) ngtcp2_conn_shutdown_stream_read(c->q, s->id, NGHTTP3_H3_NO_ERROR);
+    s->pending = 0;
+  }
   int pkts = 0;
   while (pkts < TX_PER_FLUSH) {
     int64_t sid = -1;
@@ -982,15 +1020,19 @@ static void conn_write(h3_conn_t *c) {
             conn_fail(c, NGTCP2_ERR_CALLBACK_FAILURE);
             return;
           }
+          stream_written(c, sid, (size_t)ndatalen);
           continue;
         default:
           conn_fail(c, (int)n);
           return;
       }
     }
-    if (ndatalen >= 0 && sid >= 0 && nghttp3_conn_add_write_offset(c->h, sid, (size_t)ndatalen) != 0) {
-      conn_fail(c, NGTCP2_ERR_CALLBACK_FAILURE);
-      return;
+    if (ndatalen >= 0 && sid >= 0) {
+      if (nghttp3_conn_add_write_offset(c->h, sid, (size_t)ndatalen) != 0) {
+        conn_fail(c, NGTCP2_ERR_CALLBACK_FAILURE);
+        return;
+      }
+      stream_written(c, sid, (size_t)ndatalen);
     }
     if (n == 0) break;
     tx_commit(srv, (size_t)n, (struct sockaddr *)ps.path.remote.addr, ps.path.remote.addrlen);
@@ -1258,8 +1300,7 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
 
 /* End of each loop iteration: every connection with something to send
  * writes it, and the packets of all of them leave in batches. */
-static void on_check(uv_check_t *h) {
-  h3_server_t *srv = h->data;
+static void flush_all(h3_server_t *srv) {
   while (srv->dirty) {
     h3_conn_t *c = srv->dirty;
     srv->dirty = c->next_dirty;
@@ -1268,6 +1309,9 @@ static void on_check(uv_check_t *h) {
   }
   tx_flush(srv);
 }
+
+static void on_check(uv_check_t *h) { flush_all(h->data); }
+static void on_prepare(uv_prepare_t *h) { flush_all(h->data); }
 
 static void on_tick(uv_timer_t *t) {
   h3_server_t *srv = t->data;
@@ -1340,6 +1384,9 @@ int h3_server_start(h3_server_t **out, uv_loop_t *loop, const wsc_config_t *conf
   uv_check_init(loop, &srv->flusher);
   srv->flusher.data = srv;
   uv_check_start(&srv->flusher, on_check);
+  uv_prepare_init(loop, &srv->preflusher);
+  srv->preflusher.data = srv;
+  uv_prepare_start(&srv->preflusher, on_prepare);
   uv_timer_init(loop, &srv->ticker);
   srv->ticker.data = srv;
   uv_timer_start(&srv->ticker, on_tick, TICK_MS, TICK_MS);
@@ -1390,7 +1437,8 @@ void h3_server_free(h3_server_t *srv) {
   while (srv->conns) conn_free(srv->conns);
   tx_flush(srv);
   gnutls_certificate_free_credentials(srv->cred);
-  srv->handles = 4;
+  srv->handles = 5;
+  uv_close((uv_handle_t *)&srv->preflusher, srv_handle_closed);
   uv_close((uv_handle_t *)&srv->udp, srv_handle_closed);
   uv_close((uv_handle_t *)&srv->flusher, srv_handle_closed);
   uv_close((uv_handle_t *)&srv->ticker, srv_handle_closed);

@@ -3,12 +3,16 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/metrics.h"
 #include "http/static.h"
+#include "http/url.h"
 #include "transport/routes.h"
+#include "transport/ws_transport.h"
 
 #define METRICS_BUF (16 * 1024)
+#define QUERY_VALUE_MAX 512
 
 static int path_is(const h3_request_t *req, const char *path) {
   size_t n = strlen(path);
@@ -53,15 +57,92 @@ static void serve_asset(routes_t *r, h3_stream_t *s, const h3_request_t *req, co
   reply(s, req, 200, wsc_content_type(a->path), headers, a->data, a->size);
 }
 
+/* --- WebSockets: extended CONNECT (RFC 9220) ---------------------------------------- */
+
+static int query_param(const h3_request_t *req, const char *key, char *out, const char **val) {
+  int n = url_query_get(req->query, req->query_len, key, out, QUERY_VALUE_MAX);
+  if (n == -2) return -1;
+  *val = n >= 0 ? out : NULL;
+  return 0;
+}
+
+/* An Origin must name the authority the request went to (scheme-less
+ * host[:port], case-insensitive) or an allowed origin, as on HTTP/1.1. */
+static int origin_ok(routes_t *r, const char *origin, size_t len, const char *authority) {
+  const char *sep = NULL;
+  for (size_t i = 0; i + 2 < len; i++)
+    if (origin[i] == ':' && origin[i + 1] == '/' && origin[i + 2] == '/') { sep = origin + i + 3; break; }
+  size_t al = authority ? strlen(authority) : 0;
+  if (sep && al && (size_t)(origin + len - sep) == al && strncasecmp(sep, authority, al) == 0) return 1;
+  for (int i = 0; i < r->origin_policy.n_allowed_origins; i++) {
+    const char *a = r->origin_policy.allowed_origins[i];
+    if (strcmp(a, "*") == 0 || (strlen(a) == len && strncasecmp(a, origin, len) == 0)) return 1;
+  }
+  return 0;
+}
+
+static void connect_ws(routes_t *r, h3_stream_t *s, const h3_request_t *req) {
+  int echo = path_is(req, "/echo");
+  if (echo && r->config->echo == 0) {
+    h3_error(s, 404, "the echo endpoint is off (start with --echo)");
+    return;
+  }
+  if (strcmp(req->method, "CONNECT") != 0) {
+    h3_error(s, 405, "WebSocket endpoints over HTTP/3 take extended CONNECT (RFC 9220)");
+    return;
+  }
+  if (!req->protocol || strcasecmp(req->protocol, "websocket") != 0) {
+    h3_error(s, 400, ":protocol must be websocket");
+    return;
+  }
+  chat_connect_params_t params = {0};
+  char room[QUERY_VALUE_MAX], name[QUERY_VALUE_MAX], qroom[QUERY_VALUE_MAX], since[QUERY_VALUE_MAX],
+      epoch[QUERY_VALUE_MAX], session[QUERY_VALUE_MAX];
+  if (!echo) {
+    if (!path_is(req, "/ws")) {
+      int n = url_decode(req->path + 4, req->path_len - 4, room, sizeof room, 0);
+      if (n < 0 || !chat_room_name_valid(room, (size_t)n)) {
+        h3_error(s, 400, "invalid room name: use 1-64 letters, digits, '-', '_' or '.'");
+        return;
+      }
+      params.room = room;
+      params.room_endpoint = 1;
+    }
+    const char *qr = NULL;
+    if (query_param(req, "name", name, &params.name) || query_param(req, "room", qroom, &qr) ||
+        query_param(req, "since", since, &params.since) || query_param(req, "epoch", epoch, &params.epoch) ||
+        query_param(req, "session", session, &params.session)) {
+      h3_error(s, 400, "malformed or too long query parameter");
+      return;
+    }
+    if (!params.room) params.room = qr;
+  }
+  size_t vl, ol;
+  const char *ver = header(req, "sec-websocket-version", &vl);
+  if (!ver || vl != 2 || memcmp(ver, "13", 2) != 0) {
+    h3_error(s, 426, "unsupported Sec-WebSocket-Version (need 13)");
+    return;
+  }
+  const char *origin = header(req, "origin", &ol);
+  if (origin && !origin_ok(r, origin, ol, req->authority)) {
+    h3_error(s, 403, "origin not allowed");
+    return;
+  }
+  size_t pl;
+  const char *offered = header(req, "sec-websocket-protocol", &pl);
+  const char *sub = offered && memmem(offered, pl, WS_SUBPROTOCOL, strlen(WS_SUBPROTOCOL)) ? WS_SUBPROTOCOL : NULL;
+  ws_transport_start(r->ws, h3_stream_websocket(s, sub), echo ? WS_KIND_ECHO : WS_KIND_CHAT, &params);
+}
+
 void h3_routes_request(void *app, h3_stream_t *s, const h3_request_t *req) {
   routes_t *r = app;
   int ws_path = path_is(req, "/ws") || path_starts(req, "/ws/") || path_is(req, "/echo");
-  if (strcmp(req->method, "CONNECT") == 0) {
-    h3_error(s, 501, "WebSocket over HTTP/3 is not available yet");
+  if (ws_path) {
+    connect_ws(r, s, req);
     return;
   }
-  if (ws_path) {
-    h3_error(s, 405, "WebSocket endpoints take extended CONNECT (RFC 9220) over HTTP/3");
+  if (req->protocol) {
+    h3_error(s, 404, "no WebSocket endpoint at this path");
     return;
   }
   int known = path_is(req, "/") || path_starts(req, "/static/") || path_is(req, "/healthz") ||

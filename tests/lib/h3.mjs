@@ -92,3 +92,59 @@ export function junkInitial(size = 1200) {
   b.writeUInt16BE(0x4000 | (size - 26), 24); // length (2-byte varint)
   return b;
 }
+
+// Our own WebSocket-over-HTTP/3 client (tools/h3ws): every path is one
+// WebSocket on one QUIC connection. Events: {ws, kind: 'open'|'fail'|'msg'|
+// 'close'|'binary', text, status, code}.
+export function h3wsBinary() {
+  const dir = process.env.WSCHAT_BUILD_DIR ?? path.resolve(path.dirname(process.env.WSCHAT_BIN ?? 'build-asan/wschat'));
+  return path.join(dir, 'tools/h3ws/h3ws');
+}
+
+export class H3WS {
+  constructor(port, paths, { origin, headers = [], stall, timeout = 60 } = {}) {
+    const args = ['--timeout', String(timeout)];
+    if (origin) args.push('--origin', origin);
+    for (const h of headers) args.push('--header', h);
+    if (stall !== undefined) args.push('--stall', String(stall));
+    this.proc = spawn(h3wsBinary(), [...args, '127.0.0.1', String(port), ...paths], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.events = [];
+    this.waiters = [];
+    this.log = '';
+    let buf = '';
+    this.proc.stdout.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        this.log += line + '\n';
+        const m = line.match(/^(\d+) (\w+) ?(.*)$/);
+        if (!m) continue;
+        const ev = { ws: Number(m[1]), kind: m[2], rest: m[3] };
+        if (ev.kind === 'msg') { ev.text = m[3]; try { ev.json = JSON.parse(m[3]); } catch { /* not JSON */ } }
+        if (ev.kind === 'fail') { const f = m[3].match(/^(\d+) (.*)$/); ev.status = Number(f[1]); ev.why = f[2]; }
+        if (ev.kind === 'close') { const f = m[3].match(/^(\d+) ?(.*)$/); ev.code = Number(f[1]); ev.reason = f[2]; }
+        this.events.push(ev);
+        this.waiters = this.waiters.filter((w) => !w(ev));
+      }
+    });
+    this.proc.stderr.on('data', (d) => { this.log += d; });
+    this.exited = new Promise((resolve) => this.proc.on('exit', (code) => resolve(code)));
+  }
+
+  // Resolves with the first event (past or future) matching pred.
+  waitFor(pred, ms = 20000, what = 'event') {
+    const seen = this.events.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timeout waiting for ${what}; log:\n${this.log.slice(-3000)}`)), ms);
+      this.waiters.push((ev) => { if (!pred(ev)) return false; clearTimeout(t); resolve(ev); return true; });
+    });
+  }
+
+  send(ws, text) { this.proc.stdin.write(`${ws} ${typeof text === 'string' ? text : JSON.stringify(text)}\n`); }
+  close(ws) { this.proc.stdin.write(`${ws} close\n`); }
+  reset(ws) { this.proc.stdin.write(`${ws} reset\n`); }
+  kill() { this.proc.kill('SIGKILL'); return this.exited; }
+}

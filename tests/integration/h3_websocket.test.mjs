@@ -1,0 +1,122 @@
+// WebSockets over HTTP/3 (RFC 9220), with our own client (tools/h3ws on
+// ngtcp2 + nghttp3, no server code): echo, the chat protocol across carriers
+// (an HTTP/1.1 client from Node `ws` in the same rooms), several rooms on one
+// QUIC connection, the same validation and Origin rules as HTTP/1.1, the
+// by-carrier gauge, and a stalled stream cut off (1013) without stalling its
+// connection's other streams.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startH3Server, H3WS } from '../lib/h3.mjs';
+import { Chat } from '../lib/chat.mjs';
+
+const T = { timeout: 120000 };
+let srv;
+const clients = [];
+const h3ws = (paths, opts) => { const c = new H3WS(srv.h3port, paths, opts); clients.push(c); return c; };
+
+async function metric(name) {
+  const text = await (await fetch(srv.http('/metrics'))).text();
+  const m = text.match(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm'));
+  return m ? Number(m[1]) : NaN;
+}
+
+async function eventually(fn, ms = 10000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try { return await fn(); } catch (e) { if (Date.now() > deadline) throw e; }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => { srv = await startH3Server({ args: ['--echo', '--send-queue', '65536'] }); });
+after(async () => {
+  for (const c of clients) await c.kill();
+  if (!srv) return;
+  const code = await srv.stop();
+  assert.equal(code, 0, srv.log.slice(-4000));
+  assert.doesNotMatch(srv.log, /AddressSanitizer|LeakSanitizer|runtime error:/, srv.log.slice(-4000));
+});
+
+describe('WebSocket over HTTP/3', () => {
+  test('echo: text round trip, closing handshake 1000, stream and gauge released', T, async () => {
+    const c = h3ws(['/echo']);
+    await c.waitFor((e) => e.kind === 'open');
+    await eventually(async () => assert.equal(await metric('wschat_websockets_by_carrier{carrier="h3"}'), 1));
+    c.send(0, 'héllo over QUIC');
+    assert.equal((await c.waitFor((e) => e.kind === 'msg')).text, 'héllo over QUIC');
+    const big = 'x'.repeat(100000);
+    c.send(0, big);
+    assert.equal((await c.waitFor((e) => e.kind === 'msg' && e.text.length === big.length)).text, big);
+    c.close(0);
+    assert.equal((await c.waitFor((e) => e.kind === 'close')).code, 1000);
+    assert.equal(await c.exited, 0);
+    await eventually(async () => assert.equal(await metric('wschat_websockets_by_carrier{carrier="h3"}'), 0));
+  });
+
+  test('chat across carriers: h3 and HTTP/1.1 clients share a room; two rooms on one QUIC connection', T, async () => {
+    const h1 = await Chat.open(srv.url('/ws/lobby?name=hugo'));
+    await h1.next('welcome');
+    await h1.next('joined');
+    const c = h3ws(['/ws/lobby?name=quinn', '/ws/side?name=quinn2']);
+    const w0 = await c.waitFor((e) => e.ws === 0 && e.json?.type === 'welcome');
+    assert.equal(w0.json.name, 'quinn');
+    await c.waitFor((e) => e.ws === 0 && e.json?.type === 'joined' && e.json.room === 'lobby');
+    await c.waitFor((e) => e.ws === 1 && e.json?.type === 'joined' && e.json.room === 'side');
+    await h1.until((m) => m.type === 'presence' && m.name === 'quinn');
+    c.send(0, { type: 'send', room: 'lobby', text: 'from h3', ref: 'a' });
+    const ack = await c.waitFor((e) => e.ws === 0 && e.json?.type === 'ack');
+    assert.equal(ack.json.ref, 'a');
+    const got = await h1.until((m) => m.type === 'message');
+    assert.equal(got.text, 'from h3');
+    assert.equal(got.from, 'quinn');
+    h1.send({ type: 'send', room: 'lobby', text: 'from http/1.1' });
+    const m = await c.waitFor((e) => e.ws === 0 && e.json?.type === 'message' && e.json.from === 'hugo');
+    assert.equal(m.json.text, 'from http/1.1');
+    // the other stream of the same connection is its own client
+    c.send(1, { type: 'dm', to: 'hugo', text: 'psst' });
+    assert.equal((await h1.until((x) => x.type === 'dm')).from, 'quinn2');
+    assert.equal(await metric('wschat_websockets_by_carrier{carrier="h3"}'), 2);
+    c.close(0);
+    c.close(1);
+    assert.equal(await c.exited, 0);
+    await h1.until((x) => x.type === 'presence' && x.event === 'leave' && x.name === 'quinn');
+    h1.ws.close();
+  });
+
+  test('the same refusals as HTTP/1.1: room name, Origin, version, echo off, wrong method', T, async () => {
+    const c = h3ws(['/ws/bad%20room!', '/ws/', '/nope']);
+    const fails = await Promise.all([0, 1, 2].map((i) => c.waitFor((e) => e.ws === i && e.kind === 'fail')));
+    assert.deepEqual(fails.map((f) => f.status), [400, 400, 404]);
+    const o = h3ws(['/ws'], { origin: 'https://evil.example' });
+    assert.equal((await o.waitFor((e) => e.kind === 'fail')).status, 403);
+    const ok = h3ws(['/ws?name=samehost'], { origin: `https://localhost:${srv.h3port}` });
+    await ok.waitFor((e) => e.json?.type === 'welcome');
+    ok.close(0);
+    const v = h3ws(['/echo'], { headers: ['sec-websocket-version=8'] });
+    assert.equal((await v.waitFor((e) => e.kind === 'fail')).status, 426);
+  });
+
+  test('a stalled stream is cut off (1013) while its sibling on the same connection keeps receiving', T, async () => {
+    const dropped0 = await metric('wschat_slow_consumers_dropped_total');
+    const c = h3ws(['/ws/flood?name=stuck', '/ws/flood?name=reader'], { stall: 0 });
+    await c.waitFor((e) => e.ws === 1 && e.json?.type === 'joined');
+    await c.waitFor((e) => e.ws === 0 && e.json?.type === 'joined').catch(() => {});
+    const pub = await Chat.open(srv.url('/ws/flood?name=pub'));
+    await pub.next('welcome');
+    const text = 'y'.repeat(3000);
+    const N = 600; // ~1.9 MB: past the stalled stream's window and the 64 KiB send queue
+    for (let i = 0; i < N; i++) {
+      pub.send({ type: 'send', room: 'flood', text, ref: i });
+      if (i % 10 === 9) await pub.until((m) => m.type === 'ack' && m.ref === i, 60000); // the publisher reads
+    }
+    // the sibling got every message
+    await c.waitFor((e) => e.ws === 1 && e.json?.type === 'message' && e.json.text === text &&
+      c.events.filter((x) => x.ws === 1 && x.json?.type === 'message').length === N, 60000,
+      'all messages on ws 1').catch((e) => { throw new Error(`ws1 got ${c.events.filter((x) => x.ws === 1 && x.json?.type === 'message').length} of ${N}; ws0 ${JSON.stringify(c.events.filter((x) => x.ws === 0).slice(-1))} ${srv.log.slice(-1500)}`); });
+    await eventually(async () => assert.ok(await metric('wschat_slow_consumers_dropped_total') >= dropped0 + 1));
+    assert.match(srv.log, /slow consumer cut off peer=127\.0\.0\.1:\d+\/h3/);
+    c.send(1, { type: 'ping', ref: 'still' });
+    await c.waitFor((e) => e.ws === 1 && e.json?.type === 'pong');
+    pub.ws.close();
+  });
+});
