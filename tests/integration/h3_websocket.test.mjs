@@ -28,7 +28,7 @@ async function eventually(fn, ms = 10000) {
   }
 }
 
-before(async () => { srv = await startH3Server({ args: ['--echo', '--send-queue', '65536'] }); });
+before(async () => { srv = await startH3Server({ args: ['--echo', '--send-queue', '262144'] }); });
 after(async () => {
   for (const c of clients) await c.kill();
   if (!srv) return;
@@ -104,7 +104,7 @@ describe('WebSocket over HTTP/3', () => {
     const pub = await Chat.open(srv.url('/ws/flood?name=pub'));
     await pub.next('welcome');
     const text = 'y'.repeat(3000);
-    const N = 600; // ~1.9 MB: past the stalled stream's window and the 64 KiB send queue
+    const N = 600; // 1.8 MB: past the stalled stream's 1 MiB window plus the 256 KiB send queue
     for (let i = 0; i < N; i++) {
       pub.send({ type: 'send', room: 'flood', text, ref: i });
       if (i % 10 === 9) await pub.until((m) => m.type === 'ack' && m.ref === i, 60000); // the publisher reads
