@@ -609,6 +609,19 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (!(c->flags & F_CLOSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+net_conn_t *net_conn_detached(net_server_t *srv) {
+  net_conn_t *c = wsc_pool_alloc(&g_conn_pool);
+  if (!c) return NULL;
+  uv_tcp_init(srv->loop, &c->tcp);
+  c->tcp.data = c;
+  c->next = srv->conns;
+  if (srv->conns) srv->conns->prev = c;
+  srv->conns = c;
+  srv->n_conns++;
+  wsc_metrics.connections_open++;
+  return c;
+}
+
 static void on_tick(uv_timer_t *t) {
   net_server_t *srv = t->data;
   int64_t now = wsc_mono_ms();

@@ -165,5 +165,10 @@ const char *net_conn_protocol(const net_conn_t *c, char *buf, size_t cap);
 static inline int net_conn_is_tls(const net_conn_t *c) { return c->tls != NULL; }
 /* Peer address as text (for logs). */
 void net_conn_peer(const net_conn_t *c, char *out, size_t cap);
+/* A connection with no socket, from net's pool and linked into srv (whose
+ * loop and config must be set): for fuzzers and tests that feed a handler
+ * directly. Its queued bytes are never written; net_conn_abort returns it
+ * to the pool once the loop has run. NULL when out of memory. */
+net_conn_t *net_conn_detached(net_server_t *srv);
 
 #endif

@@ -37,28 +37,30 @@ static void handler(void *app, net_conn_t *c, const http_request_t *req, uint8_t
   http_respond(c, 200, "text/plain", NULL, req->body, req->body_len, req->keep_alive);
 }
 
+/* One loop for the whole run: a loop per input cost ~2 ms of epoll and
+ * eventfd set-up and tear-down, most of each execution. */
+static uv_loop_t g_loop;
+static wsc_config_t g_config;
+static net_server_t g_srv;
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int quiet;
-  if (!quiet) {
+  static int ready;
+  if (!ready) {
     wsc_log_set_level(WSC_LOG_ERROR);
-    quiet = 1;
+    uv_loop_init(&g_loop);
+    wsc_config_defaults(&g_config);
+    g_config.max_body = 1024;
+    g_srv.loop = &g_loop;
+    g_loop.data = &g_srv;
+    g_srv.config = &g_config;
+    ready = 1;
   }
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  wsc_config_t config;
-  wsc_config_defaults(&config);
-  config.max_body = 1024;
-  net_server_t srv;
-  memset(&srv, 0, sizeof srv);
-  srv.loop = &loop;
-  loop.data = &srv;
-  srv.config = &config;
-  net_conn_t *c = calloc(1, sizeof *c);
-  uv_tcp_init(&loop, &c->tcp);
-  c->tcp.data = c;
-  srv.conns = c;
-  srv.n_conns = 1;
-  http_app_t app = {handler, NULL, &config};
+  /* From net's pool, so that closing returns it there: a calloc'd object
+   * handed to the pool was kept in its free list for good (~0.5 KB per
+   * input, invisible to the leak checker since the pool still holds it). */
+  net_conn_t *c = net_conn_detached(&g_srv);
+  if (!c) return 0;
+  http_app_t app = {handler, NULL, &g_config};
   http_conn_attach(c, &app);
 
   uint8_t *copy = malloc(size ? size : 1);
@@ -70,8 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     off += n;
   }
   free(copy);
-  net_conn_abort(c); /* closes the handle; freed by the loop below */
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  net_conn_abort(c); /* closes the handle; returned to the pool by the loop below */
+  uv_run(&g_loop, UV_RUN_DEFAULT);
   return 0;
 }
