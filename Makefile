@@ -5,6 +5,7 @@
 # and the ones a developer needs:
 #   make build | make fuzz [FUZZ_TIME=60] | make bench | make bench-transports | make clean
 #   make cluster   redis-server + three nodes on ports 8001-8003 (Ctrl-C stops all)
+#   make soak [SOAK_MIN=60]   the hour-long mixed workload (docs/RELIABILITY.md)
 .PHONY: all deps deps-test build build-asan run run-tls test fuzz bench bench-transports cluster clean
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
@@ -14,6 +15,8 @@ TLS_CERT ?= data/tls-cert.pem
 TLS_KEY  ?= data/tls-key.pem
 DB       ?= data/wschat.db
 FUZZ_TIME ?= 30
+SOAK_MIN ?= 1
+SOAK_OUT ?= build/soak.json
 ARGS     ?=
 
 all: build
@@ -62,6 +65,12 @@ fuzz: deps-test
 	  $$t -max_total_time=$(FUZZ_TIME) -artifact_prefix=tests/fuzz/artifacts/$$name/ \
 	      build-fuzz/corpus/$$name tests/fuzz/corpus/$$name || exit 1; \
 	done
+
+# The soak (docs/RELIABILITY.md): a mixed, verified workload against the
+# release build for SOAK_MIN minutes; samples RSS, fds and CPU every 10 s.
+.PHONY: soak
+soak: build deps-test
+	nice -n 5 node tests/soak/soak.mjs --minutes $(SOAK_MIN) --bin build/wschat --out $(SOAK_OUT)
 
 bench:
 	@bash scripts/install-deps.sh --bench
