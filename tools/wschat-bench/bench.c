@@ -5,6 +5,7 @@
  *                        [--size S] [--window W | --rate N] [--duration s] [--warmup s]
  *   wschat-bench echo    --url ... --conns C --inflight D [--size S]
  *   wschat-bench connect --url ... --conns C [--rooms R] [--concurrency K]
+ *   wschat-bench storm   --url ... --conns C --rooms R [--rate N]   (storm.c)
  *   common: --server-pid PID --json FILE --quiet
  *
  * One process, one libuv loop, its own WebSocket client (wsc.c). Every
@@ -39,6 +40,7 @@
 #include "hist.h"
 #include "multi.h"
 #include "transports.h"
+#include "storm.h"
 #include "wsc.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -1064,7 +1066,8 @@ static void usage(FILE *f) {
         "           --concurrency K concurrent handshakes (256) --server-pid PID --json FILE\n"
         "           --src-base 127.0.0.2 --per-addr N (10000) --no-spread --room-prefix P --quiet\n"
         "  cluster: --node ws://HOST:PORT (repeatable: client i goes to node i mod (1+nodes))\n"
-        "           --node-pid PID (repeatable: its CPU counts as server CPU)\n",
+        "           --node-pid PID (repeatable: its CPU counts as server CPU)\n"
+        "  storm:   reconnect storm across a server restart (storm.h): --conns C --rooms R --rate N\n",
         f);
 }
 
@@ -1117,6 +1120,7 @@ int main(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "transports")) return transports_main(argc, argv);
+  if (!strcmp(argv[1], "storm")) return storm_main(argc - 1, argv + 1); /* storm.c */
   if (!strcmp(argv[1], "fanout")) o->sc = SC_FANOUT;
   else if (!strcmp(argv[1], "echo")) o->sc = SC_ECHO;
   else if (!strcmp(argv[1], "connect")) o->sc = SC_CONNECT;
