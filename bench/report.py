@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_NAMES = {
     "wschat": "wschat",
     "lws": "libwebsockets",
+    "uws": "uWebSockets",
     "node": "Node ws",
     "fastapi": "FastAPI demo",
 }
@@ -134,6 +135,9 @@ def versions(wschat_bin, commit):
         "print(\"FastAPI\", fastapi.__version__, \"uvicorn\", uvicorn.__version__, "
         "\"websockets\", websockets.__version__, \"Python\", sys.version.split()[0])'"
     ) or "?"
+    uws = os.environ.get("UWS_DIR", "/work/peers")
+    v["uWebSockets"] = " + ".join(
+        f"{name} {sh(f'git -C {uws}/{name} log -1 --format=%h') or '?'}" for name in ("uWebSockets", "uSockets"))
     v["libuv"] = sh("pkg-config --modversion libuv") or "?"
     v["compiler"] = sh("cc --version | head -1") or "?"
     v["kernel"] = platform.release()
@@ -237,7 +241,7 @@ def main():
     if not runs:
         print("report: no results in", a.results, file=sys.stderr)
         return 1
-    order = ["wschat", "lws", "node", "fastapi"]
+    order = ["wschat", "uws", "lws", "node", "fastapi"]
     servers = [s for s in order if any(k[0] == s for k in runs)]
     servers += sorted({k[0] for k in runs} - set(servers))
     peers = [s for s in servers if s != "wschat"]
@@ -396,6 +400,7 @@ def main():
     desc = {
         "wschat": "this project, default configuration, SQLite history on (every message stored before it is acknowledged)",
         "lws": "bench/peers/lws_server.c: libwebsockets in the style of its minimal-ws-server-ring / -echo examples",
+        "uws": "bench/peers/uws_server.cpp: uWebSockets, a room is a pub/sub topic (subscribe on open, App::publish); built from source outside the tree (bench/peers/README.md)",
         "node": "bench/peers/node_ws.mjs: Node `ws`, the README's broadcast loop, clients grouped by room",
         "fastapi": "bench/peers/fastapi_demo.py: the talk's FastAPI + uvicorn demo, a ConnectionManager looping over the room's sockets",
     }

@@ -29,6 +29,10 @@ else
   RUNS="${RUNS:-3}"; DURATION="${DURATION:-10}"; WARMUP="${WARMUP:-2}"
   CONNECT_CONNS="${CONNECT_CONNS:-15000}"
 fi
+# uWebSockets is built outside the tree (bench/peers/README.md); UWS_SERVER
+# names the binary, and the peer joins the default matrix when it exists.
+UWS_SERVER="${UWS_SERVER:-/work/peers/build/uws_server}"
+if [ -x "$UWS_SERVER" ]; then SERVERS="${SERVERS:-wschat uws lws node fastapi}"; fi
 SERVERS="${SERVERS:-wschat lws node fastapi}"
 SCENARIOS="${SCENARIOS:-fanout_1x100 fanout_1x1000_rate fanout_100x10 echo connect connect_echo}"
 DRAIN="${DRAIN:-60}"
@@ -66,6 +70,7 @@ server_cmd() { # name port -> the command line (also recorded in the report)
   case "$1" in
     wschat)  echo "$WSCHAT --host 127.0.0.1 --port $2 --db $tmp/bench.db --echo" ;;
     lws)     echo "$PEERS/build/lws_server $2" ;;
+    uws)     echo "$UWS_SERVER $2" ;;
     node)    echo "node $PEERS/node_ws.mjs $2" ;;
     fastapi) echo "$PYTHON $PEERS/fastapi_demo.py $2" ;;
     *) log "unknown server $1"; exit 2 ;;

@@ -65,7 +65,7 @@ static void mark_lazy(net_conn_t *c) {
   c->next_lazy = srv->lazy;
   srv->lazy = c;
   if (!uv_is_active((uv_handle_t *)&srv->lazy_timer))
-    uv_timer_start(&srv->lazy_timer, on_lazy_timer, NET_LAZY_MS, 0);
+    uv_timer_start(&srv->lazy_timer, on_lazy_timer, srv->lazy_ms ? srv->lazy_ms : NET_LAZY_MS, 0);
 }
 
 static void unmark_dirty(net_conn_t *c) {
@@ -348,13 +348,23 @@ static void on_lazy_timer(uv_timer_t *t) {
   net_server_t *srv = t->data;
   net_conn_t *c = srv->lazy;
   srv->lazy = NULL;
+  size_t flushed = 0;
   while (c) {
     net_conn_t *next = c->next_lazy;
     c->flags &= (uint16_t)~F_LAZY;
     if (c->flags & F_FREE_LATER) wsc_pool_free(&g_conn_pool, c);
-    else if (!(c->flags & F_CLOSED) && c->out && c->out->n) mark_dirty(c);
+    else if (!(c->flags & F_CLOSED) && c->out && c->out->n) {
+      mark_dirty(c);
+      flushed++;
+    }
     c = next;
   }
+  /* Heavy lazy traffic (a join storm): wait longer next time, so each
+   * member's write carries more events; light: back to the short wait. */
+  uint32_t ms = srv->lazy_ms ? srv->lazy_ms : NET_LAZY_MS;
+  if (flushed >= NET_LAZY_BUSY) ms = ms * 2 > NET_LAZY_MAX_MS ? NET_LAZY_MAX_MS : ms * 2;
+  else ms = NET_LAZY_MS;
+  srv->lazy_ms = ms;
 }
 
 /* --- reading ------------------------------------------------------------------ */
@@ -678,6 +688,7 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
   srv->shutdown_timer.data = srv;
   uv_timer_init(loop, &srv->lazy_timer);
   srv->lazy_timer.data = srv;
+  srv->lazy_ms = NET_LAZY_MS;
   return 0;
 }
 

@@ -49,6 +49,10 @@
 #define NET_LISTEN_BACKLOG 4096
 #define NET_CLOSE_GRACE_MS 5000   /* how long a graceful close may take */
 #define NET_LAZY_MS 15            /* how long lazy bytes may wait for company */
+#ifndef NET_LAZY_MAX_MS
+#define NET_LAZY_MAX_MS 240       /* ... at most, while lazy traffic is heavy (-D to compare) */
+#endif
+#define NET_LAZY_BUSY 256         /* connections flushed by one lazy round that count as heavy */
 
 typedef struct net_conn net_conn_t;
 typedef struct net_server net_server_t;
@@ -103,7 +107,9 @@ struct net_server {
   net_conn_t *conns;             /* list of open connections */
   net_conn_t *dirty;             /* list of connections to flush */
   net_conn_t *lazy;              /* list of connections with lazy bytes */
-  uv_timer_t lazy_timer;         /* flushes the lazy list every NET_LAZY_MS */
+  uv_timer_t lazy_timer;         /* flushes the lazy list every lazy_ms */
+  uint32_t lazy_ms;              /* NET_LAZY_MS, doubled (up to NET_LAZY_MAX_MS) while
+                                    each round flushes NET_LAZY_BUSY connections or more */
   size_t n_conns;
   int shutting_down;
   void (*shutdown_done)(net_server_t *srv);
@@ -137,7 +143,10 @@ int net_conn_send(net_conn_t *c, wsc_buf_t *b);
 /* Like net_conn_send, for bytes that may wait up to NET_LAZY_MS to share
  * a write with others (presence and typing events): a join storm in a big
  * room then costs each member one writev per NET_LAZY_MS, not one per
- * joiner. Order is kept: lazy bytes sit in the same queue, and any
+ * joiner. While lazy rounds are heavy (NET_LAZY_BUSY connections or more
+ * each) the wait doubles per round up to NET_LAZY_MAX_MS, and drops back to
+ * NET_LAZY_MS after the first light round: quiet rooms keep 15 ms, a storm
+ * pays one write per member per 240 ms. Order is kept: lazy bytes sit in the same queue, and any
  * ordinary send flushes them with it. */
 int net_conn_send_lazy(net_conn_t *c, wsc_buf_t *b);
 /* The same, ignoring the limit: for small control frames (pong, close)
