@@ -63,6 +63,15 @@ const stats = {
   resumes: 0, churn: 0, malformed: 0, hogsCut: 0, hogsNotCut: 0, pauses: 0, errors: 0,
 };
 let stopping = false;
+// Session tokens by identity: every short-lived client is one of a fixed
+// population of users that comes back with ?session=TOKEN, as the web page
+// does, so the server's session table stays the same size (a fresh name
+// per connection would grow it by design, up to its 100,000 cap).
+const tokens = new Map();
+const who = (identity, name = true) => {
+  const t = tokens.get(identity);
+  return t ? `session=${t}` : name ? `name=${identity}` : '';
+};
 
 function checkText(r, id, txt) {
   const k = `${r}#${id}`;
@@ -86,8 +95,9 @@ function onAck(r, id, txt) {
 // A chat client that checks what it is sent: per room, ids consecutive after
 // the first one (ids of a room are dense), resumes exact.
 class Client {
-  constructor(name, kind) {
+  constructor(name, kind, identity = null) {
     this.name = name;
+    this.identity = identity;   // keeps its session token in `tokens`
     this.kind = kind;
     this.rooms = new Map();   // room -> { last, joined, since, resumed }
     this.refs = new Map();    // ref -> { room, text } | { dm }
@@ -106,7 +116,10 @@ class Client {
       ws.on('error', (e) => { if (!this.open) reject(e); });
       ws.on('close', (code) => { this.open = false; this.closeCode = code; if (this.onclose) this.onclose(code); });
       ws.on('message', (data) => {
-        try { this.handle(JSON.parse(data.toString('utf8'))); } catch (e) { fail(`${this.name}: bad message ${e.message}`); }
+        let m;
+        try { m = JSON.parse(data.toString('utf8')); } catch (e) { fail(`${this.name}: bad message ${e.message}`); return; }
+        if (m.type === 'welcome' && this.identity) tokens.set(this.identity, m.session);
+        this.handle(m);
       });
     });
   }
@@ -310,10 +323,10 @@ async function main() {
   async function churnOne() {
     const n = ++churnSeq;
     const r = room(n % ROOMS);
-    const name = `ch${n}`;
-    const c = new Client(name, 'churn');
+    const name = `ch${n % 300}`;
+    const c = new Client(name, 'churn', name);
     c.rooms.set(r, { joined: false, last: null });
-    await c.connect(n % 2 ? url(`/ws/${r}?name=${name}`) : url(`/ws?name=${name}&room=${r}`));
+    await c.connect(n % 2 ? url(`/ws/${r}?${who(name)}`) : url(`/ws?${who(name)}&room=${r}`));
     stats.churn++;
     for (let k = 0; k < 3; k++) { await sleep(300 + Math.random() * 1500); if (c.rooms.get(r)?.joined) c.say(r); }
     await sleep(500);
@@ -322,9 +335,9 @@ async function main() {
     if (n % 3 === 0 && last !== null && last !== undefined && !stopping) {
       await sleep(500 + Math.random() * 2000);
       if (stopping) return;
-      const back = new Client(`${name}b`, 'churn');
+      const back = new Client(`${name}b`, 'churn', `${name}b`);
       back.rooms.set(r, { joined: false, last: null, since: last });
-      await back.connect(url(`/ws?name=${name}b&room=${r}&since=${last}`));
+      await back.connect(url(`/ws?${who(`${name}b`)}&room=${r}&since=${last}`));
       await sleep(1000 + Math.random() * 2000);
       await back.sync();
       back.close();
@@ -335,8 +348,8 @@ async function main() {
   // Hogs: history requests without reading, until the server cuts them off.
   every(60000, async () => {
     const r = room(0);
-    const c = new Client(`hog${stats.hogsCut + stats.hogsNotCut}`, 'hog');
-    await c.connect(url(`/ws?room=${r}`));
+    const c = new Client('hog', 'hog', 'hog');
+    await c.connect(url(`/ws?${who('hog')}&room=${r}`));
     c.ws._socket.pause();
     c.ws.on('message', () => {});  // whatever arrives is not checked
     c.handle = () => {};
@@ -358,7 +371,8 @@ async function main() {
     const kind = bad++ % 6;
     const r = room(bad % ROOMS);
     if (kind === 0 || kind === 1) {
-      const ws = await RawWS.connect(srv.port, { path: `/ws/${r}` });
+      const id = `raw${kind}`;
+      const ws = await RawWS.connect(srv.port, { path: `/ws/${r}?${who(id)}` });
       await ws.send(kind === 0 ? frame({ opcode: OP.TEXT, payload: 'x', mask: false })
         : textFrame(Buffer.from([0x7b, 0xff, 0xfe, 0x7d])));
       const want = kind === 0 ? 1002 : 1007;
@@ -366,13 +380,16 @@ async function main() {
         const ev = await ws.next(10000);
         if (ev.kind === 'close') { if (ev.code !== want) fail(`malformed ${kind}: close ${ev.code}, want ${want}`); break; }
         if (ev.kind === 'end') { fail(`malformed ${kind}: TCP closed without a close frame`); break; }
+        if (ev.kind === 'message') {
+          try { const m = JSON.parse(ev.data.toString('utf8')); if (m.type === 'welcome') tokens.set(id, m.session); } catch { /* not ours */ }
+        }
       }
       ws.destroy();
       stats.malformed++;
     } else if (kind === 2 || kind === 3) {
-      const c = new Client(`bad${bad}`, 'bad');
+      const c = new Client(`bad${bad}`, 'bad', `bad${kind}`);
       c.handle = () => {};
-      await c.connect(url(`/ws/${r}`));
+      await c.connect(url(`/ws/${r}?${who(`bad${kind}`)}`));
       const closed = new Promise((res) => { c.onclose = res; });
       if (kind === 2) c.ws.send(Buffer.from('bin'), { binary: true });
       else c.ws.send('x'.repeat(70 * 1024));
@@ -382,8 +399,8 @@ async function main() {
       c.close();
       stats.malformed++;
     } else if (kind === 4) {
-      const c = new Client(`bad${bad}`, 'bad');
-      await c.connect(url('/ws'));
+      const c = new Client(`bad${bad}`, 'bad', 'bad4');
+      await c.connect(url(`/ws?${who('bad4')}`));
       c.expectError = 'bad_request';
       c.ws.send('{"type":');
       await c.sync();
