@@ -359,20 +359,21 @@ static void send_name_taken(chat_client_t *c, const char *name, size_t len) {
   chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, NULL);
 }
 
-/* The room of the URL, after welcome. */
+/* The room of the URL, after welcome: checked like a `join` (PROTOCOL.md),
+ * bad_request before bad_room, and an invalid field means no join at all
+ * (a client that asked to resume must not get a plain join instead). */
 static void attach_room(chat_client_t *c, const attach_op_t *p) {
+  int64_t since = 0;
+  if (p->since && chat_parse_since(p->since, &since) < 0) {
+    chat_send_error(c, CHAT_ERR_BAD_REQUEST, "since must be an integer >= 0 (room not joined)", NULL);
+    return;
+  }
   size_t rlen = strlen(p->room);
   if (!chat_room_check(p->room, rlen)) {
     chat_send_error(c, CHAT_ERR_BAD_ROOM, "room names are 1-64 of A-Z a-z 0-9 . _ -", NULL);
     return;
   }
-  int64_t since = 0;
-  int has_since = 0;
-  if (p->since) {
-    if (chat_parse_since(p->since, &since) == 0) has_since = 1;
-    else chat_send_error(c, CHAT_ERR_BAD_REQUEST, "since must be an integer >= 0 (ignored)", NULL);
-  }
-  chat_do_join(c, p->room, rlen, has_since, since, p->epoch, p->epoch ? strlen(p->epoch) : 0);
+  chat_do_join(c, p->room, rlen, p->since != NULL, since, p->epoch, p->epoch ? strlen(p->epoch) : 0);
 }
 
 /* The name is held in the cluster: welcome, the URL's room, then what the
@@ -383,6 +384,8 @@ static void attach_finish(attach_op_t *op) {
   c->attaching = 0;
   chat_send_own(c, chat_enc_welcome(&srv->jw, c->session->name, c->session->token));
   if (op->room) attach_room(c, op);
+  else if (op->since || op->epoch)
+    chat_send_error(c, CHAT_ERR_BAD_REQUEST, "since and epoch resume a room: give room too", NULL);
   uint32_t n = c->n_inq;
   char **q = c->inq;
   c->inq = NULL;

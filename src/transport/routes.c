@@ -2,6 +2,7 @@
 #include "transport/routes.h"
 
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -61,7 +62,7 @@ static void serve_asset(routes_t *r, net_conn_t *c, const http_request_t *req, c
 
 static int query_param(const http_request_t *req, const char *key, char *out, const char **val) {
   int n = url_query_get(req->query, req->query_len, key, out, QUERY_VALUE_MAX);
-  if (n == -2) return -1;
+  if (n == -EINVAL) return -1;
   *val = n >= 0 ? out : NULL;
   return 0;
 }
@@ -83,7 +84,7 @@ static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, ws_ki
         query_param(req, "since", since, &params.since) ||
         query_param(req, "epoch", epoch, &params.epoch) ||
         query_param(req, "session", session, &params.session)) {
-      http_error(c, 400, "malformed or too long query parameter", NULL);
+      http_error(c, 400, "malformed, too long or repeated query parameter", NULL);
       return;
     }
     if (room) {

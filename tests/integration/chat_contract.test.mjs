@@ -738,17 +738,81 @@ describe('contract: history and resume', () => {
       assert.deepEqual(await replayOf(c), texts, q);
       await c.close();
     }
-    for (const bad of ['-1', '1.5', 'abc', '1e3', '+1', '%201', '']) {
+    // an invalid ?since= is a join with an invalid since: bad_request and
+    // the room is NOT joined (a client that asked to resume gets no plain join)
+    await sleep(100);   // presence goes out lazily (up to 15 ms)
+    await a.sync();
+    for (const bad of ['-1', '1.5', 'abc', '1e3', '+1', '%201', '', '1.0', 'true']) {
       const c = await Chat.open(srv.url(`/ws?room=${room}&since=${bad}`));
       await c.next('welcome');
       await c.expectExactError('bad_request');
-      const j = await c.next('joined');
-      assert.equal('recovered' in j, false, bad);
-      assert.deepEqual(await replayOf(c), latest50, bad);
+      await c.quiet(`?since=${bad}: not joined, no replay`);
+      c.send({ type: 'send', room, text: 'x', ref: 'nm' });
+      await c.expectExactError('not_member', 'nm');
       await c.close();
     }
+    await sleep(100);
+    await a.quiet('no presence for the refused joins');
     await a.close();
     await b.close();
+  });
+
+  test('URL parameters follow the join/hello field rules: bad since before bad room, since/epoch without room, repeats', T, async () => {
+    const room = fresh('u');
+    const a = await connect(srv, `/ws?room=${room}`);
+    await a.next('joined');
+    // bad since and bad room: bad_request first (as a join with both), nothing joined
+    const c1 = await Chat.open(srv.url('/ws?room=bad%20room&since=x'));
+    await c1.next('welcome');
+    await c1.expectExactError('bad_request');
+    await c1.quiet('only bad_request');
+    await c1.close();
+    // good since, bad room: bad_room, not joined
+    const c2 = await Chat.open(srv.url('/ws?room=bad%20room&since=3'));
+    await c2.next('welcome');
+    await c2.expectExactError('bad_room');
+    await c2.quiet('only bad_room');
+    await c2.close();
+    // since or epoch without a room: bad_request (nothing to resume), the connection works
+    for (const q of ['since=3', 'epoch=abc', 'since=3&epoch=abc', 'since=']) {
+      const c = await Chat.open(srv.url(`/ws?${q}`));
+      await c.next('welcome');
+      await c.expectExactError('bad_request');
+      await c.quiet(q);
+      c.send({ type: 'join', room });
+      assert.equal((await c.next('joined')).room, room, q);
+      await c.close();
+    }
+    // /ws/{room} with a bad ?since=: not joined either; plain text then has no room
+    const p = await Chat.open(srv.url(`/ws/${room}?since=-5`));
+    await p.next('welcome');
+    await p.expectExactError('bad_request');
+    await p.quiet('/ws/{room}?since=-5: not joined');
+    p.send('plain');
+    await p.expectExactError('not_member');
+    await p.close();
+    // an empty ?epoch= is the empty epoch string of a join: mismatch, recovered false
+    const e = await Chat.open(srv.url(`/ws?room=${room}&since=0&epoch=`));
+    await e.next('welcome');
+    assert.equal((await e.next('joined')).recovered, false);
+    await e.close();
+    // a parameter given twice is ambiguous (like a duplicate JSON key): HTTP 400 before the upgrade
+    const up = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n';
+    for (const q of ['since=1&since=2', 'name=a&name=b', `room=${room}&room=x`, 'session=a&session=b', 'epoch=a&epoch=a', 'name=%zz']) {
+      const res = await request(srv.port, `GET /ws?${q} HTTP/1.1\r\nHost: x\r\n${up}\r\n`);
+      assert.equal(res.status, 400, q);
+      assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8');
+      assert.match(res.text, /^[^\r\n]+\n?$/);
+    }
+    // an unknown ?session= is a new session: welcome with a new token, ?name= applies
+    const nm = fresh('n');
+    const s = await Chat.open(srv.url(`/ws?session=${'0'.repeat(32)}&name=${nm}`));
+    const w = await s.next('welcome');
+    assert.equal(w.name, nm);
+    assert.notEqual(w.session, '0'.repeat(32));
+    await s.quiet('no error for an unknown session');
+    await s.close();
+    await a.close();
   });
 
   test('since: at most 1,000 messages replayed (recovered true); a larger gap is recovered false + latest 50', T, async () => {

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -24,11 +25,11 @@ static void test_decode_plain_and_escapes(void **state) {
 static void test_decode_rejects_bad_input(void **state) {
   (void)state;
   char out[4];
-  assert_int_equal(url_decode("%zz", 3, out, sizeof out, 0), -1);
-  assert_int_equal(url_decode("%4", 2, out, sizeof out, 0), -1);
-  assert_int_equal(url_decode("%", 1, out, sizeof out, 0), -1);
-  assert_int_equal(url_decode("%00", 3, out, sizeof out, 0), -1);
-  assert_int_equal(url_decode("abcd", 4, out, sizeof out, 0), -1); /* no room for NUL */
+  assert_int_equal(url_decode("%zz", 3, out, sizeof out, 0), -EINVAL);
+  assert_int_equal(url_decode("%4", 2, out, sizeof out, 0), -EINVAL);
+  assert_int_equal(url_decode("%", 1, out, sizeof out, 0), -EINVAL);
+  assert_int_equal(url_decode("%00", 3, out, sizeof out, 0), -EINVAL);
+  assert_int_equal(url_decode("abcd", 4, out, sizeof out, 0), -EINVAL); /* no room for NUL */
   assert_int_equal(url_decode("abc", 3, out, sizeof out, 0), 3);
 }
 
@@ -42,12 +43,13 @@ static void test_query_lookup(void **state) {
   assert_string_equal(out, "general");
   assert_int_equal(url_query_get(q, strlen(q), "flag", out, sizeof out), 0);
   assert_string_equal(out, "");
-  assert_int_equal(url_query_get(q, strlen(q), "nam", out, sizeof out), -1);
-  assert_int_equal(url_query_get(q, strlen(q), "missing", out, sizeof out), -1);
-  assert_int_equal(url_query_get("", 0, "name", out, sizeof out), -1);
-  assert_int_equal(url_query_get("name=%zz", 8, "name", out, sizeof out), -2);
+  assert_int_equal(url_query_get(q, strlen(q), "nam", out, sizeof out), -ENOENT);
+  assert_int_equal(url_query_get(q, strlen(q), "missing", out, sizeof out), -ENOENT);
+  assert_int_equal(url_query_get("", 0, "name", out, sizeof out), -ENOENT);
+  assert_int_equal(url_query_get("name=%zz", 8, "name", out, sizeof out), -EINVAL);
   char tiny[3];
-  assert_int_equal(url_query_get("name=abcdef", 11, "name", tiny, sizeof tiny), -2);
+  assert_int_equal(url_query_get("name=abcdef", 11, "name", tiny, sizeof tiny), -EINVAL);
+  assert_int_equal(url_query_get("since=1&since=2", 15, "since", out, sizeof out), -EINVAL);
 }
 
 int main(void) {
