@@ -33,6 +33,10 @@
 #include "ws/deflate.h"
 
 #define WSCHAT_VERSION "0.1.0"
+/* Exit codes besides 0 (README.md): 1 cannot start (listen, memory, Redis),
+ * 2 bad flags, 3 the history database cannot be used (unreadable, not a
+ * database, corrupt, unknown schema) — fix or move the file, nothing ran. */
+#define EXIT_DB_UNUSABLE 3
 
 typedef struct app {
   uv_loop_t *loop;
@@ -337,6 +341,9 @@ int main(int argc, char **argv) {
   static app_t app;
   if (parse_config(&app.config, argc, argv)) return 2;
   signal(SIGPIPE, SIG_IGN);
+  /* A file size limit (ulimit -f) makes the store's writes fail (EFBIG:
+   * `unavailable` to senders), not kill the server. */
+  signal(SIGXFSZ, SIG_IGN);
   raise_open_files_limit(app.config.max_connections);
   app.loop = uv_default_loop();
 
@@ -352,8 +359,9 @@ int main(int argc, char **argv) {
   } else {
     app.store = store_open(app.loop, &app.config, &err);
     if (!app.store) {
-      LOG_ERROR("main", "cannot open history db=%s err=\"%s\"", app.config.db_path, err ? err : "?");
-      return 1;
+      LOG_ERROR("main", "cannot open history db=%s err=\"%s\" exit=%d", app.config.db_path,
+                err ? err : "?", EXIT_DB_UNUSABLE);
+      return EXIT_DB_UNUSABLE;
     }
   }
   app.chat = chat_server_new(app.loop, &app.config, app.store);

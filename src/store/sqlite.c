@@ -176,7 +176,7 @@ static int reserve(void **arr, size_t *cap, size_t n, size_t need, size_t elem) 
   size_t new_cap = *cap ? *cap : 16;
   while (new_cap < n + need) new_cap *= 2;
   void *p = realloc(*arr, new_cap * elem);
-  if (!p) return -1;
+  if (!p) return -ENOMEM;
   *arr = p;
   *cap = new_cap;
   return 0;
@@ -199,7 +199,7 @@ static job_t *fifo_pop(sq_t *s) {
 }
 
 static void set_errmsg(job_t *j, sqlite3 *db) {
-  snprintf(j->errmsg, sizeof j->errmsg, "%s", sqlite3_errmsg(db));
+  snprintf(j->errmsg, sizeof j->errmsg, "%s (code %d)", sqlite3_errmsg(db), sqlite3_extended_errcode(db));
 }
 
 /* ---- worker side (thread pool; touches only the job and the db) -------- */
@@ -208,7 +208,7 @@ static void set_errmsg(job_t *j, sqlite3 *db) {
 static int step_done(sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
-  return rc == SQLITE_DONE ? 0 : -1;
+  return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 static int insert_messages(sq_t *s, job_t *j) {
@@ -220,7 +220,7 @@ static int insert_messages(sq_t *s, job_t *j) {
     sqlite3_bind_text(st, 3, m->from, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, m->text, (int)m->text_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, m->ts);
-    if (step_done(st) < 0) return -1;
+    if (step_done(st) < 0) return -EIO;
   }
   return 0;
 }
@@ -230,7 +230,7 @@ static int save_last_ids(sq_t *s, job_t *j) {
   for (size_t i = 0; i < j->n_rooms; i++) {
     sqlite3_bind_text(st, 1, j->rooms[i].name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, j->rooms[i].last_id);
-    if (step_done(st) < 0) return -1;
+    if (step_done(st) < 0) return -EIO;
   }
   return 0;
 }
@@ -240,7 +240,10 @@ static void run_commit(sq_t *s, job_t *j) {
            save_last_ids(s, j) == 0 && step_done(s->stmt[STMT_COMMIT]) == 0;
   if (!ok) {
     set_errmsg(j, s->db);
-    j->status = -EIO;
+    /* Disk full, an I/O error, a file size limit: nothing of this batch is
+     * stored (the transaction rolls back) and its senders get `unavailable`;
+     * the next batch tries again, so the store recovers by itself. */
+    j->status = STORE_EUNAVAILABLE;
     /* A failed statement may or may not have ended the transaction. */
     if (!sqlite3_get_autocommit(s->db)) step_done(s->stmt[STMT_ROLLBACK]);
   }
@@ -249,13 +252,13 @@ static void run_commit(sq_t *s, job_t *j) {
 
 /* Copies the current row into j->rows. */
 static int add_row(job_t *j, sqlite3_stmt *st) {
-  if (reserve((void **)&j->rows, &j->cap_rows, j->n_rows, 1, sizeof *j->rows) < 0) return -1;
+  if (reserve((void **)&j->rows, &j->cap_rows, j->n_rows, 1, sizeof *j->rows) < 0) return -ENOMEM;
   const unsigned char *from = sqlite3_column_text(st, 1);
   size_t from_len = (size_t)sqlite3_column_bytes(st, 1);
   const unsigned char *text = sqlite3_column_text(st, 2);
   size_t text_len = (size_t)sqlite3_column_bytes(st, 2);
   char *block = malloc(from_len + 1 + text_len + 1);
-  if (!block) return -1;
+  if (!block) return -ENOMEM;
   if (from_len) memcpy(block, from, from_len);
   block[from_len] = '\0';
   char *text_copy = block + from_len + 1;
@@ -297,7 +300,7 @@ static void run_fetch(sq_t *s, job_t *j) {
   }
   if (rc != SQLITE_DONE && j->status == 0) {
     set_errmsg(j, s->db);
-    j->status = -EIO;
+    j->status = STORE_EUNAVAILABLE;
   }
   sqlite3_reset(st);
   if (j->status < 0) free_rows(j);
@@ -379,7 +382,7 @@ static int merge_batch(job_t *into, job_t *from) {
               sizeof *into->msgs) < 0 ||
       reserve((void **)&into->rooms, &into->cap_rooms, into->n_rooms, from->n_rooms,
               sizeof *into->rooms) < 0)
-    return -1;
+    return -ENOMEM;
   memcpy(into->msgs + into->n_msgs, from->msgs, from->n_msgs * sizeof *from->msgs);
   into->n_msgs += from->n_msgs;
   memcpy(into->rooms + into->n_rooms, from->rooms, from->n_rooms * sizeof *from->rooms);
@@ -460,21 +463,22 @@ static pending_msg_t *copy_msg(const store_msg_t *msg, size_t *bytes) {
 
 static int64_t sq_append(store_t *base, const store_msg_t *msg, store_append_cb cb, void *ud) {
   sq_t *s = (sq_t *)base;
-  if (!s || !msg || !msg->room || s->closing) return -1;
-  if (msg->text_len > INT_MAX) return -1;
+  if (!s || !msg || !msg->room || s->closing) return STORE_ERR;
+  if (msg->text_len > INT_MAX) return STORE_ERR;
+  /* The disk is not keeping up (or failing): refuse, the sender retries. */
   if (s->pending_msgs >= STORE_MAX_PENDING_APPENDS ||
       s->pending_bytes + msg->text_len > STORE_MAX_PENDING_BYTES)
-    return -1;
+    return STORE_EUNAVAILABLE;
   store_room_t *room = store_rooms_get(&s->rooms, msg->room);
   job_t *b = open_batch(s);
-  if (!room || !b) return -1;
+  if (!room || !b) return STORE_ERR;
   int new_room_in_batch = room->batch_gen != s->open_gen;
   if (reserve((void **)&b->msgs, &b->cap_msgs, b->n_msgs, 1, sizeof *b->msgs) < 0 ||
       reserve((void **)&b->rooms, &b->cap_rooms, b->n_rooms, 1, sizeof *b->rooms) < 0)
-    return -1;
+    return STORE_ERR;
   size_t bytes;
   pending_msg_t *p = copy_msg(msg, &bytes);
-  if (!p) return -1;
+  if (!p) return STORE_ERR;
   p->cb = cb;
   p->ud = ud;
   p->id = ++room->last_id;
@@ -495,7 +499,7 @@ static int queue_fetch(sq_t *s, job_kind_t kind, const char *room, int64_t bound
                        int limit, store_rows_cb cb, void *ud) {
   if (!s || !room || !cb || limit < 1) return -EINVAL;
   if (s->closing) return -ESHUTDOWN;
-  if (s->pending_reads >= STORE_MAX_PENDING_READS) return -EAGAIN;
+  if (s->pending_reads >= STORE_MAX_PENDING_READS) return STORE_EUNAVAILABLE;
   job_t *j = calloc(1, sizeof *j);
   if (!j || !(j->room = strdup(room))) {
     free(j);
@@ -596,10 +600,10 @@ static const char *db_error(sqlite3 *db, const char *what) {
 }
 
 /* First column of the first row of `sql` (one text parameter, may be NULL)
- * into out; 1 if there was a row, 0 if none, -1 on error. */
+ * into out; 1 if there was a row, 0 if none, -EIO on error. */
 static int query_text(sqlite3 *db, const char *sql, const char *param, char *out, size_t outsz) {
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -EIO;
   if (param) sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
   int rc = sqlite3_step(st), found = 0;
   if (rc == SQLITE_ROW) {
@@ -608,24 +612,24 @@ static int query_text(sqlite3 *db, const char *sql, const char *param, char *out
     found = 1;
   }
   sqlite3_finalize(st);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -EIO;
 }
 
 static int set_meta(sqlite3 *db, const char *key, const char *value) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)", -1, &st,
                          NULL) != SQLITE_OK)
-    return -1;
+    return -EIO;
   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
   int rc = sqlite3_step(st);
   sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? 0 : -1;
+  return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 static int make_epoch(char out[STORE_EPOCH_LEN + 1]) {
   unsigned char raw[STORE_EPOCH_BYTES];
-  if (RAND_bytes(raw, sizeof raw) != 1) return -1;
+  if (RAND_bytes(raw, sizeof raw) != 1) return -EIO;
   for (size_t i = 0; i < sizeof raw; i++) snprintf(out + 2 * i, 3, "%02x", raw[i]);
   return 0;
 }
@@ -641,6 +645,23 @@ static const char *configure_db(sq_t *s, const wsc_config_t *config) {
   const char *sync = config->fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
   if (sqlite3_exec(s->db, sync, NULL, NULL, NULL) != SQLITE_OK)
     return db_error(s->db, "synchronous");
+  return NULL;
+}
+
+/* A damaged file is refused at start, with SQLite's first complaint, rather
+ * than found later by a read (or, worse, written over). quick_check reads
+ * every page once (about a second per GB); it skips only the index/table
+ * consistency checks of integrity_check. */
+static const char *check_db(sq_t *s) {
+  char result[STORE_ERRMSG_MAX];
+  int64_t t0 = wsc_mono_ms();
+  int rc = query_text(s->db, "PRAGMA quick_check(1)", NULL, result, sizeof result);
+  if (rc < 0) return db_error(s->db, "quick_check");
+  if (rc == 1 && strcmp(result, "ok") != 0) {
+    snprintf(open_errbuf, sizeof open_errbuf, "database is corrupt: %s", result);
+    return open_errbuf;
+  }
+  LOG_DEBUG("store", "quick_check ok ms=%" PRId64, wsc_mono_ms() - t0);
   return NULL;
 }
 
@@ -736,6 +757,7 @@ store_t *store_open(uv_loop_t *loop, const wsc_config_t *config, const char **er
   if (sqlite3_open_v2(config->db_path, &s->db, flags, NULL) != SQLITE_OK)
     why = db_error(s->db, config->db_path);
   if (!why) why = configure_db(s, config);
+  if (!why) why = check_db(s);
   if (!why) why = load_schema(s);
   if (!why) why = prepare_statements(s);
   if (!why) why = load_rooms(s);

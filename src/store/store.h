@@ -35,6 +35,7 @@
 #ifndef WSC_STORE_STORE_H
 #define WSC_STORE_STORE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -43,9 +44,12 @@
 
 typedef struct store store_t;
 
-/* Status codes of calls and callbacks besides 0. */
-#define STORE_ERR (-1)          /* failed (full, closing, out of memory, I/O) */
-#define STORE_EUNAVAILABLE (-2) /* the backing service is unreachable now */
+/* Status codes of calls and callbacks besides 0 (negative errno values, the
+ * project's convention). */
+#define STORE_ERR (-EIO)              /* failed (closing, out of memory, bad call) */
+#define STORE_EUNAVAILABLE (-EAGAIN)  /* cannot write or read right now (Redis
+                                         unreachable; SQLite: disk full, I/O
+                                         error, queue full): try again later */
 #define STORE_EPOCH_MAX 32      /* longest epoch text */
 
 typedef struct store_msg {
