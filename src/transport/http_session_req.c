@@ -1,6 +1,7 @@
 /* transport/http_session_req — see http_session_req.h. */
 #include "transport/http_session_req.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -28,21 +29,21 @@ int hsess_parse_query(const char *query, size_t len, hsess_query_t *out, const c
   memset(out, 0, sizeof *out);
   out->timeout_s = HSESS_LONGPOLL_DEFAULT_S;
   int n = url_query_get(query, len, "session", out->session, sizeof out->session);
-  if (n == -2) {
+  if (n == -EINVAL) {
     *err = "session must be a token of at most 64 characters";
     return -1;
   }
   if (n < 0) out->session[0] = '\0';
   char num[NUM_MAX];
   n = url_query_get(query, len, "ack", num, sizeof num);
-  if (n == -2 || (n >= 0 && parse_uint(num, INT64_MAX, &out->ack) < 0)) {
+  if (n == -EINVAL || (n >= 0 && parse_uint(num, INT64_MAX, &out->ack) < 0)) {
     *err = "ack must be a decimal integer >= 0";
     return -1;
   }
   n = url_query_get(query, len, "timeout", num, sizeof num);
-  if (n >= 0 || n == -2) {
+  if (n >= 0 || n == -EINVAL) {
     uint64_t t;
-    if (n == -2 || parse_uint(num, UINT64_MAX, &t) < 0) {
+    if (n == -EINVAL || parse_uint(num, UINT64_MAX, &t) < 0) {
       *err = "timeout must be a whole number of seconds >= 0";
       return -1;
     }
