@@ -1,6 +1,7 @@
 /* transport/h3_routes — see h3_routes.h. */
 #include "transport/h3_routes.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -61,7 +62,7 @@ static void serve_asset(routes_t *r, h3_stream_t *s, const h3_request_t *req, co
 
 static int query_param(const h3_request_t *req, const char *key, char *out, const char **val) {
   int n = url_query_get(req->query, req->query_len, key, out, QUERY_VALUE_MAX);
-  if (n == -2) return -1;
+  if (n == -EINVAL) return -1;   /* malformed, too long or repeated */
   *val = n >= 0 ? out : NULL;
   return 0;
 }
