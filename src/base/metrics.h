@@ -48,6 +48,7 @@ typedef struct wsc_metrics {
   uint64_t store_commit_ns_total;  /* sum of commit latencies */
   uint64_t store_commit_ns_max;
   uint64_t store_errors;
+  uint64_t store_reads;             /* reads asked of the store (joins, history) */
 } wsc_metrics_t;
 
 extern wsc_metrics_t wsc_metrics;

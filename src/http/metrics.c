@@ -65,6 +65,7 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_store_commit_seconds_total", "counter", "Time spent committing history batches.", (double)m->store_commit_ns_total / 1e9);
   emit(&o, "wschat_store_commit_seconds_max", "gauge", "Slowest history commit.", (double)m->store_commit_ns_max / 1e9);
   emit(&o, "wschat_store_errors_total", "counter", "History operations that failed.", (double)m->store_errors);
+  emit(&o, "wschat_store_reads_total", "counter", "Reads asked of the history store (joins, history pages).", (double)m->store_reads);
   emit(&o, "wschat_h3_connections", "gauge", "Open QUIC (HTTP/3) connections.", (double)m->h3_connections_open);
   emit(&o, "wschat_h3_connections_accepted_total", "counter", "QUIC connections accepted.", (double)m->h3_connections_accepted);
   emit(&o, "wschat_h3_connections_refused_total", "counter", "QUIC connections refused past the limit.", (double)m->h3_connections_refused);

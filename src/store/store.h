@@ -41,6 +41,7 @@
 #include <uv.h>
 
 #include "base/config.h"
+#include "base/metrics.h"
 
 typedef struct store store_t;
 
@@ -126,12 +127,14 @@ static inline int64_t store_append(store_t *s, const store_msg_t *msg, store_app
 /* Messages of `room` with id > after_id, ascending, at most `limit`. */
 static inline int store_fetch_after(store_t *s, const char *room, int64_t after_id, int limit,
                                     store_rows_cb cb, void *ud) {
+  wsc_metrics.store_reads++;
   return s->ops->fetch_after(s, room, after_id, limit, cb, ud);
 }
 /* The `limit` newest messages of `room` with id < before_id (before_id <= 0:
  * from the newest), returned in ascending order, and whether older exist. */
 static inline int store_fetch_before(store_t *s, const char *room, int64_t before_id, int limit,
                                      store_rows_cb cb, void *ud) {
+  wsc_metrics.store_reads++;
   return s->ops->fetch_before(s, room, before_id, limit, cb, ud);
 }
 /* One read for a join (or a node catching up on a room): the room's last
@@ -142,6 +145,7 @@ static inline int store_fetch_before(store_t *s, const char *room, int64_t befor
 static inline int store_join(store_t *s, const char *room, int64_t since, const char *epoch,
                              size_t epoch_len, int max_after, int n_before, store_join_cb cb,
                              void *ud) {
+  wsc_metrics.store_reads++;
   return s->ops->join(s, room, since, epoch, epoch_len, max_after, n_before, cb, ud);
 }
 

@@ -153,6 +153,18 @@ describe('HTTP session endpoints', () => {
     assert.equal(ev.events[0].text, 'psst');
   });
 
+  test('a poll with nothing new reads nothing from the store', async () => {
+    const h = await HttpChat.open(srv);
+    await h.send({ type: 'join', room: 'hs1' });
+    await h.poll();
+    const reads = await metric(srv, 'wschat_store_reads_total');
+    for (let i = 0; i < 20; i++) assert.deepEqual((await h.poll()).events, []);
+    assert.deepEqual((await h.poll({ long: true, timeout: 0 })).events, []);
+    assert.equal(await metric(srv, 'wschat_store_reads_total'), reads);
+    await h.send({ type: 'history', room: 'hs1' });
+    assert.equal(await metric(srv, 'wschat_store_reads_total'), reads + 1, 'the counter counts');
+  });
+
   test('a join answers joined; its replay follows as events', async () => {
     const w = await HttpChat.open(srv);
     await w.send({ type: 'join', room: 'hs-replay' });
