@@ -2,6 +2,7 @@
 #include "transport/http_session_req.h"
 
 #include <errno.h>
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 

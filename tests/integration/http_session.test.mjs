@@ -75,6 +75,8 @@ describe('HTTP session endpoints', () => {
     assert.equal((await h.poll({ ack: -1 })).status, 400);
     assert.equal((await fetch(h.url('/http/longpoll', { timeout: 'soon' }))).status, 400);
     assert.equal((await h.poll({ ack: 5 })).status, 400, 'ack beyond the last event');
+    assert.equal((await fetch(`${h.url('/http/poll')}&ack=0&ack=0`)).status, 400, 'ack given twice');
+    assert.equal((await fetch(`${h.url('/http/poll')}&ack=%zz`)).status, 400, 'a malformed escape');
   });
 
   test('/http/send answers each message with its direct reply; events go to the queue', async () => {
