@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "h3b.h"
 #include "hist.h"
 #include "multi.h"
 #include "transports.h"
@@ -75,6 +76,7 @@ typedef struct opts {
   int server_pid;
   const char *json, *src_base, *room_prefix;
   bool no_spread, quiet;
+  int h3;             /* WebSockets per HTTP/3 (QUIC) connection (h3b.c); 0: TCP */
 } opts;
 
 typedef struct pair { /* one recipient x one publisher of its room */
@@ -307,6 +309,14 @@ static void on_write(uv_write_t *req, int status) {
 
 static void flush_conn(conn *c) {
   if (c->writing || c->out_len == 0 || c->state == CS_CLOSED || c->state == CS_FAILED) return;
+  if (B.o.h3) { /* the bytes go to its HTTP/3 stream */
+    if (h3b_send(c->id, c->out, c->out_len) != 0) {
+      conn_fail(c, "h3 stream backlog over limit", 0);
+      return;
+    }
+    c->out_len = 0;
+    return;
+  }
   uv_buf_t b = uv_buf_init((char *)c->out, c->out_len);
   int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
   if (n == UV_EAGAIN) n = 0;
@@ -624,7 +634,8 @@ static void conn_fail(conn *c, const char *why, int err) {
     else
       fault("conn %d: %s", c->id, why);
   }
-  if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_closed);
+  if (B.o.h3) h3b_close(c->id, 1);
+  else if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_closed);
   if (was_handshaking) {
     B.handshaking--;
     B.failed++;
@@ -710,6 +721,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (r < 0) conn_fail(c, r == -1 ? "WebSocket protocol error from server" : "out of memory", 0);
 }
 
+/* --- HTTP/3 (h3b.c): its events for our WebSockets ---------------------------------- */
+
+static void h3_on_open(int ws) {
+  conn *c = &B.conns[ws];
+  if (c->state == CS_HANDSHAKE) handshake_done(c);
+}
+
+static void h3_on_data(int ws, uint8_t *d, size_t n) {
+  conn *c = &B.conns[ws];
+  if (c->state != CS_OPEN) return;
+  int r = wsc_feed(&c->p, d, n, &parser_cb, c);
+  if (r < 0) conn_fail(c, r == -1 ? "WebSocket protocol error from server" : "out of memory", 0);
+}
+
+static void h3_on_fail(int ws, const char *why, int status) {
+  if (!B.finishing) conn_fail(&B.conns[ws], why, 0);
+}
+
+static const h3b_cb h3_cb = {h3_on_open, h3_on_data, h3_on_fail};
+
 static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   if (c->state != CS_CONNECTING) return;
@@ -740,6 +771,16 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 static void start_connect(conn *c) {
+  if (B.o.h3) {
+    c->state = CS_HANDSHAKE;
+    B.handshaking++;
+    if (!B.t_first_connect) B.t_first_connect = now_ns() | 1;
+    char path[128];
+    if (B.o.sc == SC_ECHO || B.nrooms == 0) snprintf(path, sizeof path, "/echo");
+    else snprintf(path, sizeof path, "/ws/%s", B.rooms[c->room].name);
+    h3b_open(c->id, path);
+    return;
+  }
   int r = uv_tcp_init_ex(B.loop, &c->tcp, AF_INET);
   if (r < 0) {
     c->state = CS_FAILED;
@@ -1065,6 +1106,7 @@ static void usage(FILE *f) {
         "  common:  --duration s (5) --warmup s (1) --drain-timeout s (5) --join-timeout s (30)\n"
         "           --concurrency K concurrent handshakes (256) --server-pid PID --json FILE\n"
         "           --src-base 127.0.0.2 --per-addr N (10000) --no-spread --room-prefix P --quiet\n"
+        "           --h3 N  N WebSockets per HTTP/3 (QUIC) connection (RFC 9220) to the --url port over UDP\n"
         "  cluster: --node ws://HOST:PORT (repeatable: client i goes to node i mod (1+nodes))\n"
         "           --node-pid PID (repeatable: its CPU counts as server CPU)\n"
         "  storm:   reconnect storm across a server restart (storm.h): --conns C --rooms R --rate N\n",
@@ -1166,6 +1208,7 @@ int main(int argc, char **argv) {
     else if (OPT("--src-base")) o->src_base = v;
     else if (OPT("--per-addr")) o->per_addr = atoi(v);
     else if (OPT("--room-prefix")) o->room_prefix = v;
+    else if (OPT("--h3")) o->h3 = atoi(v);
     else if (!strcmp(a, "--no-spread")) o->no_spread = true;
     else if (!strcmp(a, "--quiet")) o->quiet = true;
     else if (multi_option(a, v)) i++;
@@ -1284,6 +1327,10 @@ int main(int argc, char **argv) {
   uv_unref((uv_handle_t *)&B.flush_check);
   uv_timer_start(&B.progress, on_progress, 1000, 1000);
 
+  if (o->h3 > 0 && h3b_init(B.loop, o->addr, o->port, o->host, B.nconns, o->h3, &h3_cb) != 0) {
+    logf_("cannot set up HTTP/3");
+    return 2;
+  }
   B.rss_before_kb = o->server_pid > 0 ? read_rss_kb(o->server_pid) : -1;
   if (o->server_pid > 0 && B.rss_before_kb < 0) logf_("warning: cannot read /proc/%d/status", o->server_pid);
   if (o->sc == SC_CONNECT) B.cpu_start = take_cpu();
