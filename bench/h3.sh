@@ -20,7 +20,10 @@ DURATION="${DURATION:-5}"; WARMUP="${WARMUP:-1}"; ROUNDS="${ROUNDS:-3}"
 PORT="${PORT:-18400}"; TLS_PORT=$((PORT + 1))
 tmp="$(mktemp -d /tmp/wschat-h3-bench.XXXXXX)"
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+  [ -n "$pid" ] && { kill -0 "$pid" 2>/dev/null || { log "the server died:"; tail -20 "$tmp/server.log" >&2; }; kill "$pid" 2>/dev/null; }
+  wait 2>/dev/null; rm -rf "$tmp"
+}
 trap cleanup EXIT
 log() { echo "h3-bench: $*" >&2; }
 [ -x "$BENCH" ] && [ -x "$WSCHAT" ] || { log "build first: make build"; exit 2; }

@@ -18,6 +18,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "h3/request.h"
 
 #define SCID_LEN 16
 #define PKT_MAX NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE /* 1452: what we send at most */
@@ -46,12 +47,8 @@ struct h3_stream {
   h3_conn_t *c;
   int64_t id;
   h3_stream_t *prev, *next;       /* the connection's streams */
-  /* request head, while it arrives: "name\0value\0" pairs */
-  char *head;
-  size_t head_len;
-  uint8_t head_too_big, answered, tunnel, closing, paused, eof;
-  int n_fields;
-  int pseudo[5];                  /* offsets of :method :protocol :scheme :authority :path values, -1 */
+  h3_head_t head;                 /* the request's header section, while it arrives */
+  uint8_t answered, tunnel, closing, paused, eof;
   /* send queue: segs[head .. head+n) in a ring; [0, given) went to nghttp3 */
   seg_t *segs;
   uint32_t seg_cap, seg_head, seg_n, given, acked_off;
@@ -67,7 +64,6 @@ struct h3_stream {
   void *ud;
 };
 
-enum { P_METHOD, P_PROTOCOL, P_SCHEME, P_AUTHORITY, P_PATH };
 enum { PEND_RESET = 1, PEND_STOP_READ = 2 };
 
 typedef struct cid_node {
@@ -332,7 +328,7 @@ static void stream_free(h3_stream_t *s) {
   stream_release(s);
   for (uint32_t i = 0; i < s->seg_n; i++) wsc_buf_unref(seg_at(s, i)->b);
   free(s->segs);
-  free(s->head);
+  h3_head_free(&s->head);
   if (s->prev) s->prev->next = s->next;
   else c->streams = s->next;
   if (s->next) s->next->prev = s->prev;
@@ -362,26 +358,18 @@ int h3_respond(h3_stream_t *s, int status, const char *content_type, const char 
   char st[8], cl[24];
   snprintf(st, sizeof st, "%03d", status % 1000);
   int cln = snprintf(cl, sizeof cl, "%zu", len);
-  nghttp3_nv nv[2 + 1 + 1 + 16];
+  nghttp3_nv nv[3 + H3_MAX_EXTRA_FIELDS];
   size_t n = 0;
   nv[n++] = (nghttp3_nv)NV(":status", st, 3);
   if (content_type) nv[n++] = (nghttp3_nv)NV("content-type", content_type, strlen(content_type));
   nv[n++] = (nghttp3_nv)NV("content-length", cl, (size_t)cln);
   /* "Name: value\r\n" lines -> lower-case names (HTTP/3 wants them so). */
-  char names[16][64];
-  const char *p = extra_headers;
-  while (p && *p && n < sizeof nv / sizeof nv[0]) {
-    const char *colon = strchr(p, ':'), *eol = strstr(p, "\r\n");
-    if (!colon || !eol || colon > eol) break;
-    size_t nl = (size_t)(colon - p);
-    size_t k = n - 3 < 16 ? n - 3 : 15;
-    if (nl >= sizeof names[0]) break;
-    for (size_t i = 0; i < nl; i++) names[k][i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
-    const char *v = colon + 1;
-    while (*v == ' ') v++;
-    nv[n++] = (nghttp3_nv){(uint8_t *)names[k], (uint8_t *)v, nl, (size_t)(eol - v), NGHTTP3_NV_FLAG_NONE};
-    p = eol + 2;
-  }
+  char names[H3_MAX_EXTRA_FIELDS][H3_FIELD_NAME_MAX];
+  h3_field_t extra[H3_MAX_EXTRA_FIELDS];
+  size_t ne = h3_header_lines(extra_headers, extra, names);
+  for (size_t i = 0; i < ne; i++)
+    nv[n++] = (nghttp3_nv){(uint8_t *)extra[i].name, (uint8_t *)extra[i].value, extra[i].name_len,
+                           extra[i].value_len, NGHTTP3_NV_FLAG_NONE};
   if (body && len) {
     wsc_buf_t *b = wsc_buf_from(0, body, len);
     if (!b || seg_push(s, b) != 0) {
@@ -588,7 +576,7 @@ static int h3_begin_headers(nghttp3_conn *h, int64_t id, void *cud, void *sud) {
   if (!s) return NGHTTP3_ERR_CALLBACK_FAILURE;
   s->c = c;
   s->id = id;
-  for (int i = 0; i < 5; i++) s->pseudo[i] = -1;
+  h3_head_init(&s->head);
   s->next = c->streams;
   if (c->streams) c->streams->prev = s;
   c->streams = s;
@@ -596,40 +584,21 @@ static int h3_begin_headers(nghttp3_conn *h, int64_t id, void *cud, void *sud) {
   return 0;
 }
 
-static int head_add(h3_stream_t *s, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl) {
-  if (s->head_too_big) return -1;
-  if (!s->head && !(s->head = malloc(H3_MAX_HEAD))) return -1;
-  if (s->head_len + nl + vl + 2 > H3_MAX_HEAD || s->n_fields >= H3_MAX_HEADERS) {
-    s->head_too_big = 1;
-    return -1;
-  }
-  memcpy(s->head + s->head_len, name, nl);
-  s->head[s->head_len + nl] = 0;
-  memcpy(s->head + s->head_len + nl + 1, value, vl);
-  s->head[s->head_len + nl + 1 + vl] = 0;
-  int voff = (int)(s->head_len + nl + 1);
-  s->head_len += nl + vl + 2;
-  s->n_fields++;
-  return voff;
-}
-
 static int h3_recv_header(nghttp3_conn *h, int64_t id, int32_t token, nghttp3_rcbuf *name,
                           nghttp3_rcbuf *value, uint8_t flags, void *cud, void *sud) {
   h3_stream_t *s = sud;
   if (!s) return 0;
   nghttp3_vec n = nghttp3_rcbuf_get_buf(name), v = nghttp3_rcbuf_get_buf(value);
-  int voff = head_add(s, n.base, n.len, v.base, v.len);
-  if (voff < 0) return 0;
   int which = -1;
   switch (token) {
-    case NGHTTP3_QPACK_TOKEN__METHOD: which = P_METHOD; break;
-    case NGHTTP3_QPACK_TOKEN__PROTOCOL: which = P_PROTOCOL; break;
-    case NGHTTP3_QPACK_TOKEN__SCHEME: which = P_SCHEME; break;
-    case NGHTTP3_QPACK_TOKEN__AUTHORITY: which = P_AUTHORITY; break;
-    case NGHTTP3_QPACK_TOKEN__PATH: which = P_PATH; break;
+    case NGHTTP3_QPACK_TOKEN__METHOD: which = H3_PSEUDO_METHOD; break;
+    case NGHTTP3_QPACK_TOKEN__PROTOCOL: which = H3_PSEUDO_PROTOCOL; break;
+    case NGHTTP3_QPACK_TOKEN__SCHEME: which = H3_PSEUDO_SCHEME; break;
+    case NGHTTP3_QPACK_TOKEN__AUTHORITY: which = H3_PSEUDO_AUTHORITY; break;
+    case NGHTTP3_QPACK_TOKEN__PATH: which = H3_PSEUDO_PATH; break;
     default: break;
   }
-  if (which >= 0) s->pseudo[which] = voff;
+  h3_head_add(&s->head, which, n.base, n.len, v.base, v.len);
   return 0;
 }
 
@@ -638,41 +607,21 @@ static int h3_end_headers(nghttp3_conn *h, int64_t id, int fin, void *cud, void 
   h3_stream_t *s = sud;
   if (!s || s->answered) return 0;
   wsc_metrics.http_requests++;
-  if (s->head_too_big) {
+  ws_hs_header_t fields[H3_MAX_HEADERS];
+  h3_request_t req;
+  int st = h3_head_request(&s->head, &req, fields);
+  if (st == H3_HEAD_TOO_BIG) {
     h3_error(s, 431, "request header fields too large");
     return 0;
   }
-  ws_hs_header_t fields[H3_MAX_HEADERS];
-  size_t nf = 0;
-  const char *p = s->head, *end = s->head + s->head_len;
-  while (p < end) {
-    const char *name = p, *val = p + strlen(p) + 1;
-    p = val + strlen(val) + 1;
-    if (name[0] == ':') continue;
-    fields[nf].name = name;
-    fields[nf].name_len = strlen(name);
-    fields[nf].value = val;
-    fields[nf].value_len = strlen(val);
-    nf++;
+  if (st != H3_HEAD_OK) {
+    h3_error(s, 400, "malformed request header section");
+    return 0;
   }
-  h3_request_t req = {0};
-  req.method = s->pseudo[P_METHOD] >= 0 ? s->head + s->pseudo[P_METHOD] : "";
-  req.protocol = s->pseudo[P_PROTOCOL] >= 0 ? s->head + s->pseudo[P_PROTOCOL] : NULL;
-  req.scheme = s->pseudo[P_SCHEME] >= 0 ? s->head + s->pseudo[P_SCHEME] : NULL;
-  req.authority = s->pseudo[P_AUTHORITY] >= 0 ? s->head + s->pseudo[P_AUTHORITY] : NULL;
-  const char *path = s->pseudo[P_PATH] >= 0 ? s->head + s->pseudo[P_PATH] : "";
-  const char *q = strchr(path, '?');
-  req.path = path;
-  req.path_len = q ? (size_t)(q - path) : strlen(path);
-  req.query = q ? q + 1 : "";
-  req.query_len = strlen(req.query);
-  req.headers = fields;
-  req.n_headers = nf;
   if (c->srv->shutting_down) h3_error(s, 503, "server shutting down");
   else c->srv->opt.on_request(c->srv->opt.app, s, &req);
   if (!s->answered) h3_error(s, 500, "no response");
-  free(s->head);
-  s->head = NULL;
+  h3_head_free(&s->head);
   return 0;
 }
 
