@@ -15,7 +15,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
 TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
            sqlite3 procps curl redis-server ngtcp2-client)
 BENCH_PKGS=(python3-fastapi python3-uvicorn python3-websockets libwebsockets-dev
-            gnuplot-nox linux-perf util-linux)
+            gnuplot-nox linux-perf util-linux nftables)
 
 want=("${BUILD_PKGS[@]}")
 case "${1:-}" in
