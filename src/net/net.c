@@ -570,6 +570,15 @@ void net_conn_peer(const net_conn_t *c, char *out, size_t cap) {
 
 /* --- accepting ------------------------------------------------------------------ */
 
+/* Puts c on the server's list of open connections. */
+static void link_conn(net_server_t *srv, net_conn_t *c) {
+  c->next = srv->conns;
+  if (srv->conns) srv->conns->prev = c;
+  srv->conns = c;
+  srv->n_conns++;
+  wsc_metrics.connections_open++;
+}
+
 static void on_unaccepted_closed(uv_handle_t *h) { wsc_pool_free(&g_conn_pool, h->data); }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -593,12 +602,8 @@ static void on_connection(uv_stream_t *listener, int status) {
     uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
     return;
   }
-  c->next = srv->conns;
-  if (srv->conns) srv->conns->prev = c;
-  srv->conns = c;
-  srv->n_conns++;
+  link_conn(srv, c);
   wsc_metrics.connections_accepted++;
-  wsc_metrics.connections_open++;
   if (srv->n_conns > (size_t)srv->config->max_connections || srv->shutting_down) {
     LOG_WARN("net", "refused connection open=%zu max=%d", srv->n_conns, srv->config->max_connections);
     conn_finalize(c);
@@ -624,11 +629,7 @@ net_conn_t *net_conn_detached(net_server_t *srv) {
   if (!c) return NULL;
   uv_tcp_init(srv->loop, &c->tcp);
   c->tcp.data = c;
-  c->next = srv->conns;
-  if (srv->conns) srv->conns->prev = c;
-  srv->conns = c;
-  srv->n_conns++;
-  wsc_metrics.connections_open++;
+  link_conn(srv, c);
   return c;
 }
 
