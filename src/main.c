@@ -93,6 +93,7 @@ static void usage(FILE *f) {
           "  --h3-max-connections N   QUIC connections at most (default 4096)\n"
           "  --h3-retry-above N       ask new QUIC clients to Retry (prove their address) once N\n"
           "                           handshakes are in progress (default 64; 0 = always)\n"
+          "  --h3-idle-timeout SECONDS  a silent QUIC connection is dropped after this (default 30)\n"
           "  --log-level LEVEL        debug, info, warn, error (default info; env WSCHAT_LOG_LEVEL)\n"
           "  --version, --help\n");
 }
@@ -119,7 +120,7 @@ enum {
   OPT_ORIGIN, OPT_LOG, OPT_MAX_BODY, OPT_VERSION, OPT_HELP,
   OPT_REDIS, OPT_REDIS_TIMEOUT, OPT_REDIS_RETENTION, OPT_PRESENCE_TTL,
   OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_NO_DEFLATE, OPT_DEFLATE_MIN,
-  OPT_H3_PORT, OPT_H3_CERT, OPT_H3_KEY, OPT_H3_MAX_CONN, OPT_H3_RETRY,
+  OPT_H3_PORT, OPT_H3_CERT, OPT_H3_KEY, OPT_H3_MAX_CONN, OPT_H3_RETRY, OPT_H3_IDLE,
   OPT_HTTP_TTL, OPT_MAX_HELD, OPT_HTTP_QUEUE,
 };
 
@@ -154,6 +155,7 @@ static const struct option options[] = {
     {"h3-key", required_argument, 0, OPT_H3_KEY},
     {"h3-max-connections", required_argument, 0, OPT_H3_MAX_CONN},
     {"h3-retry-above", required_argument, 0, OPT_H3_RETRY},
+    {"h3-idle-timeout", required_argument, 0, OPT_H3_IDLE},
     {"http-session-ttl", required_argument, 0, OPT_HTTP_TTL},
     {"max-held", required_argument, 0, OPT_MAX_HELD},
     {"http-queue-max", required_argument, 0, OPT_HTTP_QUEUE},
@@ -219,6 +221,10 @@ static int apply_option(wsc_config_t *c, int opt, const char *arg) {
     case OPT_H3_KEY: c->h3_key = arg; return 0;
     case OPT_H3_MAX_CONN: return parse_int(arg, &c->h3_max_connections, 1);
     case OPT_H3_RETRY: return parse_int(arg, &c->h3_retry_above, 0);
+    case OPT_H3_IDLE:
+      if (parse_int(arg, &secs, 1)) return -1;
+      c->h3_idle_timeout_ms = secs * 1000;
+      return 0;
     case OPT_LOG:
       if (wsc_log_parse_level(arg, &level)) return -1;
       wsc_log_set_level(level);
@@ -417,7 +423,8 @@ int main(int argc, char **argv) {
     const char *cert = app.config.h3_cert ? app.config.h3_cert : app.config.tls_cert;
     const char *key = app.config.h3_key ? app.config.h3_key : app.config.tls_key;
     h3_options_t o = {app.config.host, app.config.h3_port, cert, key,
-                      app.config.h3_max_connections, app.config.h3_retry_above, h3_routes_request,
+                      app.config.h3_max_connections, app.config.h3_idle_timeout_ms,
+                      app.config.h3_retry_above, h3_routes_request,
                       &app.routes};
     const char *h3err = "";
     if (!o.cert_file || !o.key_file) {

@@ -60,6 +60,7 @@ typedef struct wsc_config {
   int h3_port;                    /* --h3-port: HTTP/3 on this UDP port, 0 = off */
   const char *h3_cert, *h3_key;   /* --h3-cert/--h3-key (PEM); default: the TLS listener's */
   int h3_max_connections;         /* --h3-max-connections, default H3_MAX_CONNECTIONS */
+  int h3_idle_timeout_ms;         /* --h3-idle-timeout (seconds), default H3_IDLE_TIMEOUT_MS */
   int h3_retry_above;             /* --h3-retry-above: Retry past N handshakes (-1: default) */
 
   /* bus (cluster) */

@@ -1120,7 +1120,8 @@ static h3_conn_t *conn_new(h3_server_t *srv, const ngtcp2_pkt_hd *hd, const ngtc
   params.initial_max_data = CONN_WINDOW;
   params.initial_max_streams_bidi = H3_MAX_STREAMS_BIDI;
   params.initial_max_streams_uni = 3;
-  params.max_idle_timeout = (ngtcp2_duration)H3_IDLE_TIMEOUT_MS * NGTCP2_MILLISECONDS;
+  int idle_ms = srv->opt.idle_timeout_ms > 0 ? srv->opt.idle_timeout_ms : H3_IDLE_TIMEOUT_MS;
+  params.max_idle_timeout = (ngtcp2_duration)idle_ms * NGTCP2_MILLISECONDS;
   params.stateless_reset_token_present = 1;
   params.active_connection_id_limit = 7;
   params.original_dcid = *odcid;

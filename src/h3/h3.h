@@ -76,6 +76,7 @@ typedef struct h3_options {
   int port;                      /* UDP port */
   const char *cert_file, *key_file; /* PEM */
   int max_connections;           /* 0: H3_MAX_CONNECTIONS */
+  int idle_timeout_ms;           /* QUIC max_idle_timeout; 0: H3_IDLE_TIMEOUT_MS */
   int retry_above;               /* Retry once this many handshakes are in progress
                                     (0: always; -1: H3_RETRY_ABOVE) */
   h3_request_fn on_request;

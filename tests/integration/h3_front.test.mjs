@@ -67,6 +67,26 @@ describe('h3 front', () => {
     }
   });
 
+  test('stateless reset for a packet of an unknown connection; nothing back for an undecryptable Initial', T, async () => {
+    const dgram = await import('node:dgram');
+    const sock = dgram.createSocket('udp4');
+    const replies = [];
+    sock.on('message', (m) => replies.push(m));
+    await new Promise((r) => sock.bind(0, '127.0.0.1', r));
+    const short = Buffer.alloc(80, 7);
+    short[0] = 0x40; // short header, fixed bit; 16 bytes of "connection ID" nobody owns
+    sock.send(short, srv.h3port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(replies.length, 1, 'one stateless reset');
+    assert.ok(replies[0].length < short.length, 'shorter than what provoked it (no reset loops)');
+    assert.equal(replies[0][0] & 0xc0, 0x40, 'looks like a short-header packet');
+    replies.length = 0;
+    sock.send(junkInitial(1200), srv.h3port, '127.0.0.1'); // a valid header, a payload no key opens
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(replies.length, 0, 'no bytes for an unauthenticated Initial: nothing to amplify');
+    sock.close();
+  });
+
   test('garbage, truncated Initials and a flood of Initials do no harm to a real client', T, async () => {
     const dropped0 = await metric(srv, 'wschat_h3_datagrams_dropped_total');
     const junk = [];
@@ -90,6 +110,26 @@ describe('h3 front', () => {
 });
 
 describe('h3 limits', () => {
+  test('idle timeout: a client that goes silent (SIGSTOP) is dropped, with its WebSocket', T, async () => {
+    const { H3WS } = await import('../lib/h3.mjs');
+    const srv = await startH3Server({ cert, args: ['--echo', '--h3-idle-timeout', '2', '--ping-interval', '0'] });
+    try {
+      const c = new H3WS(srv.h3port, ['/echo']);
+      await c.waitFor((e) => e.kind === 'open');
+      assert.equal(await metric(srv, 'wschat_h3_connections'), 1);
+      c.proc.kill('SIGSTOP');
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(await metric(srv, 'wschat_h3_connections'), 1, 'not before the timeout');
+      const t0 = Date.now();
+      while (await metric(srv, 'wschat_h3_connections') !== 0) {
+        assert.ok(Date.now() - t0 < 10000, 'dropped within the idle timeout (2 s) and some slack');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(await metric(srv, 'wschat_websockets_by_carrier{carrier="h3"}'), 0);
+      c.proc.kill('SIGKILL');
+    } finally { await stopClean(srv); }
+  });
+
   test('Retry: with --h3-retry-above 0 every client proves its address first', T, async () => {
     const srv = await startH3Server({ cert, args: ['--h3-retry-above', '0'] });
     try {

@@ -96,6 +96,19 @@ describe('WebSocket over HTTP/3', () => {
     assert.equal((await v.waitFor((e) => e.kind === 'fail')).status, 426);
   });
 
+  test('at most 100 streams per connection: the 101st WebSocket waits until one closes', T, async () => {
+    const paths = Array.from({ length: 101 }, () => '/echo');
+    const c = h3ws(paths);
+    await eventually(() => assert.equal(c.events.filter((e) => e.kind === 'open').length, 100), 20000);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(c.events.filter((e) => e.kind === 'open').length, 100, 'the limit holds (MAX_STREAMS)');
+    c.close(0);
+    await c.waitFor((e) => e.kind === 'open' && e.ws === 100);
+    c.send(100, 'the 101st');
+    assert.equal((await c.waitFor((e) => e.ws === 100 && e.kind === 'msg')).text, 'the 101st');
+    await c.kill();
+  });
+
   test('a stalled stream is cut off (1013) while its sibling on the same connection keeps receiving', T, async () => {
     const dropped0 = await metric('wschat_slow_consumers_dropped_total');
     const c = h3ws(['/ws/flood?name=stuck', '/ws/flood?name=reader'], { stall: 0 });

@@ -20,7 +20,7 @@
 #include "h3b.h"
 #include "wsc.h"
 
-#define MAX_WS 64
+#define MAX_WS 128
 
 typedef struct pending {
   struct pending *next;
