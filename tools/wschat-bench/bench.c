@@ -7,6 +7,8 @@
  *   wschat-bench connect --url ... --conns C [--rooms R] [--concurrency K]
  *   wschat-bench storm   --url ... --conns C --rooms R [--rate N]   (storm.c)
  *   common: --server-pid PID --json FILE --quiet
+ *   wss://HOST:PORT URLs speak TLS; --deflate offers permessage-deflate
+ *   (secure.c; a WIRE line reports bytes read per delivery)
  *
  * One process, one libuv loop, its own WebSocket client (wsc.c). Every
  * message a publisher sends carries "b:<run>:<sender>:<seq>:<t_ns>:" padded
@@ -40,6 +42,7 @@
 #include "h3b.h"
 #include "hist.h"
 #include "multi.h"
+#include "secure.h"
 #include "transports.h"
 #include "storm.h"
 #include "wsc.h"
@@ -111,6 +114,7 @@ typedef struct conn {
   struct conn *next_dirty;
   wsc_parser p;
   char key[WSC_KEY_LEN + 1];
+  secure_tls *tls;              /* wss:// (secure.c), NULL on ws:// */
 } conn;
 
 typedef struct cpu_snap {
@@ -304,11 +308,28 @@ static void on_write(uv_write_t *req, int status) {
     conn_fail(c, "write", status);
     return;
   }
-  if (c->out_len) flush_conn(c);
+  if (c->out_len || (c->tls && secure_tls_pending(c->tls))) flush_conn(c);
+}
+
+/* wss: the queued plaintext becomes records, and out holds ciphertext. */
+static bool seal_tls(conn *c) {
+  if (secure_tls_established(c->tls) && c->out_len) {
+    if (secure_tls_write(c->tls, c->out, c->out_len) != 0) {
+      conn_fail(c, "TLS write", 0);
+      return false;
+    }
+    c->out_len = 0;
+  }
+  size_t pend = secure_tls_pending(c->tls);
+  if (pend && !out_reserve(c, pend)) return false;
+  c->out_len += (uint32_t)secure_tls_drain(c->tls, c->out + c->out_len, pend);
+  return true;
 }
 
 static void flush_conn(conn *c) {
-  if (c->writing || c->out_len == 0 || c->state == CS_CLOSED || c->state == CS_FAILED) return;
+  if (c->writing || c->state == CS_CLOSED || c->state == CS_FAILED) return;
+  if (c->tls && !seal_tls(c)) return;
+  if (c->out_len == 0) return;
   if (B.o.h3) { /* the bytes go to its HTTP/3 stream */
     if (h3b_send(c->id, c->out, c->out_len) != 0) {
       conn_fail(c, "h3 stream backlog over limit", 0);
@@ -585,6 +606,11 @@ static void on_json(conn *c, const uint8_t *d, size_t n) {
 
 static void on_message(void *ud, int opcode, uint8_t *d, size_t len, uint64_t total) {
   conn *c = ud;
+  if (c->p.msg_rsv1 && total == len && secure_inflate(d, len, &d, &len) != 0) {
+    B.corrupt++;
+    return;
+  }
+  if (c->p.msg_rsv1) total = len;
   if (total > len) { /* oversized: only chatter is that big */
     if (len && d[0] == '{')
       B.chatter++;
@@ -636,6 +662,8 @@ static void conn_fail(conn *c, const char *why, int err) {
   }
   if (B.o.h3) h3b_close(c->id, 1);
   else if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_closed);
+  secure_tls_free(c->tls);
+  c->tls = NULL;
   if (was_handshaking) {
     B.handshaking--;
     B.failed++;
@@ -659,6 +687,28 @@ static void handshake_done(conn *c) {
   else open_more();
 }
 
+static void conn_data(conn *c, uint8_t *d, size_t n);
+static void send_upgrade(conn *c);
+
+/* wss: ciphertext in; the TLS handshake, then the upgrade, then plaintext. */
+static void tls_read(conn *c, const uint8_t *d, size_t n) {
+  static uint8_t plain[16384];
+  if (secure_tls_feed(c->tls, d, n) != 0) {
+    conn_fail(c, "out of memory", 0);
+    return;
+  }
+  if (!secure_tls_established(c->tls)) {
+    int r = secure_tls_handshake(c->tls);
+    flush_conn(c);
+    if (r < 0) conn_fail(c, "TLS handshake failed", 0);
+    if (r <= 0) return;
+    send_upgrade(c);
+  }
+  long got;
+  while (c->tls && (got = secure_tls_read(c->tls, plain, sizeof plain)) > 0) conn_data(c, plain, (size_t)got);
+  if (c->tls && got < 0 && !B.finishing) conn_fail(c, "TLS read", 0);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn *c = s->data;
   if (nread == 0) return;
@@ -666,8 +716,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (!B.finishing) conn_fail(c, nread == UV_EOF ? "server closed the TCP connection" : "read", nread == UV_EOF ? 0 : (int)nread);
     return;
   }
-  uint8_t *d = (uint8_t *)buf->base;
-  size_t n = (size_t)nread;
+  secure_count_in((size_t)nread, B.phase == PH_MEASURE);
+  if (c->tls) tls_read(c, (const uint8_t *)buf->base, (size_t)nread);
+  else conn_data(c, (uint8_t *)buf->base, (size_t)nread);
+}
+
+static void conn_data(conn *c, uint8_t *d, size_t n) {
   if (c->state == CS_HANDSHAKE) {
     const char *resp;
     size_t rlen;
@@ -711,6 +765,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       conn_fail(c, why, 0);
       return;
     }
+    if (secure_opt_deflate && secure_response_accepts_deflate(resp, (size_t)hl)) c->p.allow_rsv1 = 1;
     handshake_done(c);
     d += hl;
     n -= (size_t)hl;
@@ -752,6 +807,20 @@ static void on_connect(uv_connect_t *req, int status) {
   c->state = CS_HANDSHAKE;
   c->tcp.data = c;
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+  if (secure_opt_tls) {
+    /* The upgrade goes out once the TLS handshake is done (tls_read). */
+    if (!(c->tls = secure_tls_new())) {
+      conn_fail(c, "TLS setup", 0);
+      return;
+    }
+    secure_tls_handshake(c->tls);
+    flush_conn(c);
+    return;
+  }
+  send_upgrade(c);
+}
+
+static void send_upgrade(conn *c) {
   char path[128];
   if (B.o.sc == SC_ECHO || B.nrooms == 0)
     snprintf(path, sizeof path, "/echo");
@@ -764,6 +833,13 @@ static void on_connect(uv_connect_t *req, int status) {
   wsc_make_key(rnd, c->key);
   char req_text[512];
   size_t n = wsc_handshake_request(req_text, sizeof req_text, B.o.host, path, c->key);
+  const char *ext = secure_request_header();
+  size_t el = strlen(ext);
+  if (el && n >= 2 && n + el < sizeof req_text) {   /* before the blank line */
+    memcpy(req_text + n - 2, ext, el);
+    memcpy(req_text + n - 2 + el, "\r\n", 2);
+    n += el;
+  }
   if (!out_reserve(c, n)) return;
   memcpy(c->out + c->out_len, req_text, n);
   c->out_len += (uint32_t)n;
@@ -1059,6 +1135,7 @@ static void finish(void) {
                  B.sent_measured, B.delivered_measured, spd, dps, p50, p90, p99, p999, mx, client_cpu, server_cpu,
                  scpu_per, B.lost, B.dups, B.reorders, B.corrupt, errors);
     printf("%s\n", line);
+    secure_report(B.delivered_measured);
     if (o->json) {
       FILE *f = fopen(o->json, "w");
       if (f) {
@@ -1104,6 +1181,8 @@ static void usage(FILE *f) {
         "  echo:    --conns C (100) --inflight D (16) --size S (64) [--rate N]\n"
         "  connect: --conns C (1000) [--rooms R: spread over /ws/ROOM, else /echo] --settle s (2) --hold s (0)\n"
         "  common:  --duration s (5) --warmup s (1) --drain-timeout s (5) --join-timeout s (30)\n"
+        "           --url wss://HOST:PORT speaks TLS; --deflate offers permessage-deflate;\n"
+        "           --chat-text pads messages with chat-like words (compressible like chat)\n"
         "           --concurrency K concurrent handshakes (256) --server-pid PID --json FILE\n"
         "           --src-base 127.0.0.2 --per-addr N (10000) --no-spread --room-prefix P --quiet\n"
         "           --h3 N  N WebSockets per HTTP/3 (QUIC) connection (RFC 9220) to the --url port over UDP\n"
@@ -1115,7 +1194,9 @@ static void usage(FILE *f) {
 
 static bool parse_url(opts *o) {
   const char *u = o->url;
-  if (strncmp(u, "ws://", 5) != 0) return false;
+  secure_opt_tls = strncmp(u, "wss://", 6) == 0;
+  if (secure_opt_tls) u++;
+  else if (strncmp(u, "ws://", 5) != 0) return false;
   u += 5;
   const char *slash = strchr(u, '/');
   size_t hl = slash ? (size_t)(slash - u) : strlen(u);
@@ -1125,7 +1206,7 @@ static bool parse_url(opts *o) {
   char hostonly[256];
   snprintf(hostonly, sizeof hostonly, "%s", o->host);
   char *colon = strrchr(hostonly, ':');
-  o->port = 80;
+  o->port = secure_opt_tls ? 443 : 80;
   if (colon) {
     *colon = '\0';
     o->port = atoi(colon + 1);
@@ -1211,6 +1292,8 @@ int main(int argc, char **argv) {
     else if (OPT("--h3")) o->h3 = atoi(v);
     else if (!strcmp(a, "--no-spread")) o->no_spread = true;
     else if (!strcmp(a, "--quiet")) o->quiet = true;
+    else if (!strcmp(a, "--deflate")) secure_opt_deflate = true;
+    else if (!strcmp(a, "--chat-text")) secure_opt_chat_text = true;
     else if (multi_option(a, v)) i++;
     else {
       logf_("unknown or incomplete option %s", a);
@@ -1220,7 +1303,7 @@ int main(int argc, char **argv) {
 #undef OPT
   }
   if (!parse_url(o)) {
-    logf_("--url must be ws://IPV4:PORT (or localhost), got %s", o->url);
+    logf_("--url must be ws:// or wss://IPV4:PORT (or localhost), got %s", o->url);
     return 2;
   }
   if (o->conns < 1 || o->rooms < 0 || o->window < 1 || o->concurrency < 1 || o->per_addr < 1 ||
@@ -1242,6 +1325,7 @@ int main(int argc, char **argv) {
   B.t0 = uv_hrtime() - 1000000000ull; /* so that t=0 never means "unset" */
   hist_init(&B.lat);
   for (size_t i = 0; i < sizeof B.pad; i++) B.pad[i] = (uint8_t)('a' + i % 26);
+  if (secure_opt_chat_text) secure_chat_text(B.pad, sizeof B.pad);
   B.t_meas_start = UINT64_MAX;
   B.t_meas_end = UINT64_MAX;
 

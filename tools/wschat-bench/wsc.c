@@ -143,7 +143,8 @@ static int buf_append(wsc_parser *p, const uint8_t *d, size_t n) {
 
 static int header_done(wsc_parser *p) {
   const uint8_t *h = p->hdr;
-  if (h[0] & 0x70) return -1; /* RSV bits: no extension negotiated */
+  if (h[0] & (p->allow_rsv1 ? 0x30 : 0x70)) return -1; /* RSV bits: only RSV1, with deflate */
+  if ((h[0] & 0x40) && (h[0] & 0x0f) != WSC_TEXT && (h[0] & 0x0f) != WSC_BINARY) return -1;
   p->fin = h[0] >> 7;
   p->opcode = h[0] & 0x0f;
   p->masked = h[1] >> 7;
@@ -168,6 +169,7 @@ static int header_done(wsc_parser *p) {
   } else if (p->opcode == WSC_TEXT || p->opcode == WSC_BINARY) {
     if (p->msg_opcode) return -1;
     p->msg_opcode = p->opcode;
+    p->msg_rsv1 = (h[0] & 0x40) != 0;
     p->msg_total = 0;
     p->buf_len = 0;
   } else {

@@ -61,6 +61,8 @@ typedef struct wsc_parser {
   uint8_t opcode, fin, masked;
   uint8_t msg_opcode;      /* data opcode of the message being assembled, 0 if none */
   uint8_t ctrl_len;
+  uint8_t allow_rsv1;      /* permessage-deflate negotiated */
+  uint8_t msg_rsv1;        /* the last data message started with RSV1 */
   uint32_t mask;
   uint64_t len, got;       /* current frame */
   uint64_t msg_total;      /* bytes of the current message so far */
