@@ -430,10 +430,23 @@ def main():
     w("```")
     w("")
     path = os.path.join(a.docs, "BENCHMARKS.md")
+    # Sections written by other benchmark scripts (bench/tls_deflate.sh)
+    # sit after KEEP_MARKER and survive a regeneration.
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if KEEP_MARKER in old:
+            kept = old[old.index(KEEP_MARKER):]
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
+        if kept:
+            f.write("\n" + kept)
     print("report: wrote", path, file=sys.stderr)
     return 0
+
+
+KEEP_MARKER = "<!-- sections below are kept when report.py regenerates this file -->"
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ static void usage(FILE *f) {
           "  --redis-retention N      messages kept per room in Redis, about (default 10000)\n"
           "  --presence-ttl SECONDS   a dead node's members leave after this (default 15)\n"
           "  --no-deflate             do not negotiate permessage-deflate\n"
-          "  --deflate-min BYTES      send messages shorter than this uncompressed (default 128)\n"
+          "  --deflate-min BYTES      send messages shorter than this uncompressed (default 256)\n"
           "  --tls-port N             also serve TLS (https, wss) on port N (needs --tls-cert, --tls-key)\n"
           "  --tls-cert FILE          PEM certificate chain for --tls-port (re-read on SIGHUP)\n"
           "  --tls-key FILE           PEM private key for --tls-port (re-read on SIGHUP)\n"

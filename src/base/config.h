@@ -14,7 +14,7 @@
 #define WSC_MAX_ALLOWED_ORIGINS 32
 /* --deflate-min default: below this, compressing a chat message saves less
  * than it costs (docs/BENCHMARKS.md, "permessage-deflate"). */
-#define WSC_DEFLATE_MIN_DEFAULT 128
+#define WSC_DEFLATE_MIN_DEFAULT 256
 
 typedef struct wsc_config {
   /* net */

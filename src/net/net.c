@@ -1,6 +1,7 @@
 /* net/net — see net.h. */
 #include "net/net.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,6 +456,7 @@ static void tls_on_read(net_conn_t *c, uint8_t *data, size_t len) {
     }
     if (send_tls_output(c) != 0 || r == TLS_AGAIN) {
       tls_input(NULL, 0);
+      if (!(c->flags & F_CLOSED)) tls_release_buffers(c->tls);
       return;
     }
     c->flags &= (uint16_t)~F_HANDSHAKING;
@@ -486,7 +488,7 @@ static void tls_on_read(net_conn_t *c, uint8_t *data, size_t len) {
     break;
   }
   tls_input(NULL, 0);
-  send_tls_output(c);   /* post-handshake messages (key update, tickets) */
+  if (send_tls_output(c) == 0 && !(c->flags & F_CLOSED)) tls_release_buffers(c->tls);
 }
 
 const char *net_conn_protocol(const net_conn_t *c, char *buf, size_t cap) {
@@ -633,9 +635,23 @@ net_conn_t *net_conn_detached(net_server_t *srv) {
   return c;
 }
 
+/* A TLS handshake allocates and frees tens of KiB (key exchange,
+ * certificate, handshake buffers) around the few KiB an idle connection
+ * keeps, and those holes stay resident. After a burst of handshakes, hand
+ * the free pages back (at most once per NET_TRIM_MS). */
+static void trim_after_handshakes(int64_t now) {
+  static uint64_t seen;
+  static int64_t last;
+  if (wsc_metrics.tls_handshakes == seen || now - last < NET_TRIM_MS) return;
+  seen = wsc_metrics.tls_handshakes;
+  last = now;
+  malloc_trim(0);
+}
+
 static void on_tick(uv_timer_t *t) {
   net_server_t *srv = t->data;
   int64_t now = wsc_mono_ms();
+  if (srv->tls_ctx) trim_after_handshakes(now);
   net_conn_t *next;
   for (net_conn_t *c = srv->conns; c; c = next) {
     next = c->next;

@@ -21,6 +21,7 @@
  * padding), rounded up; only used to size the output buffer up front. */
 #define TLS_RECORD_OVERHEAD 64
 #define TLS_OUT_MIN 4096
+#define TLS_CIPHERSUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
 
 static const uint8_t *g_in;
 static size_t g_in_len;
@@ -157,6 +158,9 @@ tls_ctx_t *tls_ctx_new(const char *cert, const char *key, const tls_alpn_t *alpn
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  /* AES-128-GCM first (OpenSSL's default puts AES-256 first): as strong as
+   * anyone needs here, and cheaper per record on every delivery. */
+  SSL_CTX_set_ciphersuites(ctx, TLS_CIPHERSUITES);
   /* No per-session state on the server: resumption by stateless ticket only. */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx, 1);
@@ -262,6 +266,8 @@ int tls_write(tls_t *t, wsc_buf_t *const *bufs, uint32_t n) {
   if (staged && write_all(t, g_stage, staged) != 0) return -1;
   return 0;
 }
+
+void tls_release_buffers(tls_t *t) { SSL_free_buffers(t); }
 
 void tls_shutdown(tls_t *t) {
   ERR_clear_error();

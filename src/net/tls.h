@@ -80,6 +80,11 @@ int tls_read(tls_t *t, uint8_t **out, size_t *n);
 /* Encrypts bufs[0..n) (their bytes from off, len each) as few records as
  * fit. The ciphertext goes to the output buffer (tls_take_output). */
 int tls_write(tls_t *t, wsc_buf_t *const *bufs, uint32_t n);
+/* Frees the SSL's record buffers unless they hold data. SSL_read that
+ * finds no input (WANT_READ) has just allocated a 16 KiB read buffer,
+ * which RELEASE_BUFFERS alone would keep until the next record: call this
+ * when the input is used up, so an idle connection keeps none. */
+void tls_release_buffers(tls_t *t);
 /* Queues a close_notify alert. */
 void tls_shutdown(tls_t *t);
 /* What the SSL calls produced since the last take (handshake messages,

@@ -48,7 +48,7 @@
 #define WS_PMD_MAX_WINDOW 15
 #define WS_PMD_MIN_WINDOW 8
 #define WS_INFLATE_SCRATCH (64 * 1024)   /* loop-wide inflate output */
-#define WS_DEFLATE_LEVEL 6
+#define WS_DEFLATE_LEVEL 3   /* 1 KiB chat text: 5 % larger than level 6, about half the time */
 #define WS_DEFLATE_MEMLEVEL 8
 
 /* The outcome of negotiation for one connection. */
