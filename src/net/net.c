@@ -1,7 +1,6 @@
 /* net/net — see net.h. */
 #include "net/net.h"
 
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -635,23 +634,9 @@ net_conn_t *net_conn_detached(net_server_t *srv) {
   return c;
 }
 
-/* A TLS handshake allocates and frees tens of KiB (key exchange,
- * certificate, handshake buffers) around the few KiB an idle connection
- * keeps, and those holes stay resident. After a burst of handshakes, hand
- * the free pages back (at most once per NET_TRIM_MS). */
-static void trim_after_handshakes(int64_t now) {
-  static uint64_t seen;
-  static int64_t last;
-  if (wsc_metrics.tls_handshakes == seen || now - last < NET_TRIM_MS) return;
-  seen = wsc_metrics.tls_handshakes;
-  last = now;
-  malloc_trim(0);
-}
-
 static void on_tick(uv_timer_t *t) {
   net_server_t *srv = t->data;
   int64_t now = wsc_mono_ms();
-  if (srv->tls_ctx) trim_after_handshakes(now);
   net_conn_t *next;
   for (net_conn_t *c = srv->conns; c; c = next) {
     next = c->next;

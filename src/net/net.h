@@ -53,7 +53,6 @@
 #define NET_LAZY_MAX_MS 240       /* ... at most, while lazy traffic is heavy (-D to compare) */
 #endif
 #define NET_LAZY_BUSY 256         /* connections flushed by one lazy round that count as heavy */
-#define NET_TRIM_MS 1000          /* TLS: free pages handed back at most this often */
 
 typedef struct net_conn net_conn_t;
 typedef struct net_server net_server_t;
