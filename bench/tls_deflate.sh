@@ -38,7 +38,7 @@ start() { # kind port -> PID; waits until the port accepts
     wschat) taskset -c 0 "$WSCHAT" --host 127.0.0.1 --port "$2" --tls-port $(( $2 + 1 )) --tls-cert "$tmp/cert.pem" \
               --tls-key "$tmp/key.pem" --db "$tmp/db" --echo --ping-interval 0 --log-level warn >>"$OUT/server.log" 2>&1 & ;;
     node)   taskset -c 0 node "$PEERS/node_ws.mjs" "$2" >>"$OUT/server.log" 2>&1 & ;;
-    nodetls) taskset -c 0 node "$PEERS/node_ws_https.mjs" $(( $2 + 1 )) "$tmp/cert.pem" "$tmp/key.pem" >>"$OUT/server.log" 2>&1 & ;;
+    nodetls) taskset -c 0 node "$PEERS/node_ws.mjs" $(( $2 + 1 )) "$tmp/cert.pem" "$tmp/key.pem" >>"$OUT/server.log" 2>&1 & ;;
   esac
   PID=$!
   local p=$2; [ "$1" = nodetls ] && p=$(( $2 + 1 ))

@@ -1,12 +1,18 @@
 // Node `ws` peer for wschat-bench (../../docs/BENCHMARKS.md).
-//   node node_ws.mjs PORT
+//   node node_ws.mjs PORT              ws:// (a plain http server)
+//   node node_ws.mjs PORT CERT KEY     wss:// (a Node https server, as the ws
+//                                      README shows for "External HTTP/S server")
 // The benchmark contract: /ws/ROOM broadcasts every message to every client
 // in ROOM (sender included), /echo echoes. Written the way the ws README
 // shows a broadcast ("Server broadcast"), with the clients grouped by room.
+import { readFileSync } from 'node:fs';
+import { createServer as createHttp } from 'node:http';
+import { createServer as createHttps } from 'node:https';
 import { WebSocketServer, WebSocket } from 'ws';
 
-const port = Number(process.argv[2] || 8000);
-const wss = new WebSocketServer({ port });
+const [port, cert, key] = [Number(process.argv[2] || 8000), process.argv[3], process.argv[4]];
+const server = cert ? createHttps({ cert: readFileSync(cert), key: readFileSync(key) }) : createHttp();
+const wss = new WebSocketServer({ server });
 const rooms = new Map(); // room name -> Set of sockets
 
 wss.on('connection', function connection(ws, req) {
@@ -44,4 +50,4 @@ wss.on('connection', function connection(ws, req) {
   });
 });
 
-wss.on('listening', () => console.log(`node ws peer listening on :${port}`));
+server.listen(port, () => console.log(`node ws peer listening on :${port}${cert ? ' (https)' : ''}`));
