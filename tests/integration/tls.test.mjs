@@ -97,6 +97,27 @@ describe('tls: serves what the plain port serves', () => {
     assert.match(m.body.toString(), /wschat_tls_handshakes_total [1-9]/);
   });
 
+  test('the HTTP session transport over https: welcome, then a poll', T, async () => {
+    const body = JSON.stringify({ name: 'tlspoller' });
+    const res = await new Promise((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port: tlsPort, path: '/http/session', method: 'POST', agent: false,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }, ...insecure }, (r) => {
+        let b = '';
+        r.on('data', (d) => { b += d; });
+        r.on('end', () => resolve({ status: r.statusCode, body: b }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.equal(res.status, 200, res.body);
+    const welcome = JSON.parse(res.body);
+    assert.equal(welcome.type, 'welcome');
+    assert.equal(welcome.name, 'tlspoller');
+    const poll = await get(`/http/poll?session=${welcome.session}&ack=0`);
+    assert.equal(poll.status, 200);
+    assert.ok(Array.isArray(JSON.parse(poll.body.toString())), poll.body.toString());
+  });
+
   test('TLS 1.3 and TLS 1.2 both work', T, async () => {
     const s13 = await tlsConnect({ minVersion: 'TLSv1.3' });
     assert.equal(s13.getProtocol(), 'TLSv1.3');
