@@ -10,7 +10,7 @@ set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config
             libuv1-dev libhttp-parser-dev libssl-dev openssl
-            libjansson-dev libsqlite3-dev libhiredis-dev zlib1g-dev
+            libjansson-dev libsqlite3-dev libhiredis-dev zlib1g-dev libnghttp2-dev
             libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev)
 TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
            sqlite3 procps curl redis-server ngtcp2-client)

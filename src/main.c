@@ -21,6 +21,7 @@
 #include "bus/redis.h"
 #include "chat/chat.h"
 #include "h3/h3.h"
+#include "h2/h2.h"
 #include "http/http.h"
 #include "net/net.h"
 #include "redis/link.h"
@@ -47,6 +48,7 @@ typedef struct app {
   wsc_redis_t *redis;
   chat_server_t *chat;
   ws_transport_t *ws;
+  h2_server_t *h2;
   routes_t routes;
   hsess_server_t *sessions;
   net_server_t net;
@@ -438,6 +440,13 @@ int main(int argc, char **argv) {
     }
     LOG_INFO("main", "HTTP/3 on udp port=%d", app.config.h3_port);
   }
+  /* After net: its check handle must run before net's cork (h2/h2.h). */
+  app.h2 = h2_server_new(app.loop, &app.config, routes_h2_request, &app.routes);
+  if (!app.h2) {
+    LOG_ERROR("main", "out of memory");
+    return 1;
+  }
+  routes_enable_h2(&app.routes, app.h2);
   uv_signal_init(app.loop, &app.sigint);
   uv_signal_init(app.loop, &app.sigterm);
   app.sigint.data = app.sigterm.data = &app;
@@ -468,6 +477,7 @@ int main(int argc, char **argv) {
   dir_free(app.dir);
   ws_transport_free(app.ws);
   wsc_redis_free(app.redis);
+  h2_server_free(app.h2);
   uv_run(app.loop, UV_RUN_DEFAULT);
   uv_loop_close(app.loop);
   ws_deflate_cleanup();

@@ -39,6 +39,8 @@ typedef struct http_conn {
   uint8_t held;                  /* http_hold: the request waits for http_answer */
   void (*held_gone)(void *ud);   /* the holder's, while held */
   void *held_ud;
+  uint8_t fresh;                 /* nothing parsed yet on this connection */
+  uint8_t preface_matched;       /* bytes of the HTTP/2 preface seen so far */
 } http_conn_t;
 
 static const net_handler_t http_net_handler;
@@ -255,12 +257,60 @@ static void fail(net_conn_t *c, http_conn_t *h) {
   http_error(c, status, msg, NULL);
 }
 
+static void http_parse(net_conn_t *c, http_conn_t *h, uint8_t *data, size_t len);
+
+/* h2c with prior knowledge: the connection's first bytes are the HTTP/2
+ * preface. Returns 1 when `data` was consumed (matched so far, or handed
+ * to HTTP/2), 0 to parse it as HTTP/1.1. The preface may come in pieces;
+ * what matched is the constant, so nothing is kept but a count. */
+static int h2_preface(net_conn_t *c, http_conn_t *h, uint8_t *data, size_t len) {
+  if (!h->fresh || !h->app->on_h2_preface) return 0;
+  size_t k = h->preface_matched;
+  size_t n = len < HTTP2_PREFACE_LEN - k ? len : HTTP2_PREFACE_LEN - k;
+  if (memcmp(data, HTTP2_PREFACE + k, n) != 0) {
+    h->fresh = 0;
+    if (k) { /* not HTTP/2 after all: parse what matched, then the rest */
+      uint8_t head[HTTP2_PREFACE_LEN];
+      memcpy(head, HTTP2_PREFACE, k);
+      http_parse(c, h, head, k);
+      if (c->handler != &http_net_handler || net_conn_is_closing(c)) return 1;
+    }
+    return 0;
+  }
+  h->preface_matched = (uint8_t)(k + n);
+  if (h->preface_matched < HTTP2_PREFACE_LEN) return 1;
+  const http_app_t *app = h->app;
+  uint8_t *whole = data;
+  uint8_t *joined = NULL;
+  if (k) { /* the preface came in pieces: hand over one contiguous copy */
+    joined = malloc(HTTP2_PREFACE_LEN + len - n);
+    if (!joined) {
+      net_conn_abort(c);
+      return 1;
+    }
+    memcpy(joined, HTTP2_PREFACE, HTTP2_PREFACE_LEN);
+    memcpy(joined + HTTP2_PREFACE_LEN, data + n, len - n);
+    whole = joined;
+    len = HTTP2_PREFACE_LEN + len - n;
+  }
+  http_conn_take(c);
+  app->on_h2_preface(app->app, c, whole, len);
+  free(joined);
+  return 1;
+}
+
 static void http_on_data(net_conn_t *c, uint8_t *data, size_t len) {
   http_conn_t *h = c->ud;
   if (h->held) {
     held_break(c, h);
     return;
   }
+  if (h2_preface(c, h, data, len)) return;
+  h->fresh = 0;
+  http_parse(c, h, data, len);
+}
+
+static void http_parse(net_conn_t *c, http_conn_t *h, uint8_t *data, size_t len) {
   while (len > 0) {
     size_t n = http_parser_execute(&h->parser, &parser_settings, (const char *)data, len);
     enum http_errno err = HTTP_PARSER_ERRNO(&h->parser);
@@ -336,6 +386,7 @@ void http_conn_attach(net_conn_t *c, const http_app_t *app) {
   h->parser.data = h;
   h->app = app;
   h->started = wsc_mono_ms();
+  h->fresh = 1;
   c->handler = &http_net_handler;
   c->ud = h;
 }
@@ -424,13 +475,24 @@ void http_respond(net_conn_t *c, int status, const char *content_type, const cha
   if (!keep_alive) net_conn_close(c);
 }
 
-void http_error(net_conn_t *c, int status, const char *message, const char *extra_headers) {
+static void http1_respond(void *target, int status, const char *content_type,
+                          const char *extra_headers, const void *body, size_t body_len, int keep_alive) {
+  http_respond(target, status, content_type, extra_headers, body, body_len, keep_alive);
+}
+
+const http_reply_ops_t http1_reply_ops = {.respond = http1_respond};
+
+void http_reply_error(http_reply_t r, int status, const char *message, const char *extra_headers) {
   char body[512];
   int n = snprintf(body, sizeof body, "%s\n", message);
   if (n < 0) n = 0;
   if ((size_t)n >= sizeof body) n = sizeof body - 1;
   LOG_DEBUG("http", "error status=%d message=\"%s\"", status, message);
-  http_respond(c, status, "text/plain; charset=utf-8", extra_headers, body, (size_t)n, 0);
+  r.ops->respond(r.target, status, "text/plain; charset=utf-8", extra_headers, body, (size_t)n, 0);
+}
+
+void http_error(net_conn_t *c, int status, const char *message, const char *extra_headers) {
+  http_reply_error(http1_reply(c), status, message, extra_headers);
 }
 
 void http_hold(net_conn_t *c, void (*on_gone)(void *ud), void *ud) {

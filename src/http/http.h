@@ -51,6 +51,7 @@ typedef struct http_request {
   size_t body_len;
   int keep_alive;
   int upgrade;                   /* Connection: upgrade was asked for */
+  const char *protocol;          /* HTTP/2+: extended CONNECT's :protocol, else NULL */
 } http_request_t;
 
 /* The application's request handler. `rest` holds bytes received after the
@@ -62,7 +63,34 @@ typedef struct http_app {
   http_handler_fn handler;
   void *app;
   const wsc_config_t *config;
+  /* Optional: a connection whose first bytes are the HTTP/2 connection
+   * preface (h2c with prior knowledge) is handed here, HTTP state already
+   * detached; data starts with the whole 24-byte preface. */
+  void (*on_h2_preface)(void *app, net_conn_t *c, uint8_t *data, size_t len);
 } http_app_t;
+
+#define HTTP2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define HTTP2_PREFACE_LEN 24
+
+/* Where a response goes: an HTTP/1.1 connection (http1_reply_ops, target
+ * the net_conn_t) or an HTTP/2 stream (h2/). The routes answer through it
+ * and so serve both the same way. keep_alive 0 closes an HTTP/1.1
+ * connection; an HTTP/2 stream always ends with its response. */
+typedef struct http_reply_ops {
+  void (*respond)(void *target, int status, const char *content_type, const char *extra_headers,
+                  const void *body, size_t body_len, int keep_alive);
+} http_reply_ops_t;
+
+typedef struct http_reply {
+  const http_reply_ops_t *ops;
+  void *target;
+} http_reply_t;
+
+extern const http_reply_ops_t http1_reply_ops;
+static inline http_reply_t http1_reply(net_conn_t *c) { return (http_reply_t){&http1_reply_ops, c}; }
+/* An error through any reply: status, a text/plain one-line body
+ * "message\n", and (HTTP/1.1) close. */
+void http_reply_error(http_reply_t r, int status, const char *message, const char *extra_headers);
 
 /* Makes `c` an HTTP connection served by `app` (the net accept callback). */
 void http_conn_attach(net_conn_t *c, const http_app_t *app);

@@ -206,6 +206,7 @@ static void after_write(uv_write_t *req, int status) {
   }
   maybe_resume(c);
   maybe_shutdown(c);
+  if (c->handler && c->handler->on_drain && !(c->flags & (F_CLOSING | F_CLOSED))) c->handler->on_drain(c);
 }
 
 /* Hands the not-yet-written tail of the queue to uv_write. */
@@ -322,6 +323,8 @@ static void flush_conn(net_conn_t *c) {
   c->out = NULL;
   maybe_resume(c);
   maybe_shutdown(c);
+  if (done && c->handler && c->handler->on_drain && !(c->flags & (F_CLOSING | F_CLOSED)))
+    c->handler->on_drain(c);
 }
 
 /* The cork: runs once per loop iteration, after all I/O callbacks.

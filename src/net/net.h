@@ -70,6 +70,9 @@ typedef struct net_handler {
   void (*on_shutdown)(net_conn_t *c);
   /* The connection is closed; free conn->ud. Called once. */
   void (*on_close)(net_conn_t *c);
+  /* Optional: queued bytes were written (the queue shrank); a handler
+   * that holds output back while the queue is long (HTTP/2) sends more. */
+  void (*on_drain)(net_conn_t *c);
 } net_handler_t;
 
 /* Creates a connection's first handler state (the HTTP front). */

@@ -9,6 +9,7 @@
 #include "http/metrics.h"
 #include "http/static.h"
 #include "http/url.h"
+#include "h2/h2.h"
 #include "transport/ws_transport.h"
 #include "ws/handshake.h"
 
@@ -30,19 +31,19 @@ static int is_get_or_head(const http_request_t *req) {
 }
 
 /* A 2xx/3xx answer to GET or HEAD: HEAD gets the same headers, no body. */
-static void reply(net_conn_t *c, const http_request_t *req, int status, const char *type,
+static void reply(http_reply_t out, const http_request_t *req, int status, const char *type,
                   const char *headers, const void *body, size_t len) {
   int head_only = strcmp(req->method, "HEAD") == 0;
-  http_respond(c, status, type, headers, head_only ? NULL : body, len, req->keep_alive);
+  out.ops->respond(out.target, status, type, headers, head_only ? NULL : body, len, req->keep_alive);
 }
 
 /* --- static files --------------------------------------------------------------- */
 
-static void serve_asset(routes_t *r, net_conn_t *c, const http_request_t *req, const char *name,
+static void serve_asset(routes_t *r, http_reply_t out, const http_request_t *req, const char *name,
                         size_t name_len) {
   const wsc_web_asset_t *a = wsc_web_asset_find(name, name_len);
   if (!a) {
-    http_error(c, 404, "no such file", NULL);
+    http_reply_error(out, 404, "no such file", NULL);
     return;
   }
   char headers[256];
@@ -52,13 +53,13 @@ static void serve_asset(routes_t *r, net_conn_t *c, const http_request_t *req, c
   size_t inm_len;
   const char *inm = http_header(req, "If-None-Match", &inm_len);
   if (inm && inm_len == strlen(r->etag) + 2 && memcmp(inm + 1, r->etag, strlen(r->etag)) == 0) {
-    reply(c, req, 304, wsc_content_type(a->path), headers, NULL, 0);
+    reply(out, req, 304, wsc_content_type(a->path), headers, NULL, 0);
     return;
   }
-  reply(c, req, 200, wsc_content_type(a->path), headers, a->data, a->size);
+  reply(out, req, 200, wsc_content_type(a->path), headers, a->data, a->size);
 }
 
-/* --- WebSocket upgrades ------------------------------------------------------------ */
+/* --- WebSocket endpoints (HTTP/1.1 Upgrade, HTTP/2 extended CONNECT) ------------------ */
 
 static int query_param(const http_request_t *req, const char *key, char *out, const char **val) {
   int n = url_query_get(req->query, req->query_len, key, out, QUERY_VALUE_MAX);
@@ -67,30 +68,72 @@ static int query_param(const http_request_t *req, const char *key, char *out, co
   return 0;
 }
 
-static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, ws_kind_t kind,
-                    const char *room, uint8_t *rest, size_t rest_len) {
+/* What a WebSocket request asks for: its kind, and for chat the URL's
+ * parameters (their text lives in the buffers here). */
+typedef struct ws_target {
+  ws_kind_t kind;
+  chat_connect_params_t params;
+  char room[QUERY_VALUE_MAX], name[QUERY_VALUE_MAX], qroom[QUERY_VALUE_MAX],
+      since[QUERY_VALUE_MAX], epoch[QUERY_VALUE_MAX], session[QUERY_VALUE_MAX];
+} ws_target_t;
+
+static int is_ws_path(const http_request_t *req) {
+  return path_is(req, "/ws") || path_starts(req, "/ws/") || path_is(req, "/echo");
+}
+
+/* The checks every HTTP version shares: the endpoint is on, the method is
+ * the version's (GET to upgrade, CONNECT on HTTP/2), the room name and the
+ * query are valid. Returns 0, or -1 after answering with the error. */
+static int ws_target(routes_t *r, http_reply_t out, const http_request_t *req, const char *method,
+                     ws_target_t *t) {
+  memset(&t->params, 0, sizeof t->params);
+  int echo = path_is(req, "/echo");
+  if (echo && r->config->echo == 0) {
+    http_reply_error(out, 404, "the echo endpoint is off (start with --echo)", NULL);
+    return -1;
+  }
+  if (strcmp(req->method, method) != 0) {
+    if (strcmp(method, "GET") == 0) http_reply_error(out, 405, "WebSocket endpoints take GET only", "Allow: GET\r\n");
+    else http_reply_error(out, 405, "WebSocket endpoints over HTTP/2 take extended CONNECT (RFC 8441)", "Allow: CONNECT\r\n");
+    return -1;
+  }
+  t->kind = echo ? WS_KIND_ECHO : WS_KIND_CHAT;
+  if (echo) return 0;
+  /* "/ws/" is /ws/{room} with an empty room: invalid like any other. */
+  if (!path_is(req, "/ws")) {
+    int n = url_decode(req->path + 4, req->path_len - 4, t->room, sizeof t->room, 0);
+    if (n < 0 || !chat_room_name_valid(t->room, (size_t)n)) {
+      http_reply_error(out, 400, "invalid room name: use 1-64 letters, digits, '-', '_' or '.'", NULL);
+      return -1;
+    }
+  }
+  chat_connect_params_t *p = &t->params;
+  if (query_param(req, "name", t->name, &p->name) || query_param(req, "room", t->qroom, &p->room) ||
+      query_param(req, "since", t->since, &p->since) || query_param(req, "epoch", t->epoch, &p->epoch) ||
+      query_param(req, "session", t->session, &p->session)) {
+    http_reply_error(out, 400, "malformed, too long or repeated query parameter", NULL);
+    return -1;
+  }
+  if (!path_is(req, "/ws")) {
+    p->room = t->room;
+    p->room_endpoint = 1;
+  }
+  return 0;
+}
+
+static void hs_error(http_reply_t out, const ws_hs_result_t *res) {
+  http_reply_error(out, res->status, res->reason, res->status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+}
+
+static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, uint8_t *rest, size_t rest_len) {
+  http_reply_t out = http1_reply(c);
+  ws_target_t t;
+  if (ws_target(r, out, req, "GET", &t) != 0) return;
   ws_hs_request_t hs = {req->method, req->http_major, req->http_minor, req->headers, req->n_headers};
   ws_hs_result_t res;
   if (ws_handshake_check(&hs, &r->origin_policy, &res) != 0) {
-    http_error(c, res.status, res.reason,
-               res.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+    hs_error(out, &res);
     return;
-  }
-  chat_connect_params_t params = {0};
-  char name[QUERY_VALUE_MAX], qroom[QUERY_VALUE_MAX], since[QUERY_VALUE_MAX],
-      epoch[QUERY_VALUE_MAX], session[QUERY_VALUE_MAX];
-  if (kind == WS_KIND_CHAT) {
-    if (query_param(req, "name", name, &params.name) || query_param(req, "room", qroom, &params.room) ||
-        query_param(req, "since", since, &params.since) ||
-        query_param(req, "epoch", epoch, &params.epoch) ||
-        query_param(req, "session", session, &params.session)) {
-      http_error(c, 400, "malformed, too long or repeated query parameter", NULL);
-      return;
-    }
-    if (room) {
-      params.room = room;
-      params.room_endpoint = 1;
-    }
   }
   char resp[512];
   size_t n = ws_handshake_response(&res, resp, sizeof resp);
@@ -100,23 +143,22 @@ static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, ws_ki
   }
   net_conn_send_copy(c, resp, n);
   http_conn_take(c);
-  ws_transport_start_tcp(r->ws, c, kind, &params, &res.pmd, rest, rest_len);
+  ws_transport_start_tcp(r->ws, c, t.kind, &t.params, &res.pmd, rest, rest_len);
 }
 
-static void route_ws(routes_t *r, net_conn_t *c, const http_request_t *req, uint8_t *rest,
-                     size_t rest_len) {
-  /* "/ws/" is /ws/{room} with an empty room: invalid like any other. */
-  if (path_is(req, "/ws")) {
-    upgrade(r, c, req, WS_KIND_CHAT, NULL, rest, rest_len);
+/* RFC 8441: the stream becomes the WebSocket's carrier; :status 200, no
+ * Sec-WebSocket-Accept. The same checks and limits as the Upgrade. */
+static void connect_ws(routes_t *r, h2_stream_t *s, const http_request_t *req) {
+  http_reply_t out = h2_stream_reply(s);
+  ws_target_t t;
+  if (ws_target(r, out, req, "CONNECT", &t) != 0) return;
+  ws_hs_request_t hs = {req->method, req->http_major, req->http_minor, req->headers, req->n_headers};
+  ws_hs_result_t res;
+  if (ws_handshake_check_connect(&hs, req->protocol, &r->origin_policy, &res) != 0) {
+    hs_error(out, &res);
     return;
   }
-  char room[QUERY_VALUE_MAX];
-  int n = url_decode(req->path + 4, req->path_len - 4, room, sizeof room, 0);
-  if (n < 0 || !chat_room_name_valid(room, (size_t)n)) {
-    http_error(c, 400, "invalid room name: use 1-64 letters, digits, '-', '_' or '.'", NULL);
-    return;
-  }
-  upgrade(r, c, req, WS_KIND_CHAT, room, rest, rest_len);
+  ws_transport_start(r->ws, h2_stream_websocket(s, res.subprotocol), t.kind, &t.params);
 }
 
 /* --- HTTP sessions: an HTTP/1.1 connection as their carrier --------------------- */
@@ -131,54 +173,67 @@ static const hsess_carrier_ops_t h1_carrier = {.hold = h1_hold, .respond = h1_re
 
 /* --- the dispatcher ------------------------------------------------------------------ */
 
-static void on_request(void *app, net_conn_t *c, const http_request_t *req, uint8_t *rest,
-                       size_t rest_len) {
-  routes_t *r = app;
-  int ws_path = path_is(req, "/ws") || path_starts(req, "/ws/") || path_is(req, "/echo");
-  if (ws_path && r->config->echo == 0 && path_is(req, "/echo")) {
-    http_error(c, 404, "the echo endpoint is off (start with --echo)", NULL);
-    return;
-  }
-  if (ws_path) {
-    if (strcmp(req->method, "GET") != 0) {
-      http_error(c, 405, "WebSocket endpoints take GET only", "Allow: GET\r\n");
-      return;
-    }
-    if (path_is(req, "/echo")) upgrade(r, c, req, WS_KIND_ECHO, NULL, rest, rest_len);
-    else route_ws(r, c, req, rest, rest_len);
-    return;
-  }
-  if (r->sessions && hsess_path(req->path, req->path_len)) {
-    hsess_handle(r->sessions, &h1_carrier, c, req->method, req->path, req->path_len, req->query,
-                 req->query_len, req->body, req->body_len);
-    return;
-  }
+/* Everything but the WebSocket endpoints, for any HTTP version. */
+static void route_plain(routes_t *r, http_reply_t out, const http_request_t *req) {
   int known = path_is(req, "/") || path_starts(req, "/static/") || path_is(req, "/healthz") ||
               path_is(req, "/metrics") || path_is(req, "/index.html");
   if (!known) {
-    http_error(c, 404, "not found", NULL);
+    http_reply_error(out, 404, "not found", NULL);
     return;
   }
   if (!is_get_or_head(req)) {
-    http_error(c, 405, "method not allowed", "Allow: GET, HEAD\r\n");
+    http_reply_error(out, 405, "method not allowed", "Allow: GET, HEAD\r\n");
     return;
   }
   if (path_is(req, "/healthz")) {
     if (r->chat && !chat_server_healthy(r->chat))
-      reply(c, req, 503, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n",
+      reply(out, req, 503, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n",
             "degraded: the shared store is unreachable\n", 42);
     else
-      reply(c, req, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n", "ok\n", 3);
+      reply(out, req, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n", "ok\n", 3);
   } else if (path_is(req, "/metrics")) {
     static char buf[METRICS_BUF];
     size_t n = metrics_render(buf, sizeof buf);
-    reply(c, req, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n",
+    reply(out, req, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-store\r\n",
           buf, n);
   } else if (path_is(req, "/") || path_is(req, "/index.html")) {
-    serve_asset(r, c, req, "/index.html", 11);
+    serve_asset(r, out, req, "/index.html", 11);
   } else {
-    serve_asset(r, c, req, req->path + 7, req->path_len - 7); /* "/static/x" -> "/x" */
+    serve_asset(r, out, req, req->path + 7, req->path_len - 7); /* "/static/x" -> "/x" */
   }
+}
+
+static void on_request(void *app, net_conn_t *c, const http_request_t *req, uint8_t *rest,
+                       size_t rest_len) {
+  routes_t *r = app;
+  if (is_ws_path(req)) upgrade(r, c, req, rest, rest_len);
+  else if (r->sessions && hsess_path(req->path, req->path_len))
+    hsess_handle(r->sessions, &h1_carrier, c, req->method, req->path, req->path_len, req->query,
+                 req->query_len, req->body, req->body_len);
+  else route_plain(r, http1_reply(c), req);
+}
+
+void routes_h2_request(void *app, h2_stream_t *s, const http_request_t *req) {
+  routes_t *r = app;
+  if (is_ws_path(req)) {
+    connect_ws(r, s, req);
+    return;
+  }
+  if (req->protocol) {
+    http_reply_error(h2_stream_reply(s), 404, "no WebSocket endpoint at this path", NULL);
+    return;
+  }
+  route_plain(r, h2_stream_reply(s), req);
+}
+
+static void on_h2_preface(void *app, net_conn_t *c, uint8_t *data, size_t len) {
+  routes_t *r = app;
+  h2_conn_attach(r->h2, c, data, len);
+}
+
+void routes_enable_h2(routes_t *r, h2_server_t *h2) {
+  r->h2 = h2;
+  r->http.on_h2_preface = on_h2_preface;
 }
 
 void routes_init(routes_t *r, const wsc_config_t *config, chat_server_t *chat) {

@@ -201,3 +201,26 @@ size_t ws_handshake_response(const ws_hs_result_t *res, char *out, size_t cap) {
                    ext[0] ? "Sec-WebSocket-Extensions: " : "", ext, ext[0] ? "\r\n" : "");
   return (n < 0 || (size_t)n >= cap) ? 0 : (size_t)n;
 }
+
+/* --- extended CONNECT (RFC 8441 over HTTP/2, RFC 9220 over HTTP/3) ------------- */
+
+int ws_handshake_check_connect(const ws_hs_request_t *req, const char *protocol,
+                               const ws_hs_policy_t *policy, ws_hs_result_t *out) {
+  memset(out, 0, sizeof *out);
+  slice_t host = {0}, version = {0}, origin = {0};
+  if (!req->method || strcmp(req->method, "CONNECT") != 0)
+    return reject(out, 400, "a WebSocket over HTTP/2 is opened with extended CONNECT");
+  if (!protocol) return reject(out, 400, "CONNECT needs :protocol websocket");
+  if (!slice_ieq((slice_t){protocol, strlen(protocol)}, "websocket"))
+    return reject(out, 400, ":protocol must be websocket");
+  if (find_header(req, "Host", &host) != 1 || host.n == 0)
+    return reject(out, 400, "missing :authority");
+  if (find_header(req, "Sec-WebSocket-Version", &version) != 1 || !slice_ieq(version, WS_VERSION))
+    return reject(out, 426, "unsupported Sec-WebSocket-Version (need 13)");
+  if (find_header(req, "Origin", &origin) > 0 && !origin_allowed(origin, host, policy))
+    return reject(out, 403, "origin not allowed");
+  if (header_has_token(req, "Sec-WebSocket-Protocol", WS_SUBPROTOCOL, 0)) out->subprotocol = WS_SUBPROTOCOL;
+  out->status = 200;
+  out->reason = "OK";
+  return 0;
+}

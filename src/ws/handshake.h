@@ -50,7 +50,7 @@ typedef struct ws_hs_policy {
 } ws_hs_policy_t;
 
 typedef struct ws_hs_result {
-  int status;                   /* 101, 400, 403 or 426 (500: OpenSSL failed) */
+  int status;                   /* 101 (200 for CONNECT), 400, 403 or 426 (500: OpenSSL failed) */
   const char *reason;           /* one line for the error body; static */
   char accept[29];              /* Sec-WebSocket-Accept, NUL-terminated (on 101) */
   const char *subprotocol;      /* WS_SUBPROTOCOL or NULL */
@@ -59,6 +59,16 @@ typedef struct ws_hs_result {
 
 /* Checks the request; fills *out. Returns 0 when status is 101, -1 otherwise. */
 int ws_handshake_check(const ws_hs_request_t *req, const ws_hs_policy_t *policy, ws_hs_result_t *out);
+/* The same decision for a WebSocket opened with extended CONNECT (RFC 8441
+ * on HTTP/2, RFC 9220 on HTTP/3): req->method "CONNECT", `protocol` the
+ * :protocol pseudo-header (NULL if absent), the :authority given as a
+ * "host" header. 400 when :protocol is missing or not "websocket" or there
+ * is no authority, 426 for a Sec-WebSocket-Version other than 13, 403 for
+ * an Origin the policy refuses (the same rule as above, against the
+ * authority). No key, no accept value: success is status 200, with the
+ * chosen subprotocol. Returns 0 on 200, -1 otherwise. */
+int ws_handshake_check_connect(const ws_hs_request_t *req, const char *protocol,
+                               const ws_hs_policy_t *policy, ws_hs_result_t *out);
 /* Computes base64(SHA-1(key + GUID)) into out[29]. Returns 0 or -1. */
 int ws_accept_key(const char *key, size_t key_len, char out[29]);
 /* Writes the complete "101 Switching Protocols" response into out; returns

@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
    * input, invisible to the leak checker since the pool still holds it). */
   net_conn_t *c = net_conn_detached(&g_srv);
   if (!c) return 0;
-  http_app_t app = {handler, NULL, &g_config};
+  http_app_t app = {.handler = handler, .app = NULL, .config = &g_config};
   http_conn_attach(c, &app);
 
   uint8_t *copy = malloc(size ? size : 1);
