@@ -54,6 +54,16 @@ export class Chat {
     });
   }
 
+  // The same client over an HTTP/2 stream (RFC 8441) of `session`
+  // (see h2ws.mjs); rejects with {status} on a refusal.
+  static async openH2(session, path, headers = {}) {
+    const { connectStream, wsOnStream } = await import('./h2ws.mjs');
+    const { stream } = await connectStream(session, path, headers);
+    const c = new Chat(wsOnStream(stream));
+    c.stream = stream;
+    return c;
+  }
+
   _wake() { const w = this.wake; this.wake = null; if (w) w(); }
 
   // An object is sent as JSON, a string as it is.
