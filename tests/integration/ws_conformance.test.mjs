@@ -9,6 +9,8 @@
 // Every server frame is checked against the RFC by tests/lib/rawws.mjs.
 // "X" cases are RFC rules Autobahn does not cover; "L" cases are the
 // message-size limit (1009) on a server started with --max-message 65536.
+// With WSCHAT_WS_CARRIER=h2 every case runs on an HTTP/2 stream instead
+// (ws_conformance_h2.test.mjs): the end of the stream stands for TCP close.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
@@ -40,7 +42,7 @@ after(async () => {
 const T = { timeout: 60000 };
 
 async function withWs(fn, server = srv) {
-  const ws = await RawWS.connect(server.port, { path: '/echo' });
+  const ws = await RawWS.open(server.port, { path: '/echo' });
   try {
     await fn(ws);
   } finally {

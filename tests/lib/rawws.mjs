@@ -168,6 +168,35 @@ export class RawWS {
     return new RawWS(socket, reader, res, { timeoutMs });
   }
 
+  // The same client on an HTTP/2 stream opened with extended CONNECT
+  // (RFC 8441) by Node's http2 client: frames are written and read raw on
+  // the stream; "TCP close" is the end of the stream. `destroy` also closes
+  // the HTTP/2 connection.
+  static async connectH2(port, { path = '/echo', headers = {}, extra, timeoutMs = 10000 } = {}) {
+    const { h2session, connectStream } = await import('./h2ws.mjs');
+    const session = await h2session(port);
+    let stream, res;
+    try {
+      ({ stream, headers: res } = await connectStream(session, path, headers));
+    } catch (e) {
+      session.destroy();
+      throw new Error(`handshake: ${e.message}`);
+    }
+    if (res['sec-websocket-accept'] !== undefined) {
+      session.destroy();
+      throw new Error('handshake: Sec-WebSocket-Accept in an RFC 8441 response');
+    }
+    stream.destroy = ((orig) => (...a) => { orig(...a); session.destroy(); return stream; })(stream.destroy.bind(stream));
+    const ws = new RawWS(stream, new ByteReader(stream), { status: 200, headers: res }, { timeoutMs });
+    if (extra) await ws.send(extra);
+    return ws;
+  }
+
+  // RawWS.connect or RawWS.connectH2, as $WSCHAT_WS_CARRIER says ("h2").
+  static open(port, opts) {
+    return process.env.WSCHAT_WS_CARRIER === 'h2' ? RawWS.connectH2(port, opts) : RawWS.connect(port, opts);
+  }
+
   // Writes bytes; resolves when handed to the kernel (false if the socket is gone).
   send(data) {
     return new Promise((resolve) => {
