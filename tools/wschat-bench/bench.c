@@ -39,6 +39,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "h2b.h"
 #include "h3b.h"
 #include "hist.h"
 #include "multi.h"
@@ -80,6 +81,7 @@ typedef struct opts {
   const char *json, *src_base, *room_prefix;
   bool no_spread, quiet;
   int h3;             /* WebSockets per HTTP/3 (QUIC) connection (h3b.c); 0: TCP */
+  int h2;             /* WebSockets per HTTP/2 connection (h2b.c); 0: one TCP each */
 } opts;
 
 typedef struct pair { /* one recipient x one publisher of its room */
@@ -333,6 +335,15 @@ static void flush_conn(conn *c) {
   if (B.o.h3) { /* the bytes go to its HTTP/3 stream */
     if (h3b_send(c->id, c->out, c->out_len) != 0) {
       conn_fail(c, "h3 stream backlog over limit", 0);
+      return;
+    }
+    c->out_len = 0;
+    return;
+  }
+  if (B.o.h2) { /* the bytes go to its HTTP/2 stream */
+    if (h2b_send(c->id, c->out, c->out_len) != 0) {
+      B.backlog_errors++;
+      conn_fail(c, "h2 stream backlog over limit", 0);
       return;
     }
     c->out_len = 0;
@@ -661,6 +672,7 @@ static void conn_fail(conn *c, const char *why, int err) {
       fault("conn %d: %s", c->id, why);
   }
   if (B.o.h3) h3b_close(c->id, 1);
+  else if (B.o.h2) h2b_close(c->id);
   else if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_closed);
   secure_tls_free(c->tls);
   c->tls = NULL;
@@ -796,6 +808,13 @@ static void h3_on_fail(int ws, const char *why, int status) {
 
 static const h3b_cb h3_cb = {h3_on_open, h3_on_data, h3_on_fail};
 
+/* HTTP/2 (h2b.c): the same events (open and data as for HTTP/3). */
+static void h2_on_fail(int ws, const char *why, int err) {
+  if (!B.finishing) conn_fail(&B.conns[ws], why, err);
+}
+
+static const h2b_cb h2_cb = {h3_on_open, h3_on_data, h2_on_fail};
+
 static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   if (c->state != CS_CONNECTING) return;
@@ -847,14 +866,15 @@ static void send_upgrade(conn *c) {
 }
 
 static void start_connect(conn *c) {
-  if (B.o.h3) {
+  if (B.o.h3 || B.o.h2) {
     c->state = CS_HANDSHAKE;
     B.handshaking++;
     if (!B.t_first_connect) B.t_first_connect = now_ns() | 1;
     char path[128];
     if (B.o.sc == SC_ECHO || B.nrooms == 0) snprintf(path, sizeof path, "/echo");
     else snprintf(path, sizeof path, "/ws/%s", B.rooms[c->room].name);
-    h3b_open(c->id, path);
+    if (B.o.h3) h3b_open(c->id, path);
+    else h2b_open(c->id, path);
     return;
   }
   int r = uv_tcp_init_ex(B.loop, &c->tcp, AF_INET);
@@ -1186,6 +1206,7 @@ static void usage(FILE *f) {
         "           --concurrency K concurrent handshakes (256) --server-pid PID --json FILE\n"
         "           --src-base 127.0.0.2 --per-addr N (10000) --no-spread --room-prefix P --quiet\n"
         "           --h3 N  N WebSockets per HTTP/3 (QUIC) connection (RFC 9220) to the --url port over UDP\n"
+        "           --h2 N  N WebSockets per HTTP/2 connection (h2c, RFC 8441 extended CONNECT)\n"
         "  cluster: --node ws://HOST:PORT (repeatable: client i goes to node i mod (1+nodes))\n"
         "           --node-pid PID (repeatable: its CPU counts as server CPU)\n"
         "  storm:   reconnect storm across a server restart (storm.h): --conns C --rooms R --rate N\n",
@@ -1290,6 +1311,7 @@ int main(int argc, char **argv) {
     else if (OPT("--per-addr")) o->per_addr = atoi(v);
     else if (OPT("--room-prefix")) o->room_prefix = v;
     else if (OPT("--h3")) o->h3 = atoi(v);
+    else if (OPT("--h2")) o->h2 = atoi(v);
     else if (!strcmp(a, "--no-spread")) o->no_spread = true;
     else if (!strcmp(a, "--quiet")) o->quiet = true;
     else if (!strcmp(a, "--deflate")) secure_opt_deflate = true;
@@ -1413,6 +1435,10 @@ int main(int argc, char **argv) {
 
   if (o->h3 > 0 && h3b_init(B.loop, o->addr, o->port, o->host, B.nconns, o->h3, &h3_cb) != 0) {
     logf_("cannot set up HTTP/3");
+    return 2;
+  }
+  if (o->h2 > 0 && h2b_init(B.loop, o->addr, o->port, o->host, B.nconns, o->h2, &h2_cb) != 0) {
+    logf_("cannot set up HTTP/2");
     return 2;
   }
   B.rss_before_kb = o->server_pid > 0 ? read_rss_kb(o->server_pid) : -1;
