@@ -340,9 +340,14 @@ static void on_sighup(uv_signal_t *h, int signum) {
     LOG_INFO("main", "TLS certificate reloaded cert=%s", app->config.tls_cert);
 }
 
+/* A new connection: HTTP/2 when TLS ALPN chose "h2", else HTTP/1.1 (which
+ * hands h2c with prior knowledge over to h2 itself). */
 static void on_accept(net_server_t *net, net_conn_t *c) {
   app_t *app = net->ud;
-  http_conn_attach(c, &app->routes.http);
+  char proto[16];
+  const char *p = net_conn_protocol(c, proto, sizeof proto);
+  if (p && strcmp(p, "h2") == 0) h2_conn_attach(app->h2, c, NULL, 0);
+  else http_conn_attach(c, &app->routes.http);
 }
 
 int main(int argc, char **argv) {

@@ -12,7 +12,7 @@ void wsc_config_defaults(wsc_config_t *c) {
   c->shutdown_timeout_ms = 5 * 1000;
   c->send_queue_limit = 1024 * 1024;
   c->max_connections = 100000;
-  c->tls_alpn = "http/1.1";
+  c->tls_alpn = "h2,http/1.1";
   c->deflate = 1;
   c->deflate_min = WSC_DEFLATE_MIN_DEFAULT;
   c->max_message = 16 * 1024 * 1024;

@@ -28,7 +28,7 @@ typedef struct wsc_config {
   int tls_port;                   /* --tls-port, 0 = no TLS listener */
   const char *tls_cert;           /* --tls-cert: PEM certificate chain */
   const char *tls_key;            /* --tls-key: PEM private key */
-  const char *tls_alpn;           /* ALPN protocols, preferred first: "http/1.1" */
+  const char *tls_alpn;           /* ALPN protocols, preferred first: "h2,http/1.1" */
 
   /* http / ws */
   size_t max_message;             /* --max-message (bytes), default 16 MiB, for /echo */

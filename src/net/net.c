@@ -270,6 +270,7 @@ static void flush_tls(net_conn_t *c) {
   if (send_tls_output(c) != 0) return;
   maybe_resume(c);
   maybe_shutdown(c);
+  if (c->handler && c->handler->on_drain && !(c->flags & (F_CLOSING | F_CLOSED))) c->handler->on_drain(c);
 }
 
 static void flush_conn(net_conn_t *c) {

@@ -288,3 +288,33 @@ describe('the chat protocol over HTTP/2 streams', () => {
 });
 
 function http2Cancel() { return 0x8; /* NGHTTP2_CANCEL */ }
+
+describe('h2 over TLS (ALPN)', () => {
+  test('ALPN h2: page, /metrics and a chat WebSocket on the same TLS connection', T, async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { makeCert, tlsArgs } = await import('../lib/tls.mjs');
+    const { freePort } = await import('../lib/server.mjs');
+    const dir = mkdtempSync(path.join(tmpdir(), 'wschat-h2tls-'));
+    const { cert, key } = makeCert(dir);
+    const tlsPort = await freePort();
+    const own = await startServer({ dir, args: tlsArgs(tlsPort, cert, key) });
+    try {
+      const s = await h2session(tlsPort, { scheme: 'https', options: { rejectUnauthorized: false } });
+      assert.equal(s.alpnProtocol, 'h2');
+      assert.equal(s.remoteSettings.enableConnectProtocol, true);
+      const page = await get(s, '/');
+      assert.equal(page.status, 200);
+      const c = await Chat.openH2(s, `/ws/${fresh('tls')}`, { ':scheme': 'https', origin: `https://127.0.0.1:${tlsPort}` });
+      await c.next('welcome');
+      await c.next('joined');
+      assert.equal(await metric(s, 'wschat_websockets_by_carrier{carrier="h2"}'), 1);
+      await c.close();
+      s.close();
+    } finally {
+      assert.equal(await own.stop(), 0, own.log.slice(-3000));
+      assert.doesNotMatch(own.log, /AddressSanitizer|LeakSanitizer|runtime error:/);
+    }
+  });
+});

@@ -128,8 +128,11 @@ describe('tls: serves what the plain port serves', () => {
     await assert.rejects(tlsConnect({ maxVersion: 'TLSv1.1', minVersion: 'TLSv1' }), 'TLS 1.1 is refused');
   });
 
-  test('ALPN selects http/1.1; a client without ALPN still gets HTTP/1.1', T, async () => {
-    const s = await tlsConnect({ ALPNProtocols: ['h2', 'http/1.1'] });
+  test('ALPN selects h2 when offered, else http/1.1; a client without ALPN still gets HTTP/1.1', T, async () => {
+    const h = await tlsConnect({ ALPNProtocols: ['h2', 'http/1.1'] });
+    assert.equal(h.alpnProtocol, 'h2');
+    h.destroy();
+    const s = await tlsConnect({ ALPNProtocols: ['http/1.1'] });
     assert.equal(s.alpnProtocol, 'http/1.1');
     s.destroy();
     const n = await tlsConnect({});
