@@ -50,6 +50,7 @@ struct h2_conn {
   h2_conn_t *next_dirty;
   wsc_buf_t *pend;             /* small frames gathered for one net send */
   size_t n_streams;
+  uint32_t n_requests;         /* streams opened so far (for the log) */
   int64_t idle_since;
   uint8_t dirty, in_recv, shutting_down, write_blocked;
 };
@@ -335,6 +336,8 @@ static void c_attach(void *h, const wsc_carrier_cb_t *cb, void *ud) {
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read};
   if (nghttp2_submit_response(s->conn->ng, s->id, nva, nv, &prd) != 0) stream_reset(s, NGHTTP2_INTERNAL_ERROR);
   mark_dirty(s->conn);
+  LOG_DEBUG("h2", "websocket on stream stream=%d streams_before=%u tls=%d", (int)s->id,
+            s->conn->n_requests - 1, net_conn_is_tls(s->conn->net));
 }
 
 static int c_is_closing(const void *h) {
@@ -457,11 +460,10 @@ static void dispatch(h2_stream_t *s) {
   wsc_metrics.http_requests++;
   h2_server_t *srv = s->conn->srv;
   srv->handler(srv->app, s, &s->request);
-  if (!(s->flags & S_WS)) {
-    /* A plain request is answered within the call. */
-    if (!(s->flags & (S_RESPONDED | S_RESET))) http_reply_error(h2_stream_reply(s), 500, "no response", NULL);
-    stream_release_request(s);
-  }
+  /* A plain request is answered within the call; a WebSocket kept what it
+   * needs (chat copies the URL's parameters): the request goes either way. */
+  if (!(s->flags & (S_WS | S_RESPONDED | S_RESET))) http_reply_error(h2_stream_reply(s), 500, "no response", NULL);
+  stream_release_request(s);
 }
 
 /* --- nghttp2 receive callbacks ---------------------------------------------------------------- */
@@ -479,6 +481,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
   }
   h2_stream_t *s = stream_new(hc, frame->hd.stream_id);
   if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  hc->n_requests++;
   nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, s);
   return 0;
 }

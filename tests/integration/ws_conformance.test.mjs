@@ -11,6 +11,9 @@
 // message-size limit (1009) on a server started with --max-message 65536.
 // With WSCHAT_WS_CARRIER=h2 every case runs on an HTTP/2 stream instead
 // (ws_conformance_h2.test.mjs): the end of the stream stands for TCP close.
+// The servers run without the heartbeat (--ping-interval 0): a suite that
+// takes longer than 30 s on a loaded machine would otherwise see a
+// heartbeat ping inside a case (heartbeats are tested in ws_lifecycle).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
