@@ -27,6 +27,7 @@ enum {
   S_CLOSING = 1 << 7,     /* carrier close/abort called */
   S_AWAIT_BODY = 1 << 8,  /* headers done, body arriving */
   S_RESET = 1 << 9,       /* RST_STREAM submitted */
+  S_HELD = 1 << 10,       /* answered later (h2_stream_hold) */
 };
 
 typedef struct h2_conn h2_conn_t;
@@ -75,6 +76,9 @@ struct h2_stream {
   void *ud;
   const char *subprotocol;
   size_t unconsumed;           /* received, window not yet returned */
+  /* a held request (long poll): told if the stream goes first */
+  void (*held_gone)(void *ud);
+  void *held_ud;
 };
 
 /* --- output plumbing ------------------------------------------------------------ */
@@ -273,15 +277,17 @@ static void stream_reset(h2_stream_t *s, uint32_t code) {
   mark_dirty(s->conn);
 }
 
-static void h2_respond(void *target, int status, const char *content_type, const char *extra_headers,
-                       const void *body, size_t body_len, int keep_alive) {
-  (void)keep_alive;
-  h2_stream_t *s = target;
+/* Submits a response: body by reference (NULL: headers only, with
+ * content-length as given, for HEAD). */
+static void submit(h2_stream_t *s, int status, const char *content_type, const char *extra_headers,
+                   wsc_buf_t *body, size_t content_length) {
   if (s->flags & (S_RESPONDED | S_RESET)) return;
   s->flags |= S_RESPONDED | S_END_OUT;
+  s->flags &= (uint16_t)~S_HELD;
+  s->held_gone = NULL;
   char st[8], len[24], lower[1024];
   snprintf(st, sizeof st, "%03u", (unsigned)status % 1000u);
-  int ln = snprintf(len, sizeof len, "%zu", body_len);
+  int ln = snprintf(len, sizeof len, "%zu", content_length);
   h2_field_t extra[RESP_MAX_FIELDS];
   int n_extra = extra_headers ? h2_resp_fields(extra_headers, extra, RESP_MAX_FIELDS, lower, sizeof lower) : 0;
   if (n_extra < 0) n_extra = 0;
@@ -295,21 +301,40 @@ static void h2_respond(void *target, int status, const char *content_type, const
     nva[nv++] = (nghttp2_nv){(uint8_t *)extra[i].name, (uint8_t *)extra[i].value, extra[i].name_len,
                              extra[i].value_len, NGHTTP2_NV_FLAG_NONE};
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read};
-  int with_body = body && body_len;
-  if (with_body) {
-    wsc_buf_t *b = wsc_buf_from(0, body, body_len);
-    if (!b || queue_push(s, b) != 0) {
-      if (b) wsc_buf_unref(b);
-      stream_reset(s, NGHTTP2_INTERNAL_ERROR);
-      return;
-    }
-    wsc_buf_unref(b);
+  int with_body = body && body->len;
+  if (with_body && queue_push(s, body) != 0) {
+    stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+    return;
   }
   if (nghttp2_submit_response(s->conn->ng, s->id, nva, nv, with_body ? &prd : NULL) != 0) {
     stream_reset(s, NGHTTP2_INTERNAL_ERROR);
     return;
   }
   mark_dirty(s->conn);
+}
+
+static void h2_respond(void *target, int status, const char *content_type, const char *extra_headers,
+                       const void *body, size_t body_len, int keep_alive) {
+  (void)keep_alive;
+  h2_stream_t *s = target;
+  wsc_buf_t *b = NULL;
+  if (body && body_len && !(b = wsc_buf_from(0, body, body_len))) {
+    stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  submit(s, status, content_type, extra_headers, b, body_len);
+  if (b) wsc_buf_unref(b);
+}
+
+void h2_stream_hold(h2_stream_t *s, void (*gone)(void *ud), void *ud) {
+  s->flags |= S_HELD;
+  s->held_gone = gone;
+  s->held_ud = ud;
+}
+
+void h2_stream_answer(h2_stream_t *s, int status, const char *content_type, const char *extra_headers,
+                      wsc_buf_t *body) {
+  submit(s, status, content_type, extra_headers, body, body ? body->len : 0);
 }
 
 static const http_reply_ops_t h2_reply_ops = {.respond = h2_respond};
@@ -441,6 +466,11 @@ static void stream_release_request(h2_stream_t *s) {
 static void stream_free(h2_stream_t *s) {
   h2_conn_t *hc = s->conn;
   ws_gone(s);
+  if (s->held_gone) { /* a held request's stream went first */
+    void (*gone)(void *) = s->held_gone;
+    s->held_gone = NULL;
+    gone(s->held_ud);
+  }
   if (s->prev) s->prev->next = s->next;
   else hc->streams = s->next;
   if (s->next) s->next->prev = s->prev;
@@ -462,7 +492,8 @@ static void dispatch(h2_stream_t *s) {
   srv->handler(srv->app, s, &s->request);
   /* A plain request is answered within the call; a WebSocket kept what it
    * needs (chat copies the URL's parameters): the request goes either way. */
-  if (!(s->flags & (S_WS | S_RESPONDED | S_RESET))) http_reply_error(h2_stream_reply(s), 500, "no response", NULL);
+  if (!(s->flags & (S_WS | S_RESPONDED | S_RESET | S_HELD)))
+    http_reply_error(h2_stream_reply(s), 500, "no response", NULL);
   stream_release_request(s);
 }
 

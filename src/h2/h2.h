@@ -78,6 +78,13 @@ void h2_conn_attach(h2_server_t *srv, net_conn_t *c, uint8_t *data, size_t len);
 
 /* Where a plain response to s goes. */
 http_reply_t h2_stream_reply(h2_stream_t *s);
+/* Keeps the request open past the handler (a long poll): it is answered
+ * later with h2_stream_answer; gone(ud) is called instead if the stream
+ * closes first (reset, connection lost), after which s must not be used. */
+void h2_stream_hold(h2_stream_t *s, void (*gone)(void *ud), void *ud);
+/* Answers s (held or not): body queued by reference (NULL: empty). */
+void h2_stream_answer(h2_stream_t *s, int status, const char *content_type, const char *extra_headers,
+                      wsc_buf_t *body);
 /* Turns s into a WebSocket carrier; the :status 200 (with
  * sec-websocket-protocol: subprotocol when not NULL) is sent when the
  * WebSocket attaches. */

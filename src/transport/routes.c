@@ -171,6 +171,15 @@ static void h1_respond(void *conn, int status, const char *type, const char *ext
 
 static const hsess_carrier_ops_t h1_carrier = {.hold = h1_hold, .respond = h1_respond};
 
+/* ... and an HTTP/2 stream. */
+static void h2s_hold(void *stream, hsess_waiter_t *w) { h2_stream_hold(stream, hsess_waiter_gone, w); }
+
+static void h2s_respond(void *stream, int status, const char *type, const char *extra, wsc_buf_t *body) {
+  h2_stream_answer(stream, status, type, extra, body);
+}
+
+static const hsess_carrier_ops_t h2_carrier = {.hold = h2s_hold, .respond = h2s_respond};
+
 /* --- the dispatcher ------------------------------------------------------------------ */
 
 /* Everything but the WebSocket endpoints, for any HTTP version. */
@@ -221,6 +230,11 @@ void routes_h2_request(void *app, h2_stream_t *s, const http_request_t *req) {
   }
   if (req->protocol) {
     http_reply_error(h2_stream_reply(s), 404, "no WebSocket endpoint at this path", NULL);
+    return;
+  }
+  if (r->sessions && hsess_path(req->path, req->path_len)) {
+    hsess_handle(r->sessions, &h2_carrier, s, req->method, req->path, req->path_len, req->query,
+                 req->query_len, req->body, req->body_len);
     return;
   }
   route_plain(r, h2_stream_reply(s), req);
