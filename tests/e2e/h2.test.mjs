@@ -24,8 +24,11 @@ describe('web page over HTTP/2: its WebSocket rides the same connection', { time
   before(async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'wschat-e2e-h2-'));
     const { cert, key } = makeCert(dir);
-    tlsPort = await freePort();
-    srv = await startServer({ dir, args: [...tlsArgs(tlsPort, cert, key), '--log-level', 'debug'] });
+    // two free ports asked for one after the other may be the same one: retry
+    for (let i = 0; !srv; i++) {
+      tlsPort = await freePort();
+      try { srv = await startServer({ dir, args: [...tlsArgs(tlsPort, cert, key), '--log-level', 'debug'] }); } catch (e) { if (i === 2) throw e; }
+    }
     browser = await launch();
   });
 
