@@ -74,7 +74,7 @@ struct h2_stream {
   /* WebSocket */
   const wsc_carrier_cb_t *cb;
   void *ud;
-  const char *subprotocol;
+  const char *subprotocol, *extensions; /* for the 200, until attach */
   size_t unconsumed;           /* received, window not yet returned */
   /* a held request (long poll): told if the stream goes first */
   void (*held_gone)(void *ud);
@@ -343,9 +343,10 @@ http_reply_t h2_stream_reply(h2_stream_t *s) { return (http_reply_t){&h2_reply_o
 
 /* --- the WebSocket carrier ----------------------------------------------------------------- */
 
-wsc_carrier_t h2_stream_websocket(h2_stream_t *s, const char *subprotocol) {
+wsc_carrier_t h2_stream_websocket(h2_stream_t *s, const char *subprotocol, const char *extensions) {
   s->flags |= S_WS;
   s->subprotocol = subprotocol;
+  s->extensions = extensions;
   return (wsc_carrier_t){&h2_carrier_ops, s};
 }
 
@@ -354,10 +355,13 @@ static void c_attach(void *h, const wsc_carrier_cb_t *cb, void *ud) {
   s->cb = cb;
   s->ud = ud;
   s->flags |= S_RESPONDED;
-  nghttp2_nv nva[2];
+  nghttp2_nv nva[3];
   size_t nv = 0;
   nva[nv++] = NV(":status", "200", 3);
   if (s->subprotocol) nva[nv++] = NV("sec-websocket-protocol", s->subprotocol, strlen(s->subprotocol));
+  if (s->extensions && s->extensions[0])
+    nva[nv++] = NV("sec-websocket-extensions", s->extensions, strlen(s->extensions));
+  s->extensions = NULL;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read};
   if (nghttp2_submit_response(s->conn->ng, s->id, nva, nv, &prd) != 0) stream_reset(s, NGHTTP2_INTERNAL_ERROR);
   mark_dirty(s->conn);

@@ -86,9 +86,10 @@ void h2_stream_hold(h2_stream_t *s, void (*gone)(void *ud), void *ud);
 void h2_stream_answer(h2_stream_t *s, int status, const char *content_type, const char *extra_headers,
                       wsc_buf_t *body);
 /* Turns s into a WebSocket carrier; the :status 200 (with
- * sec-websocket-protocol: subprotocol when not NULL) is sent when the
- * WebSocket attaches. */
-wsc_carrier_t h2_stream_websocket(h2_stream_t *s, const char *subprotocol);
+ * sec-websocket-protocol: subprotocol and sec-websocket-extensions:
+ * extensions when not NULL) is sent when the WebSocket attaches; both
+ * strings must live until then. */
+wsc_carrier_t h2_stream_websocket(h2_stream_t *s, const char *subprotocol, const char *extensions);
 
 extern const wsc_carrier_ops_t h2_carrier_ops;
 

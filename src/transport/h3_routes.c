@@ -132,7 +132,7 @@ static void connect_ws(routes_t *r, h3_stream_t *s, const h3_request_t *req) {
   size_t pl;
   const char *offered = header(req, "sec-websocket-protocol", &pl);
   const char *sub = offered && memmem(offered, pl, WS_SUBPROTOCOL, strlen(WS_SUBPROTOCOL)) ? WS_SUBPROTOCOL : NULL;
-  ws_transport_start(r->ws, h3_stream_websocket(s, sub), echo ? WS_KIND_ECHO : WS_KIND_CHAT, &params);
+  ws_transport_start(r->ws, h3_stream_websocket(s, sub), echo ? WS_KIND_ECHO : WS_KIND_CHAT, &params, NULL);
 }
 
 void h3_routes_request(void *app, h3_stream_t *s, const h3_request_t *req) {

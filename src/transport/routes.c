@@ -158,7 +158,9 @@ static void connect_ws(routes_t *r, h2_stream_t *s, const http_request_t *req) {
     hs_error(out, &res);
     return;
   }
-  ws_transport_start(r->ws, h2_stream_websocket(s, res.subprotocol), t.kind, &t.params);
+  char ext[128] = "";
+  if (res.pmd.enabled && ws_pmd_response(&res.pmd, ext, sizeof ext) == 0) res.pmd.enabled = 0;
+  ws_transport_start(r->ws, h2_stream_websocket(s, res.subprotocol, ext), t.kind, &t.params, &res.pmd);
 }
 
 /* --- HTTP sessions: an HTTP/1.1 connection as their carrier --------------------- */

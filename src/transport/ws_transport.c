@@ -333,11 +333,15 @@ int ws_transport_start_tcp(ws_transport_t *t, net_conn_t *c, ws_kind_t kind,
 }
 
 int ws_transport_start(ws_transport_t *t, wsc_carrier_t carrier, ws_kind_t kind,
-                       const chat_connect_params_t *params) {
+                       const chat_connect_params_t *params, const ws_pmd_t *pmd) {
   ws_conn_t *w = conn_new(t, carrier, kind);
   if (!w) {
     carrier.ops->abort(carrier.h);
     return -1;
+  }
+  if (pmd && pmd->enabled) {
+    w->pmd = *pmd;
+    ws_session_enable_deflate(&w->session);
   }
   carrier.ops->attach(carrier.h, &carrier_cb, w);
   return attach_chat(w, kind, params);

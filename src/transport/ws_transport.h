@@ -58,6 +58,6 @@ int ws_transport_start_tcp(ws_transport_t *t, net_conn_t *c, ws_kind_t kind,
  * carrier sends its success response then), then attaches the chat client.
  * Returns 0, or -1 (the carrier was aborted). */
 int ws_transport_start(ws_transport_t *t, wsc_carrier_t carrier, ws_kind_t kind,
-                       const chat_connect_params_t *params);
+                       const chat_connect_params_t *params, const ws_pmd_t *pmd);
 
 #endif

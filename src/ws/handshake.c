@@ -148,6 +148,16 @@ static int reject(ws_hs_result_t *out, int status, const char *reason) {
   return -1;
 }
 
+/* permessage-deflate: offers are in order across every
+ * Sec-WebSocket-Extensions header. */
+static void negotiate_pmd(const ws_hs_request_t *req, const ws_hs_policy_t *policy, ws_hs_result_t *out) {
+  for (size_t i = 0; policy && policy->deflate && i < req->n_headers && !out->pmd.enabled; i++) {
+    const ws_hs_header_t *h = &req->headers[i];
+    if (slice_ieq((slice_t){h->name, h->name_len}, "Sec-WebSocket-Extensions"))
+      ws_pmd_parse_offers(h->value, h->value_len, &out->pmd);
+  }
+}
+
 int ws_handshake_check(const ws_hs_request_t *req, const ws_hs_policy_t *policy, ws_hs_result_t *out) {
   memset(out, 0, sizeof *out);
   slice_t host = {0}, key = {0}, version = {0}, origin = {0};
@@ -172,12 +182,7 @@ int ws_handshake_check(const ws_hs_request_t *req, const ws_hs_policy_t *policy,
   if (ws_accept_key(key.p, key.n, out->accept) != 0)
     return reject(out, 500, "cannot compute Sec-WebSocket-Accept");
   if (header_has_token(req, "Sec-WebSocket-Protocol", WS_SUBPROTOCOL, 0)) out->subprotocol = WS_SUBPROTOCOL;
-  /* Offers are in order across every Sec-WebSocket-Extensions header. */
-  for (size_t i = 0; policy && policy->deflate && i < req->n_headers && !out->pmd.enabled; i++) {
-    const ws_hs_header_t *h = &req->headers[i];
-    if (slice_ieq((slice_t){h->name, h->name_len}, "Sec-WebSocket-Extensions"))
-      ws_pmd_parse_offers(h->value, h->value_len, &out->pmd);
-  }
+  negotiate_pmd(req, policy, out);
   out->status = 101;
   out->reason = "Switching Protocols";
   return 0;
@@ -220,6 +225,7 @@ int ws_handshake_check_connect(const ws_hs_request_t *req, const char *protocol,
   if (find_header(req, "Origin", &origin) > 0 && !origin_allowed(origin, host, policy))
     return reject(out, 403, "origin not allowed");
   if (header_has_token(req, "Sec-WebSocket-Protocol", WS_SUBPROTOCOL, 0)) out->subprotocol = WS_SUBPROTOCOL;
+  negotiate_pmd(req, policy, out);
   out->status = 200;
   out->reason = "OK";
   return 0;

@@ -66,7 +66,9 @@ int ws_handshake_check(const ws_hs_request_t *req, const ws_hs_policy_t *policy,
  * is no authority, 426 for a Sec-WebSocket-Version other than 13, 403 for
  * an Origin the policy refuses (the same rule as above, against the
  * authority). No key, no accept value: success is status 200, with the
- * chosen subprotocol. Returns 0 on 200, -1 otherwise. */
+ * chosen subprotocol and permessage-deflate negotiated as above (the
+ * answer's sec-websocket-extensions is ws_pmd_response of out->pmd).
+ * Returns 0 on 200, -1 otherwise. */
 int ws_handshake_check_connect(const ws_hs_request_t *req, const char *protocol,
                                const ws_hs_policy_t *policy, ws_hs_result_t *out);
 /* Computes base64(SHA-1(key + GUID)) into out[29]. Returns 0 or -1. */
