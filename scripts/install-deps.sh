@@ -13,7 +13,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
             libjansson-dev libsqlite3-dev libhiredis-dev zlib1g-dev libnghttp2-dev
             libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev)
 TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
-           sqlite3 procps curl redis-server ngtcp2-client)
+           sqlite3 procps curl redis-server ngtcp2-client haproxy)
 BENCH_PKGS=(python3-fastapi python3-uvicorn python3-websockets libwebsockets-dev
             gnuplot-nox linux-perf util-linux nftables)
 

@@ -1,0 +1,94 @@
+// The HAProxy configuration of docs/SCALING.md, as written there (only the
+// ports changed), in front of three nodes on one real redis-server: clients
+// spread over the nodes and share one chat; with Redis stopped the health
+// check takes the nodes out (503 through the balancer) and puts them back.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer, freePort } from '../lib/server.mjs';
+import { startRedis } from '../lib/redis.mjs';
+import { Chat } from '../lib/chat.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+let rd, lb, lbPort;
+const nodes = [];
+
+function documentedConfig() {
+  const doc = readFileSync(path.join(root, 'docs/SCALING.md'), 'utf8');
+  const m = doc.match(/```\n(# \/etc\/haproxy\/haproxy\.cfg[\s\S]*?)```/);
+  assert.ok(m, 'docs/SCALING.md has the HAProxy configuration');
+  return m[1];
+}
+
+async function status(url) {
+  try { return (await fetch(url)).status; } catch { return 0; }
+}
+
+async function until(fn, what, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(100);
+  }
+}
+
+before(async () => {
+  rd = await startRedis();
+  for (let i = 0; i < 3; i++) nodes.push(await startServer({ args: ['--redis', rd.url] }));
+  lbPort = await freePort();
+  let cfg = documentedConfig().replace('bind :8000', `bind 127.0.0.1:${lbPort}`);
+  nodes.forEach((n, i) => { cfg = cfg.replace(`127.0.0.1:${8001 + i}`, `127.0.0.1:${n.port}`); });
+  const dir = mkdtempSync(path.join(tmpdir(), 'wschat-haproxy-'));
+  writeFileSync(path.join(dir, 'haproxy.cfg'), cfg);
+  lb = spawn('haproxy', ['-db', '-f', path.join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  lb.log = '';
+  lb.stdout.on('data', (d) => { lb.log += d; });
+  lb.stderr.on('data', (d) => { lb.log += d; });
+  await until(async () => (await status(`http://127.0.0.1:${lbPort}/healthz`)) === 200, `haproxy up: ${lb.log}`);
+});
+
+after(async () => {
+  if (lb && lb.exitCode === null) { lb.kill('SIGTERM'); await new Promise((r) => lb.on('exit', r)); }
+  for (const n of nodes) await n.stop();
+  await rd.stop();
+});
+
+test('through the documented HAProxy config: clients spread over the nodes, one chat', async () => {
+  const cs = [];
+  for (let i = 0; i < 6; i++) {
+    const c = await Chat.open(`ws://127.0.0.1:${lbPort}/ws?room=lb&name=u${i}`);
+    await c.next('welcome');
+    await c.next('joined');
+    cs.push(c);
+  }
+  const per = [];
+  for (const n of nodes) {
+    const text = await (await fetch(n.http('/metrics'))).text();
+    per.push(Number(text.match(/^wschat_chat_clients (\d+)/m)[1]));
+  }
+  assert.deepEqual(per, [2, 2, 2], 'leastconn spread the six over the three nodes');
+  const last = cs[5].all.find((m) => m.type === 'joined');
+  assert.equal(last.members.length, 6, 'joined.members covers every node');
+  cs[0].send({ type: 'send', room: 'lb', text: 'via haproxy', ref: 1 });
+  for (const c of cs) assert.equal((await c.until((m) => m.type === 'message')).text, 'via haproxy');
+  for (const c of cs) await c.close();
+});
+
+test('Redis stopped: the health check takes the nodes out (503 through the balancer), then back', async () => {
+  rd.pause();
+  try {
+    await until(async () => (await status(`http://127.0.0.1:${lbPort}/healthz`)) === 503, 'nodes out', 20000);
+  } finally {
+    rd.resume();
+  }
+  await until(async () => (await status(`http://127.0.0.1:${lbPort}/healthz`)) === 200, 'nodes back', 20000);
+  const c = await Chat.open(`ws://127.0.0.1:${lbPort}/ws?room=lb2`);
+  await c.next('welcome');
+  await c.next('joined');
+  await c.close();
+});
