@@ -110,6 +110,10 @@ void chat_client_detach(chat_client_t *c);
  * session changes hands. */
 const char *chat_client_token(const chat_client_t *c);
 
+/* 1 while the client's name waits for the directory (many nodes on Redis):
+ * its `welcome` comes later, through ops->reply. */
+int chat_client_attaching(const chat_client_t *c);
+
 /* Room name rule of PROTOCOL.md: 1–64 of [A-Za-z0-9._-]. 1 if valid. */
 int chat_room_name_valid(const char *room, size_t len);
 

@@ -59,6 +59,8 @@ const char *chat_client_token(const chat_client_t *c) {
   return c->state == CHAT_CLIENT_LIVE && c->session ? c->session->token : NULL;
 }
 
+int chat_client_attaching(const chat_client_t *c) { return c && c->attaching; }
+
 int chat_client_active(const chat_client_t *c) {
   return c->state == CHAT_CLIENT_LIVE && !c->send_failed && !c->detach_deferred;
 }

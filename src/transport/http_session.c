@@ -35,7 +35,7 @@
 #define NO_STORE "Cache-Control: no-store\r\n"
 #define QUEUE_MIN_CAP 8
 
-enum { W_POLL, W_SEND };
+enum { W_POLL, W_SEND, W_OPEN };
 enum { END_EXPIRED, END_REPLACED, END_SHUTDOWN };
 
 typedef struct hsess hsess_t;
@@ -54,7 +54,7 @@ struct hsess_waiter {
   hsess_waiter_t *fnext;          /* the session's FIFO of sends awaiting a reply */
   int64_t deadline;               /* mono ms */
   uint64_t ack;                   /* poll: what the client acknowledged */
-  uint8_t kind;                   /* W_POLL, W_SEND */
+  uint8_t kind;                   /* W_POLL, W_SEND, W_OPEN */
   uint8_t req;                    /* W_SEND: hsess_req_kind_t */
   uint8_t in_wheel;
 };
@@ -77,6 +77,8 @@ struct hsess {
   uint32_t n_sends;
   hs_current_t *current;
   wsc_buf_t *welcome;             /* captured while attaching */
+  hsess_waiter_t *opener;         /* POST /http/session held until the welcome (the
+                                     directory of a --redis cluster answers later) */
   hsess_t *lprev, *lnext;         /* every session, least recently used first */
   hsess_t *onext;                 /* the list of sessions to reattach after an overflow */
   int64_t last_seen;
@@ -414,6 +416,8 @@ static hsess_waiter_t *match_waiter(hsess_t *s, hsess_msg_type_t t) {
   return NULL;
 }
 
+static void open_finish_held(hsess_t *s);
+
 static int op_reply(void *ud, wsc_buf_t *msg) {
   hsess_t *s = ud;
   /* the first payload: its type decides */
@@ -425,6 +429,7 @@ static int op_reply(void *ud, wsc_buf_t *msg) {
   if (s->attaching) {
     if (t == HSESS_MSG_WELCOME && !s->welcome) {
       s->welcome = wsc_buf_ref(msg);
+      if (s->opener) open_finish_held(s);
       return 0;
     }
     return push_msg(s, msg, 1);
@@ -501,6 +506,15 @@ static void fail_sends(hsess_t *s, int status, const char *msg) {
 
 static void session_end(hsess_t *s, int why) {
   hsess_server_t *hs = s->hs;
+  if (s->opener) {   /* ended before its welcome: the held POST gets 503 */
+    hsess_waiter_t *w = s->opener;
+    const hsess_carrier_ops_t *ops = w->ops;
+    void *conn = w->conn;
+    s->opener = NULL;
+    waiter_unheld(hs, w);
+    wsc_pool_free(&g_waiter_pool, w);
+    if (conn) respond_text(ops, conn, 503, "the session could not be opened; try again");
+  }
   if (wsc_hmap_get(&hs->by_token, s->token, strlen(s->token)) == s)
     wsc_hmap_del(&hs->by_token, s->token, strlen(s->token));
   lru_remove(hs, s);
@@ -555,6 +569,10 @@ static int reattach(hsess_t *s) {
 
 static void waiter_timeout(hsess_server_t *hs, hsess_waiter_t *w) {
   hsess_t *s = w->s;
+  if (w->kind == W_OPEN) {
+    session_end(s, END_EXPIRED);   /* answers the held POST 503 */
+    return;
+  }
   if (w->kind == W_POLL) {
     answer_poll(s);   /* nothing arrived: [] */
     return;
@@ -597,6 +615,51 @@ static void on_tick(uv_timer_t *t) {
 
 static int method_is(const char *m, const char *want) { return strcmp(m, want) == 0; }
 
+/* The new session could not be set up: undone, 503. */
+static void open_fail(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) {
+  hsess_server_t *hs = s->hs;
+  hs->n_sessions--;
+  wsc_metrics.http_sessions = (int64_t)hs->n_sessions;
+  if (s->chat) chat_client_detach(s->chat);
+  if (s->welcome) wsc_buf_unref(s->welcome);
+  drop_acked(s, UINT64_MAX);
+  free(s->q);
+  wsc_pool_free(&g_session_pool, s);
+  respond_text(ops, conn, 503, "out of memory");
+}
+
+/* The welcome is here: the session gets its token and the POST its answer. */
+static void open_finish(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) {
+  hsess_server_t *hs = s->hs;
+  const char *token = NULL;
+  s->attaching = 0;
+  if (!s->welcome || !(token = chat_client_token(s->chat)) || strlen(token) > HSESS_TOKEN_MAX) {
+    open_fail(s, ops, conn);
+    return;
+  }
+  snprintf(s->token, sizeof s->token, "%s", token);
+  if (wsc_hmap_put(&hs->by_token, s->token, strlen(s->token), s) < 0) {
+    session_end(s, END_EXPIRED);
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  lru_touch(hs, s);
+  wsc_buf_t *w = s->welcome;
+  s->welcome = NULL;
+  respond_json(ops, conn, 200, outbuf_json(w), outbuf_json_len(w));
+  wsc_buf_unref(w);
+}
+
+static void open_finish_held(hsess_t *s) {
+  hsess_waiter_t *w = s->opener;
+  const hsess_carrier_ops_t *ops = w->ops;
+  void *conn = w->conn;
+  s->opener = NULL;
+  waiter_unheld(s->hs, w);
+  wsc_pool_free(&g_waiter_pool, w);
+  open_finish(s, ops, conn);
+}
+
 static void open_session(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
                          const uint8_t *body, size_t body_len) {
   hsess_open_t o;
@@ -619,30 +682,31 @@ static void open_session(hsess_server_t *hs, const hsess_carrier_ops_t *ops, voi
   hs->n_sessions++;
   wsc_metrics.http_sessions = (int64_t)hs->n_sessions;
   chat_connect_params_t p = {.name = o.has_name ? o.name : NULL, .session = o.has_session ? o.session : NULL};
-  const char *token = NULL;
-  if (session_attach(s, &p) < 0 || !s->welcome || !(token = chat_client_token(s->chat)) ||
-      strlen(token) > HSESS_TOKEN_MAX) {
-    hs->n_sessions--;
-  wsc_metrics.http_sessions = (int64_t)hs->n_sessions;
-    if (s->chat) chat_client_detach(s->chat);
-    if (s->welcome) wsc_buf_unref(s->welcome);
-    drop_acked(s, UINT64_MAX);
-    free(s->q);
-    wsc_pool_free(&g_session_pool, s);
-    respond_text(ops, conn, 503, "out of memory");
+  if (session_attach(s, &p) < 0) {
+    open_fail(s, ops, conn);
     return;
   }
-  snprintf(s->token, sizeof s->token, "%s", token);
-  if (wsc_hmap_put(&hs->by_token, s->token, strlen(s->token), s) < 0) {
-    session_end(s, END_EXPIRED);
-    respond_text(ops, conn, 503, "out of memory");
+  if (!s->welcome && chat_client_attaching(s->chat)) {
+    /* The directory (many nodes on Redis) confirms the name later: hold
+     * the POST until the welcome comes (op_reply), or the send timeout. */
+    hsess_waiter_t *w = hs->n_held < (size_t)hs->cfg->max_held ? wsc_pool_alloc(&g_waiter_pool) : NULL;
+    if (!w) {
+      open_fail(s, ops, conn);
+      return;
+    }
+    s->attaching = 1;   /* op_reply keeps capturing until the welcome */
+    w->s = s;
+    w->kind = W_OPEN;
+    w->ops = ops;
+    w->conn = conn;
+    s->opener = w;
+    hs->n_held++;
+    wsc_metrics.http_held = (int64_t)hs->n_held;
+    wheel_insert(hs, w, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS);
+    ops->hold(conn, w);
     return;
   }
-  lru_touch(hs, s);
-  wsc_buf_t *w = s->welcome;
-  s->welcome = NULL;
-  respond_json(ops, conn, 200, outbuf_json(w), outbuf_json_len(w));
-  wsc_buf_unref(w);
+  open_finish(s, ops, conn);
 }
 
 /* The session a request names (404 answered when there is none). */
@@ -765,6 +829,12 @@ void hsess_waiter_gone(void *ud) {
   hsess_t *s = w->s;
   hsess_server_t *hs = s->hs;
   waiter_unheld(hs, w);
+  if (w->kind == W_OPEN) {   /* nobody waits for the welcome any more */
+    s->opener = NULL;
+    wsc_pool_free(&g_waiter_pool, w);
+    session_end(s, END_EXPIRED);
+    return;
+  }
   if (w->kind == W_POLL) {
     s->poll = NULL;
     wsc_pool_free(&g_waiter_pool, w);

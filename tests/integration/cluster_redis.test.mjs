@@ -206,6 +206,32 @@ test('direct messages reach a user on another node; unknown names get no_such_us
   await b.close();
 });
 
+test('HTTP sessions (long polling) work on a node of the cluster: name held cluster-wide, messages from other nodes', async () => {
+  const post = async (node, p, body) => {
+    const r = await fetch(node.http(p), { method: 'POST', body: JSON.stringify(body) });
+    return { status: r.status, json: r.status === 200 ? await r.json() : await r.text() };
+  };
+  const open = await post(nodes[0], '/http/session', { name: 'polly' });
+  assert.equal(open.status, 200, String(open.json));
+  assert.equal(open.json.name, 'polly');
+  const S = open.json.session;
+  const other = await post(nodes[1], '/http/session', { name: 'polly' });
+  assert.equal(other.status, 200);
+  assert.match(other.json.name, /^guest-/, 'the name is held on another node');
+  const j = await post(nodes[0], `/http/send?session=${S}`, { type: 'join', room: 'hp' });
+  assert.equal(j.json.type, 'joined');
+  const w = await join(nodes[2], 'hp');
+  w.send({ type: 'send', room: 'hp', text: 'to the poller', ref: 1 });
+  await w.until((m) => m.type === 'ack');
+  let got = null;
+  for (let ack = 0; !got;) {
+    const r = await (await fetch(nodes[0].http(`/http/longpoll?session=${S}&ack=${ack}&timeout=5`))).json();
+    for (const e of r) { ack = e.seq; if (e.type === 'message') got = e; }
+  }
+  assert.equal(got.text, 'to the poller');
+  await w.close();
+});
+
 test('a node killed (kill -9): each of its members leaves exactly once, within the TTL, and its names are free', async () => {
   const room = 'ttl';
   const victim = await startNode(['--presence-ttl', '2']);
