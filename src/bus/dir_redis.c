@@ -353,20 +353,22 @@ static void on_sweep(void *ud, redisReply *r) {
     LOG_INFO(LOG_COMP, "dead node swept members=%lld", (long long)r->integer);
 }
 
+static void send_beat(rdir_t *d) {
+  char deadline[DIR_NUM];
+  /* The deadline leaves room for one sweep period: a dead node's members
+   * are gone within the TTL of its last heartbeat. */
+  snprintf(deadline, sizeof deadline, "%" PRId64, wsc_now_ms() + d->ttl_ms - DIR_SWEEP_MS);
+  const char *args[] = {node_of(d), deadline};
+  d->beat_mark = d->h.mark ? d->h.mark(d->h.ud) : UINT64_MAX;
+  if (eval(d, S_BEAT, 0, 2, args, NULL, on_beat, d) == 0) d->beat_inflight = 1;
+  d->next_beat_ms = wsc_mono_ms() + d->ttl_ms / 3;
+}
+
 static void on_tick(uv_timer_t *t) {
   rdir_t *d = t->data;
   if (!wsc_redis_is_up(d->link)) return;
   int64_t now = wsc_now_ms(), mono = wsc_mono_ms();
-  if (mono >= d->next_beat_ms && !d->beat_inflight) {
-    char deadline[DIR_NUM];
-    /* The deadline leaves room for one sweep period: a dead node's members
-     * are gone within the TTL of its last heartbeat. */
-    snprintf(deadline, sizeof deadline, "%" PRId64, now + d->ttl_ms - DIR_SWEEP_MS);
-    const char *args[] = {node_of(d), deadline};
-    d->beat_mark = d->h.mark ? d->h.mark(d->h.ud) : UINT64_MAX;
-    if (eval(d, S_BEAT, 0, 2, args, NULL, on_beat, d) == 0) d->beat_inflight = 1;
-    d->next_beat_ms = mono + d->ttl_ms / 3;
-  }
+  if (mono >= d->next_beat_ms && !d->beat_inflight) send_beat(d);
   if (mono >= d->next_sweep_ms) {
     char nows[DIR_NUM];
     snprintf(nows, sizeof nows, "%" PRId64, now);
@@ -379,8 +381,10 @@ static void on_tick(uv_timer_t *t) {
 static void on_up(void *ud) {
   rdir_t *d = ud;
   wsc_redis_subscribe(d->link, d->channel);
-  d->next_beat_ms = 0;   /* at the next tick */
+  /* At once, before any connection can attach over the new link: if this
+   * node was swept meanwhile, only connections older than this beat are. */
   d->beat_inflight = 0;
+  send_beat(d);
 }
 
 static void on_message(void *ud, const char *ch, size_t chlen, const char *p, size_t len) {
