@@ -87,6 +87,11 @@ test('Redis stopped: the health check takes the nodes out (503 through the balan
     rd.resume();
   }
   await until(async () => (await status(`http://127.0.0.1:${lbPort}/healthz`)) === 200, 'nodes back', 20000);
+  // The balancer takes a node back after its check passes; a client that
+  // lands on a node still reconnecting gets `unavailable` (tested in
+  // cluster_redis): wait for every node, then connect.
+  for (const n of nodes) await until(async () => (await status(n.http('/healthz'))) === 200, 'node back', 20000);
+  await sleep(2500);   /* two check intervals: every server is UP in HAProxy again */
   const c = await Chat.open(`ws://127.0.0.1:${lbPort}/ws?room=lb2`);
   await c.next('welcome');
   await c.next('joined');
