@@ -264,10 +264,11 @@ static void http_parse(net_conn_t *c, http_conn_t *h, uint8_t *data, size_t len)
  * to HTTP/2), 0 to parse it as HTTP/1.1. The preface may come in pieces;
  * what matched is the constant, so nothing is kept but a count. */
 static int h2_preface(net_conn_t *c, http_conn_t *h, uint8_t *data, size_t len) {
+  static const char preface[] = HTTP2_PREFACE;
   if (!h->fresh || !h->app->on_h2_preface) return 0;
   size_t k = h->preface_matched;
   size_t n = len < HTTP2_PREFACE_LEN - k ? len : HTTP2_PREFACE_LEN - k;
-  if (memcmp(data, HTTP2_PREFACE + k, n) != 0) {
+  if (memcmp(data, preface + k, n) != 0) {
     h->fresh = 0;
     if (k) { /* not HTTP/2 after all: parse what matched, then the rest */
       uint8_t head[HTTP2_PREFACE_LEN];
