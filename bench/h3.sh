@@ -38,14 +38,15 @@ pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.05; done
 
 carriers="http1 h3"
-"$BENCH" 2>&1 | grep -q -- "--h2" && carriers="http1 h2 h3"
+usage="$("$BENCH" 2>&1 || true)"
+case "$usage" in *--h2*) carriers="http1 h2 h3" ;; esac
 load=(fanout --rooms 1 --conns 100 --size 64 --window 1 --duration "$DURATION" --warmup "$WARMUP"
       --server-pid "$pid" --quiet)
 run() {  # carrier round
   local c=$1 r=$2 args=()
   case $c in
     http1) args=(--url "ws://127.0.0.1:$PORT") ;;
-    h2) args=(--url "ws://127.0.0.1:$PORT" --h2 100) ;;
+    h2) args=(--url "ws://127.0.0.1:$PORT" --h2 1) ;;
     h3) args=(--url "ws://127.0.0.1:$TLS_PORT" --h3 1) ;;
   esac
   nice -n 10 "$BENCH" "${load[@]}" "${args[@]}" --room-prefix "$c$r" 2>/dev/null | grep '^RESULT' \
