@@ -602,7 +602,7 @@ int storm_main(int argc, char **argv) {
   S.after_s = 5;
   S.wait_s = 120;
   S.concurrency = 500;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) { /* every option takes a value */
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) return usage();
     if (!strcmp(a, "--url")) S.url = v;
@@ -614,7 +614,6 @@ int storm_main(int argc, char **argv) {
     else if (!strcmp(a, "--concurrency")) S.concurrency = atoi(v);
     else if (!strcmp(a, "--json")) S.json = v;
     else return usage();
-    i++;
   }
   if (S.nconns < 1 || S.nrooms < 1 || S.nrooms > S.nconns) return usage();
   if (sscanf(S.url, "ws://%63[^:/]:%d", S.addr, &S.port) != 2) return usage();
