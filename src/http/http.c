@@ -32,6 +32,7 @@ typedef struct http_conn {
   uint8_t last_cb;
   uint8_t complete;              /* a whole request is parsed, not yet served */
   int error_status;              /* set by a callback that hit a limit */
+  const char *error_msg;         /* its one-line text (static), or NULL */
   uint8_t *body;
   size_t body_len;
   int64_t started;               /* when the current request began (mono ms) */
@@ -72,8 +73,11 @@ static int head_append(http_conn_t *h, const char *at, size_t len, span_t *sp) {
 }
 
 static int on_message_begin(http_parser *p) {
-  http_conn_t *h = p->data;
-  h->started = wsc_mono_ms();
+  /* `started` is NOT reset here: the deadline runs from the accept (or the
+   * end of the previous request) for the whole request, so a client that
+   * trickles a byte every few seconds is cut at handshake_timeout_ms like
+   * one that sends nothing. */
+  (void)p;
   return 0;
 }
 
@@ -87,6 +91,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
   if (h->last_cb != CB_FIELD) {
     if (h->n_headers == HTTP_MAX_HEADERS) {
       h->error_status = 431;
+      h->error_msg = "too many header fields (at most 64)";
       return -1;
     }
     h->names[h->n_headers] = (span_t){0, 0};
@@ -105,6 +110,14 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
 
 static int on_headers_complete(http_parser *p) {
   http_conn_t *h = p->data;
+  /* GET, HEAD and upgrades carry no body: a chunked or non-empty one would
+   * be read as the next request or as WebSocket frames (smuggling). */
+  int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
+  if (has_body && (p->method == HTTP_GET || p->method == HTTP_HEAD || p->upgrade)) {
+    h->error_status = 400;
+    h->error_msg = "GET, HEAD and upgrade requests carry no body (Transfer-Encoding or Content-Length)";
+    return -1;
+  }
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > h->app->config->max_body) {
     h->error_status = 413;
     return -1;
@@ -250,7 +263,8 @@ static int serve(net_conn_t *c, http_conn_t *h, uint8_t *rest, size_t rest_len) 
 static void fail(net_conn_t *c, http_conn_t *h) {
   int status = h->error_status;
   if (!status) status = 400;
-  const char *msg = status == 431 ? "request line and headers must fit in 8 KiB"
+  const char *msg = h->error_msg ? h->error_msg
+                  : status == 431 ? "request line and headers must fit in 8 KiB"
                   : status == 413 ? "request body too large"
                   : status == 500 ? "out of memory"
                   : http_errno_description(HTTP_PARSER_ERRNO(&h->parser));

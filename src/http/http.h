@@ -9,8 +9,11 @@
  * http_respond / http_error, or takes the connection over for an upgrade
  * (http_conn_take). Keep-alive and pipelined requests are served in order;
  * a request that does not arrive whole within config->handshake_timeout_ms
- * gets 408 and the connection is closed. Every error is a status with a
- * one-line text/plain body.
+ * of the accept (or of the previous response) gets 408 and the connection
+ * is closed: one deadline for the whole request, so trickling bytes does not
+ * extend it. GET, HEAD and upgrade requests with a body (chunked or
+ * Content-Length > 0) get 400. Every error is a status with a one-line
+ * text/plain body.
  *
  * Holding (long polling): a handler may keep a request open instead of
  * answering it (http_hold). Once the handler returns, the request's head

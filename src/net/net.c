@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -26,6 +27,27 @@ enum {
 
 #define OUT_MIN_CAP 4
 #define FLUSH_STACK_BUFS 64
+
+/* Near the open-files limit: connections are counted against the soft
+ * RLIMIT_NOFILE less NET_FD_RESERVE (the store's files, the listeners,
+ * the loop's own descriptors, and the refusals below), so accept() does
+ * not meet EMFILE in the first place. A connection past that cap (or past
+ * --max-connections) gets a 503 with a body and a graceful close (its
+ * request is read and dropped, so our FIN is not turned into an RST),
+ * at most NET_FD_RESERVE / 2 of them at a time; beyond, it is closed at
+ * once. Should accept() still fail with EMFILE (descriptors taken
+ * elsewhere), libuv keeps a reserve descriptor of its own and sheds the
+ * pending connections instead of polling the listener in a loop. */
+#define NET_FD_RESERVE 64
+#define NET_REFUSE_GRACE_MS 1000
+#define NET_BUSY_BODY "the server is at its connection limit; try again shortly\n"
+static const char k_busy_response[] =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Retry-After: 1\r\n"
+    "Connection: close\r\n"
+    "Content-Length: 57\r\n\r\n" NET_BUSY_BODY;
+_Static_assert(sizeof NET_BUSY_BODY - 1 == 57, "Content-Length of the 503 body");
 
 /* Buffers queued on a connection since the last flush. */
 struct net_out {
@@ -586,6 +608,40 @@ static void link_conn(net_server_t *srv, net_conn_t *c) {
 
 static void on_unaccepted_closed(uv_handle_t *h) { wsc_pool_free(&g_conn_pool, h->data); }
 
+/* The connections this process can hold: --max-connections, and the soft
+ * open-files limit less NET_FD_RESERVE (re-read every tick: prlimit may
+ * change it while we run). */
+static void update_conn_cap(net_server_t *srv) {
+  size_t cap = srv->config->max_connections > 0 ? (size_t)srv->config->max_connections : 0;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    size_t fds = (size_t)rl.rlim_cur;
+    size_t by_fds = fds > 2 * NET_FD_RESERVE ? fds - NET_FD_RESERVE : fds / 2;
+    if (by_fds < cap) cap = by_fds;
+  }
+  srv->conn_cap = cap;
+}
+
+/* A connection over the cap: 503 and a graceful close while few are being
+ * refused, else closed at once (TLS ones too: no handshake for a refusal). */
+static void refuse(net_server_t *srv, net_conn_t *c, int tls) {
+  static int64_t last_log;
+  int64_t now = wsc_mono_ms();
+  if (now - last_log >= 1000) {
+    last_log = now;
+    LOG_WARN("net", "refusing connections open=%zu cap=%zu max=%d", srv->n_conns, srv->conn_cap,
+             srv->config->max_connections);
+  }
+  if (tls || srv->shutting_down || srv->n_conns > srv->conn_cap + NET_FD_RESERVE / 2) {
+    conn_finalize(c);
+    return;
+  }
+  net_conn_send_copy(c, k_busy_response, sizeof k_busy_response - 1);
+  net_conn_close(c);
+  c->close_deadline = now + NET_REFUSE_GRACE_MS;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);   /* drain until the peer's EOF */
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
   net_server_t *srv = listener->data;
   if (status < 0) {
@@ -609,9 +665,8 @@ static void on_connection(uv_stream_t *listener, int status) {
   }
   link_conn(srv, c);
   wsc_metrics.connections_accepted++;
-  if (srv->n_conns > (size_t)srv->config->max_connections || srv->shutting_down) {
-    LOG_WARN("net", "refused connection open=%zu max=%d", srv->n_conns, srv->config->max_connections);
-    conn_finalize(c);
+  if (srv->n_conns > srv->conn_cap || srv->shutting_down) {
+    refuse(srv, c, listener == (uv_stream_t *)&srv->tls_listener);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
@@ -641,6 +696,7 @@ net_conn_t *net_conn_detached(net_server_t *srv) {
 static void on_tick(uv_timer_t *t) {
   net_server_t *srv = t->data;
   int64_t now = wsc_mono_ms();
+  update_conn_cap(srv);
   net_conn_t *next;
   for (net_conn_t *c = srv->conns; c; c = next) {
     next = c->next;
@@ -682,6 +738,7 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
   srv->config = config;
   srv->on_accept = on_accept;
   srv->ud = ud;
+  update_conn_cap(srv);
   int rc = listen_on(srv, &srv->listener, config->port);
   if (rc != 0) return rc;
   uv_check_init(loop, &srv->flusher);

@@ -114,6 +114,7 @@ struct net_server {
   uint32_t lazy_ms;              /* NET_LAZY_MS, doubled (up to NET_LAZY_MAX_MS) while
                                     each round flushes NET_LAZY_BUSY connections or more */
   size_t n_conns;
+  size_t conn_cap;               /* connections held before refusing (503) */
   int shutting_down;
   void (*shutdown_done)(net_server_t *srv);
 };
