@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "base/log.h"
+
 void wsc_config_defaults(wsc_config_t *c) {
   memset(c, 0, sizeof *c);
   c->host = "0.0.0.0";
@@ -30,4 +32,6 @@ void wsc_config_defaults(wsc_config_t *c) {
   c->http_session_ttl_ms = 30 * 1000;
   c->max_held = 10000;
   c->http_queue_max = 1000;
+  c->log_level = WSC_LOG_INFO;
+  c->log_format = WSC_LOG_TEXT;
 }

@@ -1,7 +1,7 @@
 /* base/config — every tunable of the server in one struct.
  *
- * main.c fills it from defaults, then the environment (WSCHAT_*), then the
- * command line; every layer reads its own fields and never writes them.
+ * main fills it from defaults, then the config file, then the environment
+ * (WSCHAT_*), then the command line (src/main/options.c has the table); every layer reads its own fields and never writes them.
  * Limits that are not tunable are named constants in the module that owns
  * them.
  */
@@ -62,6 +62,11 @@ typedef struct wsc_config {
   int h3_max_connections;         /* --h3-max-connections, default H3_MAX_CONNECTIONS */
   int h3_idle_timeout_ms;         /* --h3-idle-timeout (seconds), default H3_IDLE_TIMEOUT_MS */
   int h3_retry_above;             /* --h3-retry-above: Retry past N handshakes (-1: default) */
+
+  /* process (main) */
+  const char *config_file;        /* --config FILE / WSCHAT_CONFIG; NULL: none */
+  int log_level;                  /* --log-level, a wsc_log_level_t, default info */
+  int log_format;                 /* --log-format, a wsc_log_format_t, default text */
 
   /* bus (cluster) */
   const char *redis_url;          /* --redis redis://host:port[/db]; NULL = SQLite + in-process bus */
