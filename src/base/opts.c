@@ -227,14 +227,17 @@ int wsc_opts_scan(const wsc_opts_t *t, int argc, char **argv, wsc_opt_arg_t *out
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--") == 0) {
-      *positional = i + 1 < argc ? i + 1 : argc;
+      if (i + 2 < argc || (i + 1 < argc && *positional != argc))
+        return fail(err, errlen, "unexpected argument: %s", argv[argc - 1]);
+      if (i + 1 < argc) *positional = i + 1;
       return 0;
     }
     if (strcmp(a, "-h") == 0) a = "--help";
     if (a[0] != '-' || a[1] != '-' || !a[2]) {
       if (a[0] == '-' && a[1]) return fail(err, errlen, "unknown option %s", a);
-      if (*positional == argc) *positional = i;
-      continue; /* positional arguments are the program's */
+      if (*positional != argc) return fail(err, errlen, "unexpected argument: %s", a);
+      *positional = i; /* one positional argument, the program's */
+      continue;
     }
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);

@@ -87,7 +87,8 @@ typedef struct wsc_opt_arg {
 } wsc_opt_arg_t;
 
 /* Scans argv[1..]: fills out[0..*n) (at most cap) and *positional with the
- * first non-option argument's index (argc if none). Returns 0, or -1 with a
+ * index of the one non-option argument allowed (argc if none; a second is
+ * an error). Returns 0, or -1 with a
  * message in err ("unknown option --x", "--port needs a value"). */
 int wsc_opts_scan(const wsc_opts_t *t, int argc, char **argv, wsc_opt_arg_t *out, size_t cap,
                   size_t *n, int *positional, char *err, size_t errlen);
