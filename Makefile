@@ -3,10 +3,10 @@
 #   make run-tls  the same plus https://localhost:8443 (self-signed cert in ./data, made once)
 #   make test   install what is missing, build with ASan+UBSan, run every suite
 # and the ones a developer needs:
-#   make build | make fuzz [FUZZ_TIME=60] | make bench | make bench-transports | make clean
+#   make build | make fuzz [FUZZ_TIME=60] | make bench | make bench-transports | make deb | make clean
 #   make cluster   redis-server + three nodes on ports 8001-8003 (Ctrl-C stops all)
 #   make soak [SOAK_MIN=60]   the hour-long mixed workload (docs/RELIABILITY.md)
-.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench bench-transports cluster clean
+.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench bench-transports cluster clean deb
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PORT     ?= 8000
@@ -81,6 +81,15 @@ bench:
 cluster: build
 	@bash scripts/install-deps.sh --cluster
 	bash scripts/cluster.sh $(ARGS)
+# The Debian package, from the working tree as it is (committed or not):
+# build-deb/wschat_VERSION_amd64.deb, checked with lintian (errors fail).
+deb: deps-test
+	rm -rf build-deb && mkdir -p build-deb/src
+	git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C build-deb/src
+	git describe --always --dirty --abbrev=12 > build-deb/src/debian/commit
+	cd build-deb/src && DEB_BUILD_OPTIONS="parallel=$(JOBS) nocheck" dpkg-buildpackage -b -us -uc
+	lintian --fail-on error build-deb/wschat_*_amd64.deb
+	@ls -l build-deb/*.deb
 
 bench-transports:
 	@bash scripts/install-deps.sh --bench
@@ -89,4 +98,4 @@ bench-transports:
 	bash bench/transports.sh
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-deb

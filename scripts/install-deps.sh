@@ -6,6 +6,9 @@
 #   scripts/install-deps.sh --test     also what the tests need (make test)
 #   scripts/install-deps.sh --bench    also the benchmark peers and tools (make bench)
 #   scripts/install-deps.sh --cluster  also redis-server and curl (make cluster)
+#   (--test includes what `make deb` needs: dpkg-dev, debhelper, fakeroot, lintian;
+#    tmux drives wschat-cli, socat plays systemd's notify socket, systemd-analyze
+#    verifies the unit)
 set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config
@@ -13,7 +16,8 @@ BUILD_PKGS=(build-essential cmake pkg-config
             libjansson-dev libsqlite3-dev libhiredis-dev zlib1g-dev libnghttp2-dev
             libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev)
 TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
-           sqlite3 procps curl redis-server ngtcp2-client haproxy)
+           sqlite3 procps curl redis-server ngtcp2-client haproxy
+           tmux socat systemd dpkg-dev debhelper fakeroot lintian)
 BENCH_PKGS=(python3-fastapi python3-uvicorn python3-websockets libwebsockets-dev
             gnuplot-nox linux-perf util-linux nftables)
 
