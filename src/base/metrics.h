@@ -11,6 +11,28 @@
 
 #define WSC_METRICS_CARRIERS 3
 
+/* A latency histogram in seconds, Prometheus-style cumulative on render:
+ * bucket i counts observations <= wsc_hist_bounds[i]; the last is +Inf. */
+#define WSC_HIST_BUCKETS 15
+extern const double wsc_hist_bounds[WSC_HIST_BUCKETS - 1];
+typedef struct wsc_hist {
+  uint64_t buckets[WSC_HIST_BUCKETS]; /* not cumulative */
+  uint64_t count;
+  uint64_t sum_ns;
+} wsc_hist_t;
+void wsc_hist_observe_ns(wsc_hist_t *h, int64_t ns);
+
+/* Why connections were cut off (wschat_cutoffs_total{reason}). */
+typedef enum {
+  WSC_CUTOFF_SLOW_CONSUMER,    /* send queue over --send-queue: close 1013 */
+  WSC_CUTOFF_PROTOCOL_ERROR,   /* WebSocket protocol violation: 1002/1007/1009 */
+  WSC_CUTOFF_HEARTBEAT,        /* missed pongs: dropped */
+  WSC_CUTOFF_HANDSHAKE_TIMEOUT,/* HTTP request not received in time: 408 */
+  WSC_CUTOFF_CONNECTION_LIMIT, /* over --max-connections: refused at accept */
+  WSC_CUTOFF_REASONS
+} wsc_cutoff_t;
+extern const char *const wsc_cutoff_names[WSC_CUTOFF_REASONS];
+
 typedef struct wsc_metrics {
   /* net */
   uint64_t connections_accepted;
@@ -49,6 +71,16 @@ typedef struct wsc_metrics {
   uint64_t store_commit_ns_max;
   uint64_t store_errors;
   uint64_t store_reads;             /* reads asked of the store (joins, history) */
+  wsc_hist_t store_commit_seconds; /* one observation per committed batch */
+  int64_t store_queue_appends;     /* gauge: appends waiting for their commit */
+  int64_t store_queue_reads;       /* gauge: history reads waiting */
+  /* chat: from a send's arrival to its message queued to every member */
+  wsc_hist_t delivery_seconds;
+  /* net: send queues, sampled every tick (250 ms) */
+  int64_t send_queue_bytes;        /* gauge: bytes queued on all connections */
+  int64_t send_queue_bytes_max;    /* gauge: the largest single queue */
+  int64_t send_queues_nonempty;    /* gauge: connections with bytes waiting */
+  uint64_t cutoffs[WSC_CUTOFF_REASONS];
 } wsc_metrics_t;
 
 extern wsc_metrics_t wsc_metrics;

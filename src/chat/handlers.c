@@ -36,6 +36,7 @@ typedef struct chat_op {
   size_t epoch_len;
   char **others;            /* join: member names on other nodes (copies) */
   size_t n_others;
+  int64_t t0_ns;            /* send: when it arrived (delivery latency) */
   char room[CHAT_ROOM_MAX + 1];
   char name[CHAT_NAME_MAX_BYTES + 1];   /* hello: the new name; dm: the recipient */
 } chat_op_t;
@@ -109,6 +110,7 @@ static void on_appended(void *ud, int status, const store_msg_t *msg) {
        * id order (order.c). */
       chat_room_t *r = chat_room_get(srv, msg->room, strlen(msg->room));
       if (r) chat_room_accept(srv, r, msg);
+      wsc_hist_observe_ns(&wsc_metrics.delivery_seconds, wsc_mono_ns() - op->t0_ns);
     } else {
       send_store_error(op->c, status, "the message could not be stored", op->ref);
     }
@@ -128,6 +130,7 @@ static void do_send(chat_client_t *c, const char *room, size_t room_len, const c
   }
   chat_op_t *op = op_new(c, r->name, ref);
   if (!op) { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", ref); return; }
+  op->t0_ns = wsc_mono_ns();
   store_msg_t m = {
       .room = r->name, .from = chat_client_name(c), .text = text, .text_len = len, .ts = wsc_now_ms(),
   };

@@ -363,7 +363,10 @@ static void http_on_tick(net_conn_t *c, int64_t now) {
   http_conn_t *h = c->ud;
   if (h->held) return;   /* a long poll: its holder has its own deadline */
   if (now - h->started > h->app->config->handshake_timeout_ms) {
-    if (h->head_len || h->body_len) http_error(c, 408, "request not received in time", NULL);
+    if (h->head_len || h->body_len) {
+      wsc_metrics.cutoffs[WSC_CUTOFF_HANDSHAKE_TIMEOUT]++;
+      http_error(c, 408, "request not received in time", NULL);
+    }
     else net_conn_close(c); /* idle keep-alive connection */
   }
 }

@@ -20,6 +20,28 @@ static void emit(out_t *o, const char *name, const char *type, const char *help,
   if (o->len >= o->cap) o->len = o->cap - 1;
 }
 
+static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(out_t *o, const char *fmt, ...) {
+  if (o->len >= o->cap) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+  va_end(ap);
+  if (n > 0) o->len += (size_t)n;
+  if (o->len >= o->cap) o->len = o->cap - 1;
+}
+
+static void emit_hist(out_t *o, const char *name, const char *help, const wsc_hist_t *h) {
+  put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  uint64_t cum = 0;
+  for (int i = 0; i < WSC_HIST_BUCKETS; i++) {
+    cum += h->buckets[i];
+    if (i < WSC_HIST_BUCKETS - 1) put(o, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, wsc_hist_bounds[i], cum);
+    else put(o, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+  }
+  put(o, "%s_sum %.9f\n%s_count %" PRIu64 "\n", name, (double)h->sum_ns / 1e9, name, h->count);
+}
+
 size_t metrics_render(char *buf, size_t cap) {
   const wsc_metrics_t *m = &wsc_metrics;
   out_t o = {buf, cap, 0};
@@ -70,5 +92,19 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_h3_connections_accepted_total", "counter", "QUIC connections accepted.", (double)m->h3_connections_accepted);
   emit(&o, "wschat_h3_connections_refused_total", "counter", "QUIC connections refused past the limit.", (double)m->h3_connections_refused);
   emit(&o, "wschat_h3_datagrams_dropped_total", "counter", "UDP datagrams dropped: garbage, truncated or unknown.", (double)m->h3_datagrams_dropped);
+  emit_hist(&o, "wschat_store_commit_duration_seconds", "Time to commit one batch of history appends.",
+            &m->store_commit_seconds);
+  emit_hist(&o, "wschat_delivery_duration_seconds",
+            "From a chat send's arrival to its message queued to every member (commit included).",
+            &m->delivery_seconds);
+  emit(&o, "wschat_store_queue_appends", "gauge", "History appends waiting for their commit.", (double)m->store_queue_appends);
+  emit(&o, "wschat_store_queue_reads", "gauge", "History reads waiting.", (double)m->store_queue_reads);
+  emit(&o, "wschat_send_queue_bytes", "gauge", "Bytes waiting in all connections' send queues (sampled every 250 ms).", (double)m->send_queue_bytes);
+  emit(&o, "wschat_send_queue_bytes_max", "gauge", "The largest connection send queue (sampled every 250 ms).", (double)m->send_queue_bytes_max);
+  emit(&o, "wschat_send_queues_nonempty", "gauge", "Connections with bytes waiting to be written (sampled every 250 ms).", (double)m->send_queues_nonempty);
+  put(&o, "# HELP wschat_cutoffs_total Connections cut off or refused by the server, by reason.\n"
+          "# TYPE wschat_cutoffs_total counter\n");
+  for (int i = 0; i < WSC_CUTOFF_REASONS; i++)
+    put(&o, "wschat_cutoffs_total{reason=\"%s\"} %" PRIu64 "\n", wsc_cutoff_names[i], m->cutoffs[i]);
   return o.len;
 }

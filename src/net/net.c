@@ -666,6 +666,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   link_conn(srv, c);
   wsc_metrics.connections_accepted++;
   if (srv->n_conns > srv->conn_cap || srv->shutting_down) {
+    if (!srv->shutting_down) wsc_metrics.cutoffs[WSC_CUTOFF_CONNECTION_LIMIT]++;
     refuse(srv, c, listener == (uv_stream_t *)&srv->tls_listener);
     return;
   }
@@ -698,8 +699,14 @@ static void on_tick(uv_timer_t *t) {
   int64_t now = wsc_mono_ms();
   update_conn_cap(srv);
   net_conn_t *next;
+  int64_t q_total = 0, q_max = 0, q_nonempty = 0; /* sampled for /metrics */
   for (net_conn_t *c = srv->conns; c; c = next) {
     next = c->next;
+    if (c->queued) {
+      q_total += (int64_t)c->queued;
+      q_nonempty++;
+      if ((int64_t)c->queued > q_max) q_max = (int64_t)c->queued;
+    }
     if (c->flags & F_CLOSED) continue;
     if (c->flags & F_CLOSING) {
       if (now >= c->close_deadline) conn_finalize(c);
@@ -715,6 +722,9 @@ static void on_tick(uv_timer_t *t) {
     }
     if (c->handler && c->handler->on_tick) c->handler->on_tick(c, now);
   }
+  wsc_metrics.send_queue_bytes = q_total;
+  wsc_metrics.send_queue_bytes_max = q_max;
+  wsc_metrics.send_queues_nonempty = q_nonempty;
 }
 
 static int listen_on(net_server_t *srv, uv_tcp_t *listener, int port) {

@@ -339,11 +339,13 @@ static void finish_commit(sq_t *s, job_t *j) {
     wsc_metrics.store_commits++;
     wsc_metrics.store_commit_ns_total += ns;
     if (ns > wsc_metrics.store_commit_ns_max) wsc_metrics.store_commit_ns_max = ns;
+    wsc_hist_observe_ns(&wsc_metrics.store_commit_seconds, (int64_t)ns);
   } else {
     wsc_metrics.store_errors++;
     LOG_ERROR("store", "commit failed messages=%zu err=\"%s\"", j->n_msgs, j->errmsg);
   }
   s->pending_msgs -= j->n_msgs;
+  wsc_metrics.store_queue_appends = (int64_t)s->pending_msgs;
   s->pending_bytes -= j->bytes;
   for (size_t i = 0; i < j->n_msgs; i++) {
     const pending_msg_t *m = j->msgs[i];
@@ -360,6 +362,7 @@ static void finish_fetch(sq_t *s, job_t *j) {
     LOG_ERROR("store", "read failed room=%s err=\"%s\"", j->room, j->errmsg);
   }
   s->pending_reads--;
+  wsc_metrics.store_queue_reads = (int64_t)s->pending_reads;
   j->rows_cb(j->ud, j->status, j->rows, j->n_rows, j->more);
 }
 
@@ -491,6 +494,7 @@ static int64_t sq_append(store_t *base, const store_msg_t *msg, store_append_cb 
   b->rooms[room->batch_slot].last_id = p->id;
   b->bytes += bytes;
   s->pending_msgs++;
+  wsc_metrics.store_queue_appends = (int64_t)s->pending_msgs;
   s->pending_bytes += bytes;
   return p->id;
 }
@@ -515,6 +519,7 @@ static int queue_fetch(sq_t *s, job_kind_t kind, const char *room, int64_t bound
   seal_open_batch(s);
   fifo_push(s, j);
   s->pending_reads++;
+  wsc_metrics.store_queue_reads = (int64_t)s->pending_reads;
   pump(s);
   return 0;
 }

@@ -65,6 +65,7 @@ static void start_close(ws_conn_t *w, uint16_t code, const char *reason) {
 
 static void cut_off_slow_consumer(ws_conn_t *w) {
   wsc_metrics.slow_consumers_dropped++;
+  wsc_metrics.cutoffs[WSC_CUTOFF_SLOW_CONSUMER]++;
   char peer[64];
   w->carrier.ops->peer(w->carrier.h, peer, sizeof peer);
   LOG_WARN("ws", "slow consumer cut off peer=%s carrier=%s queued=%zu", peer, w->carrier.ops->name,
@@ -196,8 +197,10 @@ static void detach_chat(ws_conn_t *w) {
 
 static void on_closed(void *ud, int code) {
   ws_conn_t *w = ud;
-  if (code == WS_CLOSE_PROTOCOL_ERROR || code == WS_CLOSE_INVALID_DATA || code == WS_CLOSE_TOO_BIG)
+  if (code == WS_CLOSE_PROTOCOL_ERROR || code == WS_CLOSE_INVALID_DATA || code == WS_CLOSE_TOO_BIG) {
     wsc_metrics.ws_protocol_errors++;
+    wsc_metrics.cutoffs[WSC_CUTOFF_PROTOCOL_ERROR]++;
+  }
   /* The closing handshake is over: the name and rooms are free now, even
    * if the TCP close takes a moment. */
   detach_chat(w);
@@ -228,6 +231,7 @@ static void heartbeat(ws_conn_t *w, int64_t now) {
   if (w->pinged_round == t->round) return;
   w->pinged_round = t->round;
   if (w->missed_pongs >= MISSED_PONGS_LIMIT) {
+    wsc_metrics.cutoffs[WSC_CUTOFF_HEARTBEAT]++;
     LOG_INFO("ws", "heartbeat timeout missed_pongs=%d carrier=%s", w->missed_pongs, w->carrier.ops->name);
     detach_chat(w);
     w->carrier.ops->abort(w->carrier.h);
