@@ -3,10 +3,10 @@
 #   make run-tls  the same plus https://localhost:8443 (self-signed cert in ./data, made once)
 #   make test   install what is missing, build with ASan+UBSan, run every suite
 # and the ones a developer needs:
-#   make build | make fuzz [FUZZ_TIME=60] | make bench | make bench-transports | make deb | make clean
+#   make build | make fuzz [FUZZ_TIME=60] | make bench | make bench-transports | make deb | make test-deb | make clean
 #   make cluster   redis-server + three nodes on ports 8001-8003 (Ctrl-C stops all)
 #   make soak [SOAK_MIN=60]   the hour-long mixed workload (docs/RELIABILITY.md)
-.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench bench-transports cluster clean deb
+.PHONY: all deps deps-test build build-asan run run-tls test fuzz bench bench-transports cluster clean deb test-deb
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PORT     ?= 8000
@@ -96,6 +96,11 @@ bench-transports:
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build -j$(JOBS)
 	bash bench/transports.sh
+# The package installed into a fresh root and run as its systemd unit would
+# (tests/package/deb.test.mjs). Not in `make test`: building the package
+# takes several minutes.
+test-deb: deb
+	cd tests && node --test --test-reporter=spec package/deb.test.mjs
 
 clean:
 	rm -rf build build-asan build-fuzz build-deb
