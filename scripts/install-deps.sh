@@ -17,7 +17,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
             libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev)
 TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev nodejs npm chromium
            sqlite3 procps curl redis-server ngtcp2-client haproxy
-           tmux socat systemd dpkg-dev debhelper fakeroot lintian)
+           tmux socat openssl systemd dpkg-dev debhelper fakeroot lintian)
 BENCH_PKGS=(python3-fastapi python3-uvicorn python3-websockets libwebsockets-dev
             gnuplot-nox linux-perf util-linux nftables)
 

@@ -7,10 +7,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer } from '../lib/server.mjs';
+import { startServer, freePort } from '../lib/server.mjs';
 import { Chat } from '../lib/chat.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -172,9 +175,51 @@ test('scripted: a pipe sends each line and exits 0 after the acks; --json prints
     const refused = await runCli([`ws://127.0.0.1:${srv.port}/nowhere`, '--name', 'x'], '');
     assert.equal(refused.code, 1);
     assert.match(refused.err, /handshake refused: HTTP\/1.1 404/);
+    // nobody listening: it retries, then gives up at --ack-timeout
+    const nobody = await runCli([`ws://127.0.0.1:${await freePort()}`, '--ack-timeout', '2'], 'lost\n');
+    assert.equal(nobody.code, 1);
+    assert.match(nobody.err, /1 message\(s\) not acknowledged within 2 s/);
     await watcher.close();
   } finally {
     assert.equal(await srv.stop(), 0);
+  }
+});
+
+// wss://: a TLS terminator (Node's tls, a certificate made here with the
+// openssl tool) in front of a real server; the client verifies the chain
+// against --ca and the name against the host.
+test('wss://: TLS with certificate verification (--ca), refused without it, --insecure', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wschat-cli-tls-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'),
+    '-out', path.join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  const srv = await startServer();
+  const front = tls.createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (s) => {
+    const up = net.connect(srv.port, '127.0.0.1');
+    s.pipe(up);
+    up.pipe(s);
+    s.on('error', () => up.destroy());
+    up.on('error', () => s.destroy());
+  });
+  await new Promise((r) => front.listen(0, '127.0.0.1', r));
+  const port = front.address().port;
+  try {
+    const watcher = await Chat.open(srv.url('/ws?room=tls&name=watch'));
+    await watcher.until((m) => m.type === 'joined');
+    const ok = await runCli([`wss://localhost:${port}`, '--room', 'tls', '--name', 'sec', '--ca', path.join(dir, 'cert.pem')], 'over tls\n');
+    assert.equal(ok.code, 0, ok.err);
+    const m = await watcher.until((x) => x.type === 'message');
+    assert.deepEqual([m.from, m.text], ['sec', 'over tls']);
+    const refused = await runCli([`wss://localhost:${port}`, '--room', 'tls', '--name', 'sec2'], 'never\n');
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /certificate: self.signed certificate/);
+    const insecure = await runCli([`wss://localhost:${port}`, '--room', 'tls', '--name', 'sec4', '--insecure'], 'insecure\n');
+    assert.equal(insecure.code, 0, insecure.err);
+    await watcher.until((x) => x.type === 'message' && x.text === 'insecure');
+    await watcher.close();
+  } finally {
+    front.close();
+    await srv.stop();
   }
 });
 

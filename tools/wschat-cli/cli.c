@@ -19,6 +19,7 @@
  * file. Options come from one table (base/opts), which also writes --help
  * and the man page (--help-man).
  */
+#include <signal.h>
 #include <stdarg.h>
 #include <jansson.h>
 #include <openssl/rand.h>
@@ -31,6 +32,7 @@
 #include <uv.h>
 
 #include "base/opts.h"
+#include "tls_client.h"
 #include "wsc.h"
 
 #ifndef WSCHAT_VERSION
@@ -54,6 +56,8 @@ typedef struct cli_opts {
   int backoff_max_ms;
   int history;
   int ack_timeout_ms;
+  const char *ca_file;
+  int insecure;
 } cli_opts_t;
 
 #define F(field) offsetof(cli_opts_t, field)
@@ -71,6 +75,10 @@ static const wsc_opt_t table[] = {
      "longest wait between reconnection attempts (backoff starts at 0.25 s and doubles)", 0},
     {"ack-timeout", "SECONDS", WSC_OPT_SECS, F(ack_timeout_ms), 0, 1, 3600, NULL, NULL, "30",
      "when stdin is not a terminal: at EOF, how long to wait for the last acknowledgements", 0},
+    {"ca", "FILE", WSC_OPT_STR, F(ca_file), 0, 0, 0, NULL, NULL, NULL,
+     "wss://: trust the certificates in FILE (PEM) instead of the system's", 0},
+    {"insecure", NULL, WSC_OPT_BOOL, F(insecure), 0, 0, 0, NULL, NULL, "false",
+     "wss://: do not verify the server's certificate (tests only)", 0},
     {"version", NULL, WSC_OPT_ACTION, 0, 0, 0, 0, NULL, NULL, NULL, "print the version and exit", 0},
     {"help", NULL, WSC_OPT_ACTION, 0, 0, 0, 0, NULL, NULL, NULL, "print this help and exit (also -h)", 0},
     {"help-man", NULL, WSC_OPT_ACTION, 0, 0, 0, 0, NULL, NULL, NULL,
@@ -159,6 +167,10 @@ typedef struct cli {
   cli_opts_t o;
   /* target */
   char host[256], port[8], path[512], url[600];
+  int use_tls;          /* wss:// */
+  tls_client_t *tls;    /* this connection's TLS, when use_tls */
+  tls_client_t *tls_dead; /* the previous connection's, freed later */
+  int request_sent;
   /* connection */
   conn_state_t state;
   uv_tcp_t *tcp;
@@ -202,6 +214,7 @@ static void connect_now(void);
 static void schedule_reconnect(const char *why);
 static void maybe_finish(void);
 static void stdin_resume(void);
+static void quit(int code);
 
 /* --- output ----------------------------------------------------------------------------- */
 
@@ -263,28 +276,59 @@ static void on_write(uv_write_t *req, int status) {
   free(req);
 }
 
-static int ws_send_frame(int opcode, const void *data, size_t len) {
-  if (!g.tcp || (g.state != ST_OPEN && !(g.state == ST_CLOSING && opcode == WSC_CLOSE))) return -1;
-  uint32_t mask;
-  RAND_bytes((unsigned char *)&mask, sizeof mask);
-  uint8_t *buf = malloc(WSC_MAX_CLIENT_HEADER + len);
-  uv_write_t *req = malloc(sizeof *req);
-  if (!buf || !req) {
+/* Bytes to the server: as they are, or through TLS. Takes buf (malloc'd). */
+static int conn_send(char *buf, size_t len) {
+  if (g.tls) {
+    int rc = tls_client_write(g.tls, buf, len);
     free(buf);
-    free(req);
+    if (rc < 0) return -1;
+    len = tls_client_take(g.tls, &buf);
+    if (!len) return 0;
+  }
+  uv_write_t *req = malloc(sizeof *req);
+  if (!req) {
+    free(buf);
     return -1;
   }
-  size_t h = wsc_frame_header(buf, opcode, len, mask);
-  memcpy(buf + h, data, len);
-  wsc_mask(buf + h, len, mask, 0);
   req->data = buf;
-  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)(h + len));
+  uv_buf_t b = uv_buf_init(buf, (unsigned)len);
   if (uv_write(req, (uv_stream_t *)g.tcp, &b, 1, on_write) != 0) {
     free(buf);
     free(req);
     return -1;
   }
   return 0;
+}
+
+/* TLS's own bytes (handshake, alerts) waiting for the socket. */
+static void tls_flush(void) {
+  char *buf;
+  size_t n;
+  if (g.tls && g.tcp && (n = tls_client_take(g.tls, &buf)) > 0) {
+    uv_write_t *req = malloc(sizeof *req);
+    if (!req) {
+      free(buf);
+      return;
+    }
+    req->data = buf;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+    if (uv_write(req, (uv_stream_t *)g.tcp, &b, 1, on_write) != 0) {
+      free(buf);
+      free(req);
+    }
+  }
+}
+
+static int ws_send_frame(int opcode, const void *data, size_t len) {
+  if (!g.tcp || (g.state != ST_OPEN && !(g.state == ST_CLOSING && opcode == WSC_CLOSE))) return -1;
+  uint32_t mask;
+  RAND_bytes((unsigned char *)&mask, sizeof mask);
+  uint8_t *buf = malloc(WSC_MAX_CLIENT_HEADER + len);
+  if (!buf) return -1;
+  size_t h = wsc_frame_header(buf, opcode, len, mask);
+  memcpy(buf + h, data, len);
+  wsc_mask(buf + h, len, mask, 0);
+  return conn_send((char *)buf, h + len);
 }
 
 static int send_json(json_t *obj) {
@@ -559,19 +603,23 @@ static void drop_connection(void) {
   free(g.hs_buf);
   g.hs_buf = NULL;
   g.hs_len = 0;
+  /* The TLS object may be the caller's (a close read inside
+   * tls_client_feed): free it at the next drop, or at exit. */
+  tls_client_free(g.tls_dead);
+  g.tls_dead = g.tls;
+  g.tls = NULL;
+  g.request_sent = 0;
   wsc_parser_free(&g.parser);
   g.state = ST_IDLE;
   for (int i = 0; i < g.n_pend; i++) g.pend[i].sent = 0;
   for (int i = 0; i < g.n_rooms; i++) g.rooms[i].joined = 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  if (n < 0) {
-    schedule_reconnect(n == UV_EOF ? "connection closed" : uv_strerror((int)n));
-    return;
-  }
-  uint8_t *data = (uint8_t *)buf->base;
-  size_t len = (size_t)n;
+static void send_upgrade(void);
+
+/* Plain bytes from the server (after TLS, when there is TLS). */
+static void on_bytes(void *ud, uint8_t *data, size_t len) {
+  if (!g.tcp) return;
   if (g.state == ST_HANDSHAKE) {
     char *nb = realloc(g.hs_buf, g.hs_len + len + 1);
     if (!nb) { schedule_reconnect("out of memory"); return; }
@@ -613,11 +661,41 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (g.tcp && wsc_feed(&g.parser, data, len, &ws_cb, NULL) < 0) schedule_reconnect("protocol error");
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  if (status < 0) {
-    if (status != UV_ECANCELED) schedule_reconnect(uv_strerror(status));
+static void tls_failed(void) {
+  char why[300];
+  snprintf(why, sizeof why, "%s", tls_client_error(g.tls));
+  if (!g.ever_open && strstr(why, "certificate")) { /* it will not get better by retrying */
+    fprintf(stderr, "wschat-cli: %s %s\n", g.url, why);
+    g.exit_code = 1;
+    g.quitting = 1;
+    drop_connection();
+    uv_stop(g.loop);
     return;
   }
+  schedule_reconnect(why);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  if (n < 0) {
+    schedule_reconnect(n == UV_EOF ? "connection closed" : uv_strerror((int)n));
+    return;
+  }
+  if (!g.tls) {
+    on_bytes(NULL, (uint8_t *)buf->base, (size_t)n);
+    return;
+  }
+  tls_client_t *t = g.tls;
+  if (tls_client_feed(t, (uint8_t *)buf->base, (size_t)n, on_bytes, NULL) < 0) {
+    if (g.tls != t) return; /* the connection ended inside (a close frame) */
+    tls_flush(); /* the alert */
+    tls_failed();
+    return;
+  }
+  tls_flush();
+  if (g.tls && tls_client_ready(g.tls) && !g.request_sent) send_upgrade();
+}
+
+static void send_upgrade(void) {
   uint8_t rnd[16];
   RAND_bytes(rnd, sizeof rnd);
   wsc_make_key(rnd, g.key);
@@ -632,22 +710,33 @@ static void on_connect(uv_connect_t *req, int status) {
   size_t n = wsc_handshake_request(req_text, sizeof req_text, hostport, path, g.key);
   wsc_parser_init(&g.parser, CLI_RECV_KEEP);
   g.state = ST_HANDSHAKE;
-  uv_write_t *w = malloc(sizeof *w);
+  g.request_sent = 1;
   char *copy = malloc(n);
-  if (!w || !copy) {
-    free(w);
-    free(copy);
-    { schedule_reconnect("out of memory"); return; }
-  }
-  memcpy(copy, req_text, n);
-  w->data = copy;
-  uv_buf_t b = uv_buf_init(copy, (unsigned)n);
-  if (uv_write(w, (uv_stream_t *)g.tcp, &b, 1, on_write) != 0) {
-    free(copy);
-    free(w);
-    { schedule_reconnect("write failed"); return; }
+  if (!copy || conn_send(memcpy(copy, req_text, n), n) < 0) schedule_reconnect("write failed");
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  if (status < 0) {
+    if (status != UV_ECANCELED) schedule_reconnect(uv_strerror(status));
+    return;
   }
   uv_read_start((uv_stream_t *)g.tcp, alloc_cb, on_read);
+  if (!g.use_tls) {
+    send_upgrade();
+    return;
+  }
+  char err[256];
+  g.tls = tls_client_new(g.host, g.o.ca_file, g.o.insecure, err, sizeof err);
+  if (!g.tls) {
+    fprintf(stderr, "wschat-cli: %s\n", err);
+    quit(1);
+    return;
+  }
+  if (tls_client_feed(g.tls, NULL, 0, on_bytes, NULL) < 0) {
+    tls_failed();
+    return;
+  }
+  tls_flush();
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -729,11 +818,12 @@ static void maybe_finish(void) {
 
 static void on_ack_timeout(uv_timer_t *t) {
   if (g.quitting) return;
-  if (g.n_pend) {
+  if (g.n_pend)
     fprintf(stderr, "wschat-cli: %d message(s) not acknowledged within %d s\n", g.n_pend,
             g.o.ack_timeout_ms / 1000);
-    quit(1);
-  }
+  else
+    fprintf(stderr, "wschat-cli: not connected within %d s\n", g.o.ack_timeout_ms / 1000);
+  quit(1);
 }
 
 /* --- input ------------------------------------------------------------------------------------- */
@@ -906,10 +996,12 @@ static void stdin_start(void) {
 static int parse_url(const char *url) {
   const char *p;
   if (!strncmp(url, "ws://", 5)) p = url + 5;
-  else if (!strncmp(url, "wss://", 6))
-    return fprintf(stderr, "wschat-cli: wss:// is not supported by this build yet; use ws://\n"), -1;
+  else if (!strncmp(url, "wss://", 6) || !strncmp(url, "https://", 8)) {
+    p = strstr(url, "://") + 3;
+    g.use_tls = 1;
+  }
   else if (!strncmp(url, "http://", 7)) p = url + 7;
-  else return fprintf(stderr, "wschat-cli: %s: expected ws://HOST[:PORT][/PATH]\n", url), -1;
+  else return fprintf(stderr, "wschat-cli: %s: expected ws://HOST[:PORT][/PATH] or wss://\n", url), -1;
   size_t hl = strcspn(p, "/?");
   char hostport[256];
   if (hl == 0 || hl >= sizeof hostport) return fprintf(stderr, "wschat-cli: %s: bad host\n", url), -1;
@@ -921,7 +1013,7 @@ static int parse_url(const char *url) {
     *colon = '\0';
     snprintf(g.port, sizeof g.port, "%s", colon + 1);
   } else {
-    snprintf(g.port, sizeof g.port, "80");
+    snprintf(g.port, sizeof g.port, "%s", g.use_tls ? "443" : "80");
   }
   char *h = hostport;
   if (h[0] == '[') {
@@ -963,6 +1055,7 @@ int main(int argc, char **argv) {
   }
   if (parse_url(argv[pos])) return 2;
   srand((unsigned)(time(NULL) ^ getpid()));
+  signal(SIGPIPE, SIG_IGN); /* a server gone mid-write is a disconnect, not death */
   setvbuf(stdout, NULL, _IOLBF, 0);
   g.loop = uv_default_loop();
   uv_timer_init(g.loop, &g.reconnect_timer);
@@ -980,5 +1073,6 @@ int main(int argc, char **argv) {
   uv_loop_close(g.loop);
   for (int i = 0; i < g.n_rooms; i++) members_clear(&g.rooms[i]);
   for (int i = 0; i < g.n_pend; i++) pending_free(&g.pend[i]);
+  tls_client_free(g.tls_dead);
   return g.exit_code;
 }
