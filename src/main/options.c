@@ -93,10 +93,10 @@ static const wsc_opt_t table[] = {
     {"h3-key", "FILE", WSC_OPT_STR, F(h3_key), 0, 0, 0, NULL, NULL, NULL,
      "private key (PEM) for HTTP/3 (default: tls-key)", 0},
     {"h3-max-connections", "N", WSC_OPT_INT, F(h3_max_connections), 0, 1, 1000000000, NULL, NULL,
-     "4096", "QUIC connections at most", 0},
-    {"h3-retry-above", "N", WSC_OPT_INT, F(h3_retry_above), 0, 0, 1000000000, NULL, NULL, "64",
+     NULL, "QUIC connections at most (default 4096)", 0},
+    {"h3-retry-above", "N", WSC_OPT_INT, F(h3_retry_above), 0, 0, 1000000000, NULL, NULL, NULL,
      "ask new QUIC clients to Retry (prove their address) once N handshakes are in progress "
-     "(0: always)", 0},
+     "(default 64; 0: always)", 0},
     {"h3-idle-timeout", "SECONDS", WSC_OPT_SECS, F(h3_idle_timeout_ms), 0, 1, 86400, NULL, NULL, NULL,
      "a silent QUIC connection is dropped after this (default 30)", 0},
     {"redis", "URL", WSC_OPT_STR, F(redis_url), 0, 0, 0, NULL, NULL, NULL,
