@@ -228,8 +228,8 @@ test('wschat-cli --help and its man page come from one table', () => {
   const man = spawnSync(cli, ['--help-man'], { env, encoding: 'utf8' }).stdout;
   assert.match(man, /^\.TH WSCHAT\\-CLI 1 /m);
   for (const s of ['COMMANDS', 'RECONNECTING', 'SCRIPTS']) assert.match(man, new RegExp(`^\\.SH ${s}$`, 'm'));
-  const flags = [...help.matchAll(/^ {2}--([a-z-]+)/gm)].map((m) => m[1]);
-  const manFlags = [...man.matchAll(/^\\fB\\-\\-([a-z\\-]+)\\fR/gm)].map((m) => m[1].replace(/\\-/g, '-'));
+  const flags = [...help.matchAll(/^ {2}--([a-z0-9-]+)/gm)].map((m) => m[1]);
+  const manFlags = [...man.matchAll(/^\\fB\\-\\-([a-z0-9\\-]+)\\fR/gm)].map((m) => m[1].replace(/\\-/g, '-'));
   assert.deepEqual(manFlags, flags);
   assert.ok(flags.includes('room') && flags.includes('json') && flags.includes('name'));
 });

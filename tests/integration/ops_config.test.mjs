@@ -112,8 +112,8 @@ test('the man page comes from the same table as --help', () => {
   for (const sect of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'OPTIONS', 'CONFIGURATION FILE', 'SIGNALS', 'SYSTEMD', 'FILES', 'EXIT STATUS']) {
     assert.match(man, new RegExp(`^\\.SH ${sect}$`, 'm'), sect);
   }
-  const flags = [...help.matchAll(/^ {2}--([a-z-]+)/gm)].map((m) => m[1]);
-  const manFlags = [...man.matchAll(/^\\fB\\-\\-([a-z\\-]+)\\fR/gm)].map((m) => m[1].replace(/\\-/g, '-'));
+  const flags = [...help.matchAll(/^ {2}--([a-z0-9-]+)/gm)].map((m) => m[1]);
+  const manFlags = [...man.matchAll(/^\\fB\\-\\-([a-z0-9\\-]+)\\fR/gm)].map((m) => m[1].replace(/\\-/g, '-'));
   assert.ok(flags.length >= 20, `${flags.length} flags`);
   assert.deepEqual(manFlags, flags);
 });
