@@ -14,6 +14,7 @@ import tls from 'node:tls';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, freePort } from '../lib/server.mjs';
+import { makeCert, tlsArgs } from '../lib/tls.mjs';
 import { Chat } from '../lib/chat.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -219,6 +220,38 @@ test('wss://: TLS with certificate verification (--ca), refused without it, --in
     await watcher.close();
   } finally {
     front.close();
+    await srv.stop();
+  }
+});
+
+test("wss:// to wschat's own TLS listener (--tls-port), with a server restart mid-session", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wschat-cli-tls2-'));
+  const { cert, key } = makeCert(dir);
+  const tlsPort = await freePort();
+  let srv = await startServer({ args: tlsArgs(tlsPort, cert, key) });
+  try {
+    tmux('new-session', '-d', '-s', 'tlsann', '-x', '200', '-y', '50',
+      `ASAN_OPTIONS=detect_leaks=1 TZ=UTC ${cli} wss://localhost:${tlsPort} --ca ${cert} --room sec --name ann --reconnect-max 2; echo "cli exited $?"; sleep 30`);
+    await waitPane('tlsann', /joined #sec as ann \(1 here\)/);
+    const bob = await Chat.open(srv.url('/ws?room=sec&name=bob'));
+    await bob.until((m) => m.type === 'joined');
+    type('tlsann', 'over wschat tls');
+    await bob.until((m) => m.type === 'message' && m.text === 'over wschat tls');
+    await bob.close();
+    await srv.stop();
+    await waitPane('tlsann', /disconnected/);
+    srv = await srv.restart();
+    const bob2 = await Chat.open(srv.url('/ws?room=sec&name=bob'));
+    await bob2.until((m) => m.type === 'joined');
+    bob2.send({ type: 'send', room: 'sec', text: 'while you were away', ref: 1 });
+    await bob2.until((m) => m.type === 'ack');
+    const text = await waitPane('tlsann', /bob: while you were away$/m);
+    assert.match(text, /rejoined #sec after id \d+/);
+    assert.equal(count(text, /\] ann: over wschat tls$/), 1);
+    type('tlsann', '/quit');
+    await waitPane('tlsann', /cli exited 0/);
+    await bob2.close();
+  } finally {
     await srv.stop();
   }
 });
