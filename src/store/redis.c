@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/metrics.h"
 
 #define RS_KEY_MAX (sizeof STORE_REDIS_KEY_PREFIX + 64 + 8)
 #define RS_FETCH_LIMIT_MAX 100000
@@ -134,6 +135,7 @@ struct append_op {
   void *ud;
   store_msg_t msg;
   size_t from_len;
+  int64_t t0_ns;            /* appended at (the commit histogram: one batch = one commit) */
   struct append_op *next;   /* the rest of its batch */
   char data[];              /* room \0 from \0 text \0 */
 };
@@ -145,8 +147,18 @@ static void on_appended(void *ud, redisReply *reply) {
   if (status == 0 && reply->type != REDIS_REPLY_INTEGER) status = STORE_ERR;
   if (status == STORE_ERR) LOG_ERROR("store", "redis append failed err=\"%s\"", reply && reply->str ? reply->str : "?");
   int64_t id = status == 0 ? reply->integer : 0;
+  if (status == 0) {
+    int64_t ns = wsc_mono_ns() - op->t0_ns; /* the batch's oldest append */
+    wsc_metrics.store_commits++;
+    wsc_metrics.store_commit_ns_total += (uint64_t)ns;
+    if ((uint64_t)ns > wsc_metrics.store_commit_ns_max) wsc_metrics.store_commit_ns_max = (uint64_t)ns;
+    wsc_hist_observe_ns(&wsc_metrics.store_commit_seconds, ns);
+  } else {
+    wsc_metrics.store_errors++;
+  }
   while (op) {
     append_op_t *next = op->next;
+    wsc_metrics.store_queue_appends--;
     if (status == 0) op->msg.id = id++;
     if (op->cb) op->cb(op->ud, status, &op->msg);
     free(op);
@@ -156,8 +168,10 @@ static void on_appended(void *ud, redisReply *reply) {
 
 /* Fails a batch that could not be sent (callbacks, in order, with status). */
 static void fail_batch(append_op_t *op, int status) {
+  wsc_metrics.store_errors++;
   while (op) {
     append_op_t *next = op->next;
+    wsc_metrics.store_queue_appends--;
     if (op->cb) op->cb(op->ud, status, &op->msg);
     free(op);
     op = next;
@@ -275,6 +289,8 @@ static int64_t rs_append(store_t *base, const store_msg_t *msg, store_append_cb 
   op->msg.text_len = text_len;
   op->msg.ts = msg->ts;
   op->msg.id = 0;
+  op->t0_ns = wsc_mono_ns();
+  wsc_metrics.store_queue_appends++;
   if (s->n_open == 0) uv_idle_start(&s->wake_idle, on_wake_idle);
   s->open[s->n_open++] = op;
   return 0;
