@@ -256,6 +256,45 @@ test("wss:// to wschat's own TLS listener (--tls-port), with a server restart mi
   }
 });
 
+// --transport longpoll: the same chat over plain HTTP requests
+// (POST /http/session, /http/send, GET /http/longpoll), across a restart.
+test('--transport longpoll: history, messages both ways, and a server restart', async () => {
+  let srv = await startServer();
+  try {
+    const probe = await fetch(srv.http('/http/session'), { method: 'POST', body: '{}' });
+    assert.equal(probe.status, 200, 'this server has no HTTP sessions');
+    const bob = await Chat.open(srv.url('/ws?room=lp&name=bob'));
+    await bob.until((m) => m.type === 'joined');
+    bob.send({ type: 'send', room: 'lp', text: 'before', ref: 0 });
+    await bob.until((m) => m.type === 'ack');
+    tmux('new-session', '-d', '-s', 'lpann', '-x', '200', '-y', '50',
+      `ASAN_OPTIONS=detect_leaks=1 TZ=UTC ${cli} http://127.0.0.1:${srv.port} --transport longpoll --room lp --name ann --reconnect-max 2; echo "cli exited $?"; sleep 30`);
+    await waitPane('lpann', /joined #lp as ann \(2 here\)/);
+    await waitPane('lpann', /\] bob: before$/m, 'history');
+    bob.send({ type: 'send', room: 'lp', text: 'to the poller', ref: 1 });
+    await waitPane('lpann', /\] bob: to the poller$/m);
+    type('lpann', 'from the poller');
+    await bob.until((m) => m.type === 'message' && m.text === 'from the poller');
+    await bob.close();
+    await srv.stop();
+    await waitPane('lpann', /disconnected/);
+    srv = await srv.restart();
+    const bob2 = await Chat.open(srv.url('/ws?room=lp&name=bob'));
+    await bob2.until((m) => m.type === 'joined');
+    bob2.send({ type: 'send', room: 'lp', text: 'after the restart', ref: 2 });
+    await bob2.until((m) => m.type === 'ack');
+    const text = await waitPane('lpann', /\] bob: after the restart$/m);
+    assert.match(text, /rejoined #lp after id \d+/);
+    for (const l of ['bob: before', 'bob: to the poller', 'ann: from the poller', 'bob: after the restart'])
+      assert.equal(count(text, new RegExp(`\\] ${l}$`)), 1, `${l} once:\n${text}`);
+    type('lpann', '/quit');
+    await waitPane('lpann', /cli exited 0/);
+    await bob2.close();
+  } finally {
+    await srv.stop();
+  }
+});
+
 test('wschat-cli --help and its man page come from one table', () => {
   const help = spawnSync(cli, ['--help'], { env, encoding: 'utf8' }).stdout;
   const man = spawnSync(cli, ['--help-man'], { env, encoding: 'utf8' }).stdout;

@@ -57,7 +57,12 @@ test('/metrics: histograms, queue depths and cut-offs by reason, after real traf
     const extra = [];
     for (let i = 0; i < 10; i++) extra.push(rawConnect(srv.port));
     await Promise.all(extra); // the refused ones at once, the others at the handshake timeout
-    const p = parse(await (await fetch(srv.http('/metrics'))).text());
+    // the server may still count a closing connection for a moment: retry
+    let body;
+    for (let i = 0; i < 100 && body === undefined; i++) {
+      try { body = await (await fetch(srv.http('/metrics'))).text(); } catch { await sleep(100); }
+    }
+    const p = parse(body);
     for (const h of ['wschat_store_commit_duration_seconds', 'wschat_delivery_duration_seconds']) {
       assert.equal(p.types[h], 'histogram', h);
       const buckets = p.samples.filter((s) => s.name === `${h}_bucket`);

@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "base/opts.h"
+#include "http_poll.h"
 #include "tls_client.h"
 #include "wsc.h"
 
@@ -58,6 +59,7 @@ typedef struct cli_opts {
   int ack_timeout_ms;
   const char *ca_file;
   int insecure;
+  const char *transport;
 } cli_opts_t;
 
 #define F(field) offsetof(cli_opts_t, field)
@@ -75,6 +77,9 @@ static const wsc_opt_t table[] = {
      "longest wait between reconnection attempts (backoff starts at 0.25 s and doubles)", 0},
     {"ack-timeout", "SECONDS", WSC_OPT_SECS, F(ack_timeout_ms), 0, 1, 3600, NULL, NULL, "30",
      "when stdin is not a terminal: at EOF, how long to wait for the last acknowledgements", 0},
+    {"transport", "KIND", WSC_OPT_STR, F(transport), 0, 0, 0, NULL, NULL, "ws",
+     "ws (a WebSocket) or longpoll (plain HTTP requests: POST /http/session, /http/send, GET "
+     "/http/longpoll) for networks a WebSocket cannot cross", 0},
     {"ca", "FILE", WSC_OPT_STR, F(ca_file), 0, 0, 0, NULL, NULL, NULL,
      "wss://: trust the certificates in FILE (PEM) instead of the system's", 0},
     {"insecure", NULL, WSC_OPT_BOOL, F(insecure), 0, 0, 0, NULL, NULL, "false",
@@ -148,6 +153,7 @@ typedef struct room {
   char epoch[64];
   int joined;          /* server confirmed */
   long long replay_until; /* a resume's replay ends at this id: sends wait for it */
+  long long join_since;   /* the since of the last join sent (0: none) */
   char *members[CLI_MAX_MEMBERS];
   int n_members;
 } room_t;
@@ -170,6 +176,8 @@ typedef struct cli {
   int use_tls;          /* wss:// */
   tls_client_t *tls;    /* this connection's TLS, when use_tls */
   tls_client_t *tls_dead; /* the previous connection's, freed later */
+  int longpoll;         /* --transport longpoll */
+  http_poll_t *hp;      /* the HTTP session, when longpoll */
   int request_sent;
   /* connection */
   conn_state_t state;
@@ -335,13 +343,15 @@ static int send_json(json_t *obj) {
   char *s = json_dumps(obj, JSON_COMPACT);
   json_decref(obj);
   if (!s) return -1;
-  int rc = ws_send_frame(WSC_TEXT, s, strlen(s));
+  int rc = g.hp ? (g.state == ST_OPEN ? http_poll_send(g.hp, s, strlen(s)) : -1)
+                : ws_send_frame(WSC_TEXT, s, strlen(s));
   free(s);
   return rc;
 }
 
 static void send_join(room_t *r) {
   json_t *j = json_pack("{s:s, s:s}", "type", "join", "room", r->name);
+  r->join_since = r->last_id;
   if (r->last_id > 0) {
     json_object_set_new(j, "since", json_integer(r->last_id));
     if (r->epoch[0]) json_object_set_new(j, "epoch", json_string(r->epoch));
@@ -483,7 +493,7 @@ static void on_server_object(json_t *m, const char *raw, size_t raw_len) {
   } else if (!strcmp(type, "joined")) {
     room_t *r = find_room(jstr(m, "room"));
     if (!r) return;
-    int resumed = r->last_id > 0;
+    int resumed = r->join_since > 0; /* (over HTTP the replay may come first) */
     json_t *rec = json_object_get(m, "recovered");
     r->joined = 1;
     long long last = json_integer_value(json_object_get(m, "last_id"));
@@ -495,7 +505,7 @@ static void on_server_object(json_t *m, const char *raw, size_t raw_len) {
     json_array_foreach(json_object_get(m, "members"), i, v) member_add(r, json_string_value(v));
     if (!g.o.json) {
       if (resumed)
-        printf("* rejoined #%s after id %lld%s\n", r->name, r->last_id,
+        printf("* rejoined #%s after id %lld%s\n", r->name, r->join_since,
                json_is_false(rec) ? ": the server could not replay everything missed; /history pages back" : "");
       else
         printf("* joined #%s as %s (%d here)\n", r->name, g.my_name, r->n_members);
@@ -605,6 +615,8 @@ static void drop_connection(void) {
   g.hs_len = 0;
   /* The TLS object may be the caller's (a close read inside
    * tls_client_feed): free it at the next drop, or at exit. */
+  http_poll_free(g.hp);
+  g.hp = NULL;
   tls_client_free(g.tls_dead);
   g.tls_dead = g.tls;
   g.tls = NULL;
@@ -753,8 +765,33 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   if (rc < 0) schedule_reconnect(uv_strerror(rc));
 }
 
+static void on_poll_object(void *ud, const char *json, size_t len) {
+  json_t *m = json_loadb(json, len, 0, NULL);
+  if (!json_is_object(m)) {
+    json_decref(m);
+    return;
+  }
+  if (!strcmp(jstr(m, "type"), "welcome")) {
+    if (g.ever_open) note("reconnected");
+    g.ever_open = 1;
+    g.attempts = 0;
+  }
+  on_server_object(m, json, len);
+  json_decref(m);
+}
+
+static void on_poll_lost(void *ud, const char *why) { schedule_reconnect(why); }
+
 static void connect_now(void) {
   if (g.quitting || g.state != ST_IDLE) return;
+  if (g.longpoll) {
+    static const http_poll_cb cb = {on_poll_object, on_poll_lost};
+    const char *name = g.my_name[0] ? g.my_name : g.o.name;
+    g.state = ST_OPEN; /* sends queue in http_poll until the session exists */
+    g.hp = http_poll_open(g.loop, g.host, g.port, name, g.session, &cb, NULL);
+    if (!g.hp) schedule_reconnect("cannot resolve the host");
+    return;
+  }
   g.state = ST_CONNECTING;
   struct addrinfo hints = {0};
   hints.ai_socktype = SOCK_STREAM;
@@ -795,7 +832,7 @@ static void quit(int code) {
   g.exit_code = code;
   uv_timer_stop(&g.reconnect_timer);
   uv_timer_stop(&g.ack_timer);
-  if (g.state == ST_OPEN) {
+  if (g.state == ST_OPEN && !g.hp) {
     uint8_t close_payload[2] = {1000 >> 8, 1000 & 255};
     ws_send_frame(WSC_CLOSE, close_payload, 2);
     g.state = ST_CLOSING;
@@ -1041,6 +1078,7 @@ int main(int argc, char **argv) {
   g.o.history = 20;
   g.o.backoff_max_ms = 10000;
   g.o.ack_timeout_ms = 30000;
+  g.o.transport = "ws";
   if (wsc_opts_scan(&cli_table, argc, argv, args, 64, &n, &pos, err, sizeof err) ||
       wsc_opts_apply_args(&cli_table, &g.o, args, n, err, sizeof err)) {
     fprintf(stderr, "wschat-cli: %s\n", err);
@@ -1054,6 +1092,15 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (parse_url(argv[pos])) return 2;
+  if (strcmp(g.o.transport, "longpoll") == 0) g.longpoll = 1;
+  else if (strcmp(g.o.transport, "ws") != 0) {
+    fprintf(stderr, "wschat-cli: --transport is ws or longpoll\n");
+    return 2;
+  }
+  if (g.longpoll && g.use_tls) {
+    fprintf(stderr, "wschat-cli: --transport longpoll speaks plain HTTP: use http://HOST:PORT\n");
+    return 2;
+  }
   srand((unsigned)(time(NULL) ^ getpid()));
   signal(SIGPIPE, SIG_IGN); /* a server gone mid-write is a disconnect, not death */
   setvbuf(stdout, NULL, _IOLBF, 0);
