@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, existsSync, writeFileSync, chownSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, chownSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,7 @@ test('installed in a fresh root and run as wschat.service runs it: ready, chats,
   assert.match(check.stdout, new RegExp(`configuration valid \\(file ${conf.replace(/[.]/g, '\\.')}\\)`));
   // NOTIFY_SOCKET: a datagram socket the unprivileged server can write to
   const nsDir = mkdtempSync(path.join(tmpdir(), 'wschat-ns-'));
+  chmodSync(nsDir, 0o755); // the service's user must reach the socket, as systemd's is reachable
   const notify = path.join(nsDir, 'notify');
   const sock = spawn('socat', ['-u', `UNIX-RECV:${notify},unlink-early,mode=777`, '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let notes = '';
