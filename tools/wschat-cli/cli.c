@@ -629,6 +629,21 @@ static void drop_connection(void) {
 
 static void send_upgrade(void);
 
+/* A refusal that retrying will not cure (a 4xx to the very first
+ * handshake, a certificate that does not verify) ends the program (exit
+ * 1); anything else is retried with backoff. */
+static void retry_or_give_up(const char *why, int give_up) {
+  if (!give_up) {
+    schedule_reconnect(why);
+    return;
+  }
+  fprintf(stderr, "wschat-cli: %s %s\n", g.url, why);
+  g.exit_code = 1;
+  g.quitting = 1;
+  drop_connection();
+  uv_stop(g.loop);
+}
+
 /* Plain bytes from the server (after TLS, when there is TLS). */
 static void on_bytes(void *ud, uint8_t *data, size_t len) {
   if (!g.tcp) return;
@@ -646,15 +661,8 @@ static void on_bytes(void *ud, uint8_t *data, size_t len) {
       if (eol) *eol = '\0';
       char why[300];
       snprintf(why, sizeof why, "handshake refused: %.200s", g.hs_buf);
-      if (!g.ever_open && !strncmp(g.hs_buf, "HTTP/1.1 4", 10)) {
-        fprintf(stderr, "wschat-cli: %s %s\n", g.url, why);
-        g.exit_code = 1;
-        g.quitting = 1;
-        drop_connection();
-        uv_stop(g.loop);
-        return;
-      }
-      { schedule_reconnect(why); return; }
+      retry_or_give_up(why, !g.ever_open && !strncmp(g.hs_buf, "HTTP/1.1 4", 10));
+      return;
     }
     g.state = ST_OPEN;
     if (g.ever_open) note("reconnected");
@@ -676,15 +684,7 @@ static void on_bytes(void *ud, uint8_t *data, size_t len) {
 static void tls_failed(void) {
   char why[300];
   snprintf(why, sizeof why, "%s", tls_client_error(g.tls));
-  if (!g.ever_open && strstr(why, "certificate")) { /* it will not get better by retrying */
-    fprintf(stderr, "wschat-cli: %s %s\n", g.url, why);
-    g.exit_code = 1;
-    g.quitting = 1;
-    drop_connection();
-    uv_stop(g.loop);
-    return;
-  }
-  schedule_reconnect(why);
+  retry_or_give_up(why, !g.ever_open && strstr(why, "certificate"));
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
