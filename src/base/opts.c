@@ -31,7 +31,7 @@ static const wsc_opt_t *find_opt(const wsc_opts_t *t, const char *name, size_t l
 }
 
 static int takes_value(const wsc_opt_t *o) {
-  return o->kind != WSC_OPT_BOOL && o->kind != WSC_OPT_ACTION;
+  return o->kind != WSC_OPT_BOOL && o->kind != WSC_OPT_NBOOL && o->kind != WSC_OPT_ACTION;
 }
 
 /* --- values ------------------------------------------------------------------------- */
@@ -69,7 +69,7 @@ static int parse_number(const char *s, double min, double max, int integer, int 
 
 static const char *describe(const wsc_opt_t *o, char *buf, size_t len) {
   switch (o->kind) {
-    case WSC_OPT_BOOL: return "true or false";
+    case WSC_OPT_BOOL: case WSC_OPT_NBOOL: return "true or false";
     case WSC_OPT_INT: snprintf(buf, len, "an integer from %.0f to %.0f", o->min, o->max); return buf;
     case WSC_OPT_SIZE:
       snprintf(buf, len, "a byte count from %.0f to %.0f, suffix k, m or g allowed", o->min, o->max);
@@ -89,9 +89,9 @@ int wsc_opts_apply(const wsc_opt_t *o, void *target, const char *value, char *er
   char what[128];
   if (!value) value = "";
   switch (o->kind) {
-    case WSC_OPT_BOOL:
+    case WSC_OPT_BOOL: case WSC_OPT_NBOOL:
       if (parse_bool(value, &b)) break;
-      *FIELD(target, o, int) = b;
+      *FIELD(target, o, int) = o->kind == WSC_OPT_NBOOL ? !b : b;
       return 0;
     case WSC_OPT_STR:
       if (!*value) break;
@@ -136,7 +136,7 @@ int wsc_opts_apply(const wsc_opt_t *o, void *target, const char *value, char *er
 void wsc_opts_copy(const wsc_opt_t *o, void *dst, const void *src) {
   size_t size = 0;
   switch (o->kind) {
-    case WSC_OPT_BOOL: case WSC_OPT_INT: case WSC_OPT_SECS: size = sizeof(int); break;
+    case WSC_OPT_BOOL: case WSC_OPT_NBOOL: case WSC_OPT_INT: case WSC_OPT_SECS: size = sizeof(int); break;
     case WSC_OPT_STR: size = sizeof(const char *); break;
     case WSC_OPT_SIZE: size = sizeof(size_t); break;
     case WSC_OPT_DOUBLE: size = sizeof(double); break;
@@ -165,7 +165,7 @@ int wsc_opts_differ(const wsc_opt_t *o, const void *a, const void *b) {
     }
     case WSC_OPT_DOUBLE: return *FIELD(a, o, double) != *FIELD(b, o, double);
     case WSC_OPT_SIZE: return *FIELD(a, o, size_t) != *FIELD(b, o, size_t);
-    case WSC_OPT_BOOL: case WSC_OPT_INT: case WSC_OPT_SECS:
+    case WSC_OPT_BOOL: case WSC_OPT_NBOOL: case WSC_OPT_INT: case WSC_OPT_SECS:
       return *FIELD(a, o, int) != *FIELD(b, o, int);
     default: return 0;
   }
@@ -177,7 +177,9 @@ void wsc_opts_dump(const wsc_opts_t *t, const void *target, FILE *f,
     const wsc_opt_t *o = &t->opts[i];
     if ((o->flags & WSC_OPT_NOFILE) || o->kind == WSC_OPT_ACTION) continue;
     switch (o->kind) {
-      case WSC_OPT_BOOL: fprintf(f, "%s = %s\n", o->name, *FIELD(target, o, int) ? "true" : "false"); break;
+      case WSC_OPT_BOOL: case WSC_OPT_NBOOL:
+        fprintf(f, "%s = %s\n", o->name, !*FIELD(target, o, int) == (o->kind == WSC_OPT_NBOOL) ? "true" : "false");
+        break;
       case WSC_OPT_STR: {
         const char *v = *FIELD(target, o, const char *);
         fprintf(f, "%s = %s\n", o->name, v ? v : "");
@@ -249,7 +251,8 @@ int wsc_opts_scan(const wsc_opts_t *t, int argc, char **argv, wsc_opt_arg_t *out
       else if (i + 1 < argc) value = argv[++i];
       else return fail(err, errlen, "--%s needs a value (%s)", o->name, o->arg ? o->arg : "");
     } else if (eq) {
-      if (o->kind != WSC_OPT_BOOL) return fail(err, errlen, "--%s takes no value", o->name);
+      if (o->kind != WSC_OPT_BOOL && o->kind != WSC_OPT_NBOOL)
+        return fail(err, errlen, "--%s takes no value", o->name);
       value = eq + 1; /* --fsync=false */
     }
     if (*n == cap) return fail(err, errlen, "too many options");
@@ -274,7 +277,7 @@ int wsc_opts_apply_args(const wsc_opts_t *t, void *target, const wsc_opt_arg_t *
     const wsc_opt_t *o = args[i].opt;
     if (o->kind == WSC_OPT_ACTION) continue;
     const char *v = args[i].value;
-    if (o->kind == WSC_OPT_BOOL && !v) v = "true";
+    if ((o->kind == WSC_OPT_BOOL || o->kind == WSC_OPT_NBOOL) && !v) v = "true";
     if (apply_from(t, &src, o, target, v, e, sizeof e))
       return fail(err, errlen, "--%s: %s", o->name, e);
   }
@@ -647,7 +650,8 @@ void wsc_opts_example(const wsc_opts_t *t, FILE *f) {
     fprintf(f, "\n# %s", o->help);
     where_text(t, o, where, sizeof where);
     fprintf(f, "\n# (%s)\n", where);
-    if (o->kind == WSC_OPT_BOOL) fprintf(f, "#%s = %s\n", o->name, o->def ? o->def : "false");
+    if (o->kind == WSC_OPT_BOOL || o->kind == WSC_OPT_NBOOL)
+      fprintf(f, "#%s = %s\n", o->name, o->def ? o->def : "false");
     else fprintf(f, "#%s = %s\n", o->name, o->def ? o->def : o->arg);
   }
 }

@@ -30,6 +30,7 @@
 
 typedef enum {
   WSC_OPT_BOOL,   /* int: 1 / 0; flag without value; file/env: true|false|yes|no|on|off|1|0 */
+  WSC_OPT_NBOOL,  /* as BOOL, stored inverted: --no-deflate true sets the int to 0 */
   WSC_OPT_STR,    /* const char * */
   WSC_OPT_INT,    /* int in [min, max] */
   WSC_OPT_SIZE,   /* size_t in [min, max]; suffix k/m/g (KiB, MiB, GiB) allowed */

@@ -24,6 +24,8 @@
 #endif
 
 #define F(field) offsetof(wsc_config_t, field)
+#define XSTR(x) STR(x)
+#define STR(x) #x
 
 static int apply_log_level(void *target, const char *v) {
   wsc_log_level_t l;
@@ -80,6 +82,17 @@ static const wsc_opt_t table[] = {
      WSC_MAX_ALLOWED_ORIGINS, NULL, NULL, NULL,
      "also accept browser WebSockets from ORIGIN (repeat it; * accepts any); by default a request "
      "with an Origin must match its Host", 0},
+    {"http-session-ttl", "SECONDS", WSC_OPT_SECS, F(http_session_ttl_ms), 0, 1, 86400, NULL, NULL, "30",
+     "an HTTP chat session (polling, long polling) without a request for this long ends", 0},
+    {"max-held", "N", WSC_OPT_INT, F(max_held), 0, 0, 1000000000, NULL, NULL, "10000",
+     "HTTP requests held open at most: long polls, sends", 0},
+    {"http-queue-max", "N", WSC_OPT_INT, F(http_queue_max), 0, 1, 1000000000, NULL, NULL, "1000",
+     "events queued per HTTP session before it overflows", 0},
+    {"no-deflate", NULL, WSC_OPT_NBOOL, F(deflate), 0, 0, 0, NULL, NULL, "false",
+     "do not negotiate permessage-deflate", 0},
+    {"deflate-min", "BYTES", WSC_OPT_SIZE, F(deflate_min), 0, 0, 1073741824, NULL, NULL,
+     XSTR(WSC_DEFLATE_MIN_DEFAULT),
+     "send messages shorter than this uncompressed", 0},
     {"tls-port", "N", WSC_OPT_INT, F(tls_port), 0, 1, 65535, NULL, NULL, NULL,
      "also serve TLS (https, wss) on port N (needs tls-cert and tls-key)", 0},
     {"tls-cert", "FILE", WSC_OPT_STR, F(tls_cert), 0, 0, 0, NULL, NULL, NULL,

@@ -43,6 +43,22 @@ test('--help names every option with its env variable, key and default, and the 
   }
 });
 
+test('every default --help shows is the value the server runs with', () => {
+  const blocks = run(['--help']).out.split(/\n(?= {2}--)/).slice(1); // one per option
+  const s = settings(run(['--check-config']).out);
+  let checked = 0;
+  for (const b of blocks) {
+    const name = b.match(/^ {2}--([a-z0-9-]+)/)[1];
+    const d = b.replace(/\s+/g, ' ').match(/\(default ([^;)]+); env /);
+    if (!d) continue;
+    const def = d[1];
+    if (!(name in s)) continue;
+    assert.equal(s[name], def, `--${name}: --help says default ${def}, the server runs with ${s[name]}`);
+    checked++;
+  }
+  assert.ok(checked >= 20, `${checked} defaults checked`);
+});
+
 test('precedence: flags > environment > file > defaults', () => {
   const f = conf('prec.conf', 'max-text = 100\nrate-limit = 3\n');
   assert.equal(settings(run(['--check-config']).out)['max-text'], '4096');
