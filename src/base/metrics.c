@@ -14,6 +14,9 @@ const char *const wsc_cutoff_names[WSC_CUTOFF_REASONS] = {
     [WSC_CUTOFF_HEARTBEAT] = "heartbeat_timeout",
     [WSC_CUTOFF_HANDSHAKE_TIMEOUT] = "handshake_timeout",
     [WSC_CUTOFF_CONNECTION_LIMIT] = "connection_limit",
+    [WSC_CUTOFF_HTTP_OVERFLOW] = "http_overflow",
+    [WSC_CUTOFF_HTTP_EXPIRED] = "http_expired",
+    [WSC_CUTOFF_HTTP_HELD_LIMIT] = "http_held_limit",
 };
 
 void wsc_hist_observe_ns(wsc_hist_t *h, int64_t ns) {

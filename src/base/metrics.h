@@ -29,6 +29,9 @@ typedef enum {
   WSC_CUTOFF_HEARTBEAT,        /* missed pongs: dropped */
   WSC_CUTOFF_HANDSHAKE_TIMEOUT,/* HTTP request not received in time: 408 */
   WSC_CUTOFF_CONNECTION_LIMIT, /* over --max-connections: refused at accept */
+  WSC_CUTOFF_HTTP_OVERFLOW,    /* an HTTP session's event queue overflowed: reset */
+  WSC_CUTOFF_HTTP_EXPIRED,     /* an HTTP session without requests for --http-session-ttl */
+  WSC_CUTOFF_HTTP_HELD_LIMIT,  /* a request refused past --max-held: 503 */
   WSC_CUTOFF_REASONS
 } wsc_cutoff_t;
 extern const char *const wsc_cutoff_names[WSC_CUTOFF_REASONS];

@@ -334,6 +334,7 @@ static void overflow(hsess_t *s) {
     s->onext = hs->overflowed;
     hs->overflowed = s;
   }
+  wsc_metrics.cutoffs[WSC_CUTOFF_HTTP_OVERFLOW]++;
   LOG_INFO(LOG_COMP, "event queue overflow, session reset queued_max=%d", hs->cfg->http_queue_max);
 }
 
@@ -606,6 +607,7 @@ static void on_tick(uv_timer_t *t) {
       lru_touch(hs, s);   /* a held long poll counts as a request */
       continue;
     }
+    wsc_metrics.cutoffs[WSC_CUTOFF_HTTP_EXPIRED]++;
     LOG_INFO(LOG_COMP, "session expired idle_ms=%" PRId64, now - s->last_seen);
     session_end(s, END_EXPIRED);
   }
@@ -775,6 +777,7 @@ static void send_message(hsess_server_t *hs, const hsess_carrier_ops_t *ops, voi
   s->sends_tail = w;
   s->n_sends++;
   if (hs->n_held >= (size_t)hs->cfg->max_held) {
+    wsc_metrics.cutoffs[WSC_CUTOFF_HTTP_HELD_LIMIT]++;
     respond_text(ops, conn, 503, "too many held requests; the reply will come as an event");
     return;   /* an orphan: its reply is queued as an event */
   }
@@ -804,6 +807,7 @@ static void poll_events(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void
     return;
   }
   if (hs->n_held >= (size_t)hs->cfg->max_held) {
+    wsc_metrics.cutoffs[WSC_CUTOFF_HTTP_HELD_LIMIT]++;
     respond_text(ops, conn, 503, "too many held requests; poll again later");
     return;
   }

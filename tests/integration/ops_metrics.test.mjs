@@ -83,7 +83,7 @@ test('/metrics: histograms, queue depths and cut-offs by reason, after real traf
     assert.equal(value(p, 'wschat_cutoffs_total', '{reason="handshake_timeout"}'), 1);
     assert.equal(value(p, 'wschat_cutoffs_total', '{reason="protocol_error"}'), 1);
     assert.ok(value(p, 'wschat_cutoffs_total', '{reason="connection_limit"}') >= 1);
-    for (const r of ['slow_consumer', 'heartbeat_timeout']) assert.equal(value(p, 'wschat_cutoffs_total', `{reason="${r}"}`), 0, r);
+    for (const r of ['slow_consumer', 'heartbeat_timeout', 'http_overflow', 'http_expired', 'http_held_limit']) assert.equal(value(p, 'wschat_cutoffs_total', `{reason="${r}"}`), 0, r);
     await a.close();
     await b.close();
   } finally {
@@ -122,6 +122,23 @@ test('packaging/grafana-dashboard.json: every panel query names metrics a live /
     const missing = families.filter((f) => !used.has(f));
     if (missing.length) console.log(`# metrics without a panel: ${missing.join(', ')}`);
     await a.close();
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('/metrics: HTTP sessions that expire are cut-offs by reason http_expired', async (t) => {
+  const srv = await startServer({ args: ['--http-session-ttl', '1'] });
+  try {
+    const r = await fetch(srv.http('/http/session'), { method: 'POST', body: '{"name":"lp"}' });
+    if (r.status === 404) { t.skip('no HTTP sessions in this build'); return; }
+    assert.equal(r.status, 200);
+    let v;
+    for (let i = 0; i < 50 && v !== 1; i++) {
+      await sleep(100);
+      v = value(parse(await (await fetch(srv.http('/metrics'))).text()), 'wschat_cutoffs_total', '{reason="http_expired"}');
+    }
+    assert.equal(v, 1);
   } finally {
     await srv.stop();
   }
