@@ -478,7 +478,7 @@ static void where_text(const wsc_opts_t *t, const wsc_opt_t *o, char *buf, size_
 #define ADD(...) do { if (p < len) p += (size_t)snprintf(buf + p, len - p, __VA_ARGS__); } while (0)
   if (o->def) ADD("default %s", o->def);
   if (*wsc_opts_env_name(t, o, env, sizeof env)) ADD("%senv %s", p ? "; " : "", env);
-  if (!(o->flags & WSC_OPT_NOFILE) && o->kind != WSC_OPT_ACTION)
+  if (t->has_file && !(o->flags & WSC_OPT_NOFILE) && o->kind != WSC_OPT_ACTION)
     ADD("%skey %s", p ? "; " : "", o->name);
   if (o->flags & WSC_OPT_RELOAD) ADD("%sreloads on SIGHUP", p ? "; " : "");
 #undef ADD

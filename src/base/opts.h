@@ -70,6 +70,7 @@ typedef struct wsc_opts_section {
 typedef struct wsc_opts {
   const char *prog;        /* "wschat" */
   const char *env_prefix;  /* "WSCHAT_"; NULL: no environment */
+  int has_file;            /* options are also config file keys */
   const char *summary;     /* one line for NAME and the top of --help */
   const char *synopsis;    /* after the program name: "[options]" */
   const char *description; /* paragraphs separated by blank lines */

@@ -176,6 +176,7 @@ static const wsc_opts_section_t sections[] = {
 const wsc_opts_t wschat_opts = {
     .prog = "wschat",
     .env_prefix = "WSCHAT_",
+    .has_file = 1,
     .summary = "real-time chat server on its own RFC 6455 WebSocket implementation",
     .synopsis = "[options]",
     .description =

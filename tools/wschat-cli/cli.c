@@ -131,7 +131,7 @@ static const wsc_opts_t cli_table = {
     .prog = "wschat-cli",
     .env_prefix = NULL,
     .summary = "terminal client for the wschat chat server",
-    .synopsis = "ws://HOST[:PORT] [options]",
+    .synopsis = "ws://HOST[:PORT] | wss://HOST[:PORT] | http://HOST[:PORT] --transport longpoll [options]",
     .description =
         "wschat-cli joins a room of a wschat server and prints its recent history, then every "
         "message, presence and typing line as it happens; each line typed is sent. It speaks "
