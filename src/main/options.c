@@ -168,8 +168,9 @@ static const wsc_opts_section_t sections[] = {
      "GET /metrics \\(en Prometheus metrics; GET /healthz \\(en liveness."},
     {"EXIT STATUS",
      "0 after a graceful stop or a successful --check-config; 1 when the server cannot start "
-     "(the port is taken, the history cannot be opened); 2 for a bad flag, environment "
-     "variable or config file."},
+     "(the port is taken, Redis cannot be used); 2 for a bad flag, environment variable or "
+     "config file; 3 when the history database cannot be used (unreadable, not a database, "
+     "corrupt, unknown schema)."},
     {"SEE ALSO", "wschat-cli(1)"},
 };
 
