@@ -277,7 +277,7 @@ int main(int argc, char **argv) {
     LOG_INFO("main", "HTTP/3 on udp port=%d", app.opts.config.h3_port);
   }
   /* After net: its check handle must run before net's cork (h2/h2.h). */
-  app.h2 = h2_server_new(app.loop, &app.config, routes_h2_request, &app.routes);
+  app.h2 = h2_server_new(app.loop, &app.opts.config, routes_h2_request, &app.routes);
   if (!app.h2) {
     LOG_ERROR("main", "out of memory");
     return 1;
