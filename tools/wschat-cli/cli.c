@@ -67,7 +67,7 @@ static const wsc_opt_t table[] = {
     {"room", "ROOM", WSC_OPT_STR, F(room), 0, 0, 0, NULL, NULL, "general",
      "the room joined at start and where typed lines go", 0},
     {"name", "NAME", WSC_OPT_STR, F(name), 0, 0, 0, NULL, NULL, NULL,
-     "display name (default: the server assigns guest-XXXX)", 0},
+     "display name (default: a guest name the server assigns)", 0},
     {"json", NULL, WSC_OPT_BOOL, F(json), 0, 0, 0, NULL, NULL, "false",
      "print every server object as received, one JSON object a line (for scripts); "
      "an input line that starts with { is sent as is", 0},
