@@ -2,7 +2,7 @@
  *
  * A broadcast is encoded once into one wsc_buf and every recipient's send
  * queue holds a reference to it, so fan-out never copies or re-encodes per
- * recipient (DESIGN.md, "Performance shape").
+ * recipient (docs/ARCHITECTURE.md, "One message, end to end").
  *
  * Ownership: wsc_buf_new returns a buffer with one reference, owned by the
  * caller. Whoever stores the pointer takes a reference (wsc_buf_ref) and
