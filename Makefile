@@ -1,7 +1,7 @@
 # wschat — the two commands a newcomer needs:
 #   make run    install what is missing, build, serve http://localhost:8000
 #   make run-tls  the same plus https://localhost:8443 (self-signed cert in ./data, made once)
-#   make test   install what is missing, build with ASan+UBSan, run every suite
+#   make test   install what is missing, build with ASan+UBSan, run every suite (and the .deb test)
 # and the ones a developer needs:
 #   make build | make fuzz [FUZZ_TIME=60] | make bench | make bench-transports | make deb | make test-deb | make clean
 #   make cluster   redis-server + three nodes on ports 8001-8003 (Ctrl-C stops all)
@@ -52,7 +52,10 @@ run-tls: build $(TLS_CERT)
 	@mkdir -p $(dir $(DB))
 	./build/wschat --port $(PORT) --db $(DB) --tls-port $(TLS_PORT) --tls-cert $(TLS_CERT) --tls-key $(TLS_KEY) $(ARGS)
 
+# The Debian package is built and installed into a fresh root first (about a
+# minute), then every ctest suite runs.
 test: build-asan
+	$(MAKE) --no-print-directory test-deb
 	cd build-asan && ctest --output-on-failure -j$(JOBS) --timeout 900
 
 fuzz: deps-test
