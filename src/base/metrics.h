@@ -43,6 +43,7 @@ typedef struct wsc_metrics {
   uint64_t bytes_in, bytes_out;
   uint64_t slow_consumers_dropped; /* closed for a send queue over its limit */
   uint64_t tls_handshakes;         /* TLS handshakes completed */
+  uint64_t tls_handovers;          /* TLS 1.3 connections whose records moved to net/tls13_rec */
   uint64_t tls_failures;           /* TLS handshakes or records that failed, handshake timeouts */
   /* ws */
   int64_t websockets_open;         /* gauge */

@@ -76,6 +76,7 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_ws_deflate_sent_total", "counter", "Compressed frames queued to recipients.", (double)m->ws_deflate_sent);
   emit(&o, "wschat_ws_inflated_total", "counter", "Compressed messages received and inflated.", (double)m->ws_inflated);
   emit(&o, "wschat_tls_handshakes_total", "counter", "TLS handshakes completed.", (double)m->tls_handshakes);
+  emit(&o, "wschat_tls_handovers_total", "counter", "TLS 1.3 connections whose records wschat does itself (SSL object freed).", (double)m->tls_handovers);
   emit(&o, "wschat_tls_failures_total", "counter", "TLS handshakes failed or timed out, and TLS connections failed.", (double)m->tls_failures);
   emit(&o, "wschat_ws_protocol_errors_total", "counter", "WebSocket connections failed for a protocol error.", (double)m->ws_protocol_errors);
   emit(&o, "wschat_http_requests_total", "counter", "HTTP requests served.", (double)m->http_requests);

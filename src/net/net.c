@@ -487,6 +487,7 @@ static void tls_on_read(net_conn_t *c, uint8_t *data, size_t len) {
     c->flags &= (uint16_t)~F_HANDSHAKING;
     c->close_deadline = 0;
     wsc_metrics.tls_handshakes++;
+    if (tls_handed_over(c->tls)) wsc_metrics.tls_handovers++;
     net_server_t *srv = net_conn_server(c);
     srv->on_accept(srv, c);
   }
@@ -496,6 +497,9 @@ static void tls_on_read(net_conn_t *c, uint8_t *data, size_t len) {
     size_t n;
     int r = tls_read(c->tls, &p, &n);
     if (r == TLS_OK) {
+      /* What the read produced (a KeyUpdate of ours) goes out before
+       * anything the handler writes. */
+      if (send_tls_output(c) != 0) break;
       /* While closing, input is only drained (as on plain connections). */
       if (!(c->flags & F_CLOSING)) c->handler->on_data(c, p, n);
       continue;

@@ -13,7 +13,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "net/tls13_rec.h"
 
 /* Records per flush are packed from this much plaintext each. */
 #define TLS_RECORD_PLAIN 16384
@@ -26,9 +29,23 @@
 static const uint8_t *g_in;
 static size_t g_in_len;
 static wsc_buf_t *g_out;
-static uint8_t g_plain[TLS_PLAIN_BUF];
+static uint8_t g_plain[TLS13_MAX_CIPHER];   /* >= TLS_PLAIN_BUF */
 static uint8_t g_stage[TLS_RECORD_PLAIN];
 static BIO_METHOD *g_bio_method;
+
+#define HAVE_RD 1   /* CLIENT_TRAFFIC_SECRET_0 captured */
+#define HAVE_WR 2   /* SERVER_TRAFFIC_SECRET_0 captured */
+
+struct tls {
+  SSL *ssl;              /* the handshake; TLS 1.2 for life; NULL once handed over */
+  const uint8_t *alpn;   /* the selected protocol: an entry of the server's list */
+  uint8_t have;          /* HAVE_RD | HAVE_WR */
+  uint8_t secret_len;
+  tls13_rec_t rec;       /* TLS 1.3 records after the handover; before it,
+                            the keylog callback parks the secrets here */
+};
+
+static void keylog(const SSL *ssl, const char *line);
 
 /* --- the BIO -------------------------------------------------------------------- */
 
@@ -121,7 +138,6 @@ int tls_alpn_parse(const char *list, tls_alpn_t *out) {
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg) {
-  (void)ssl;
   const tls_alpn_t *alpn = arg;
   unsigned char *sel = NULL;
   unsigned char sel_len = 0;
@@ -130,12 +146,19 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK;
   *out = sel;
   *outlen = sel_len;
+  /* Remembered as our own list's entry: it outlives the SSL. */
+  struct tls *t = SSL_get_app_data(ssl);
+  for (size_t i = 0; t && i < alpn->len; i += 1u + alpn->wire[i])
+    if (alpn->wire[i] == sel_len && memcmp(alpn->wire + i + 1, sel, sel_len) == 0) t->alpn = alpn->wire + i;
   return SSL_TLSEXT_ERR_OK;
 }
 
+static const char *g_err;
+
 const char *tls_last_error(char *buf, size_t cap) {
   unsigned long e = ERR_get_error();
-  if (!e) snprintf(buf, cap, "unknown error");
+  if (!e && g_err) snprintf(buf, cap, "tls1.3 record: %s", g_err);
+  else if (!e) snprintf(buf, cap, "unknown error");
   else ERR_error_string_n(e, buf, cap);
   ERR_clear_error();
   return buf;
@@ -173,6 +196,7 @@ tls_ctx_t *tls_ctx_new(const char *cert, const char *key, const tls_alpn_t *alpn
   }
   if (SSL_CTX_check_private_key(ctx) != 1)
     return fail(ctx, "TLS key does not match the certificate, key", key, errbuf, errcap);
+  SSL_CTX_set_keylog_callback(ctx, keylog);
   if (alpn && alpn->len) SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)alpn);
   return ctx;
 }
@@ -181,20 +205,69 @@ void tls_ctx_free(tls_ctx_t *ctx) { SSL_CTX_free(ctx); }
 
 /* --- connections ------------------------------------------------------------------ */
 
-tls_t *tls_new(tls_ctx_t *ctx) {
-  SSL *ssl = SSL_new(ctx);
-  if (!ssl) return NULL;
-  BIO *bio = BIO_new(g_bio_method);
-  if (!bio) {
-    SSL_free(ssl);
-    return NULL;
-  }
-  SSL_set_bio(ssl, bio, bio);   /* one BIO both ways: SSL takes one reference */
-  SSL_set_accept_state(ssl);
-  return ssl;
+static int hexval(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
 }
 
-void tls_free(tls_t *t) { SSL_free(t); }
+/* OpenSSL's key log: "LABEL <client random> <secret>" in hex. We keep the
+ * two application traffic secrets (the only public way to have them). */
+static void keylog(const SSL *ssl, const char *line) {
+  tls_t *t = SSL_get_app_data(ssl);
+  static const char crts[] = "CLIENT_TRAFFIC_SECRET_0 ", srts[] = "SERVER_TRAFFIC_SECRET_0 ";
+  if (!t) return;
+  tls13_dir_t *d;
+  uint8_t bit;
+  if (strncmp(line, crts, sizeof crts - 1) == 0) {
+    d = &t->rec.rd;
+    bit = HAVE_RD;
+  } else if (strncmp(line, srts, sizeof srts - 1) == 0) {
+    d = &t->rec.wr;
+    bit = HAVE_WR;
+  } else {
+    return;
+  }
+  const char *hex = strchr(line + sizeof crts - 1, ' ');
+  if (!hex) return;
+  hex++;
+  size_t hl = strlen(hex);
+  if (hl == 0 || hl % 2 || hl / 2 > TLS13_SECRET_MAX) return;
+  if (t->secret_len && t->secret_len != hl / 2) return;
+  for (size_t i = 0; i < hl / 2; i++) {
+    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return;
+    d->secret[i] = (uint8_t)(hi << 4 | lo);
+  }
+  t->secret_len = (uint8_t)(hl / 2);
+  t->have |= bit;
+}
+
+tls_t *tls_new(tls_ctx_t *ctx) {
+  tls_t *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->ssl = SSL_new(ctx);
+  BIO *bio = t->ssl ? BIO_new(g_bio_method) : NULL;
+  if (!bio) {
+    SSL_free(t->ssl);
+    free(t);
+    return NULL;
+  }
+  SSL_set_bio(t->ssl, bio, bio);   /* one BIO both ways: SSL takes one reference */
+  SSL_set_app_data(t->ssl, t);
+  SSL_set_accept_state(t->ssl);
+  return t;
+}
+
+void tls_free(tls_t *t) {
+  if (!t) return;
+  SSL_free(t->ssl);
+  tls13_rec_clear(&t->rec);
+  free(t);
+}
+
+int tls_handed_over(const tls_t *t) { return t->ssl == NULL; }
 
 void tls_input(const uint8_t *in, size_t n) {
   g_in = in;
@@ -210,22 +283,112 @@ static int result(SSL *ssl, int r) {
   }
 }
 
+/* The handover (TLS 1.3 only): the records become ours and the SSL goes.
+ * Write seq: the records this last handshake step wrote (after reading
+ * the client's Finished, a server writes only session tickets, under the
+ * application key). Read seq 0: without read-ahead OpenSSL reads one
+ * record at a time, so whatever follows the client's Finished is still in
+ * the input, unread. When anything is not as expected the connection
+ * simply stays on OpenSSL. */
+static void handover(tls_t *t, size_t out_from) {
+  SSL *ssl = t->ssl;
+  const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+  if (SSL_version(ssl) != TLS1_3_VERSION || t->have != (HAVE_RD | HAVE_WR) || !cipher ||
+      SSL_pending(ssl) || SSL_has_pending(ssl))
+    return;
+  uint16_t suite = SSL_CIPHER_get_protocol_id(cipher);
+  size_t hl = tls13_suite_hash_len(suite);
+  if (!hl || hl != t->secret_len) return;
+  uint64_t sent = 0;
+  size_t end = g_out ? g_out->len : 0, o = out_from;
+  while (o < end) {
+    const uint8_t *h = g_out->data + o;
+    if (end - o < TLS13_HDR || h[0] != TLS13_CT_APP) return;
+    o += TLS13_HDR + ((size_t)h[3] << 8 | h[4]);
+    sent++;
+  }
+  if (o != end) return;
+  uint8_t rd[TLS13_SECRET_MAX], wr[TLS13_SECRET_MAX];
+  memcpy(rd, t->rec.rd.secret, hl);
+  memcpy(wr, t->rec.wr.secret, hl);
+  int rc = tls13_rec_init(&t->rec, suite, rd, wr, hl, sent);
+  OPENSSL_cleanse(rd, sizeof rd);
+  OPENSSL_cleanse(wr, sizeof wr);
+  if (rc != 0) return;
+  SSL_free(ssl);
+  t->ssl = NULL;
+}
+
 int tls_handshake(tls_t *t) {
   ERR_clear_error();
-  int r = SSL_do_handshake(t);
-  return r == 1 ? TLS_OK : result(t, r);
+  g_err = NULL;
+  if (!t->ssl) return TLS_OK;
+  size_t out_from = g_out ? g_out->len : 0;
+  int r = SSL_do_handshake(t->ssl);
+  if (r != 1) return result(t->ssl, r);
+  handover(t, out_from);
+  return TLS_OK;
+}
+
+static const char *alert_name(uint8_t a) {
+  switch (a) {
+    case TLS13_ALERT_UNEXPECTED_MESSAGE: return "unexpected_message";
+    case TLS13_ALERT_BAD_RECORD_MAC: return "bad_record_mac";
+    case TLS13_ALERT_RECORD_OVERFLOW: return "record_overflow";
+    case TLS13_ALERT_ILLEGAL_PARAMETER: return "illegal_parameter";
+    case TLS13_ALERT_DECODE_ERROR: return "decode_error";
+    default: return "internal_error";
+  }
+}
+
+/* Seals a fatal alert (or a close_notify) or a KeyUpdate into the output. */
+static int rec_emit(tls_t *t, int what) {
+  if (out_reserve(tls13_rec_sealed_max(5)) != 0) return -1;
+  size_t n = 0;
+  int rc = what < 0 ? tls13_rec_key_update(&t->rec, 0, g_out->data + g_out->len, &n)
+                    : tls13_rec_alert(&t->rec, (uint8_t)what, g_out->data + g_out->len, &n);
+  if (rc != 0) return -1;
+  g_out->len += (uint32_t)n;
+  return 0;
+}
+
+static int rec_read(tls_t *t, size_t *n) {
+  for (;;) {
+    switch (tls13_rec_open(&t->rec, &g_in, &g_in_len, g_plain, n)) {
+      case TLS13_REC_DATA: return TLS_OK;
+      case TLS13_REC_NEED: return TLS_AGAIN;
+      case TLS13_REC_CLOSE: return TLS_EOF;
+      case TLS13_REC_UPDATE:
+        /* Ours goes out under the old key, before any more data. */
+        if (rec_emit(t, -1) != 0) {
+          g_err = "cannot send KeyUpdate";
+          return TLS_ERROR;
+        }
+        continue;
+      default:
+        if (t->rec.alert == TLS13_ALERT_NONE) {
+          g_err = "peer sent a fatal alert";
+        } else {
+          g_err = alert_name(t->rec.alert);
+          rec_emit(t, t->rec.alert);   /* best effort */
+        }
+        return TLS_ERROR;
+    }
+  }
 }
 
 int tls_read(tls_t *t, uint8_t **out, size_t *n) {
   ERR_clear_error();
+  g_err = NULL;
   *out = g_plain;
   *n = 0;
-  int r = SSL_read(t, g_plain, sizeof g_plain);
+  if (!t->ssl) return rec_read(t, n);
+  int r = SSL_read(t->ssl, g_plain, TLS_PLAIN_BUF);
   if (r > 0) {
     *n = (size_t)r;
     return TLS_OK;
   }
-  return result(t, r);
+  return result(t->ssl, r);
 }
 
 /* SSL_write never stops half-way here: the BIO takes everything. */
@@ -234,10 +397,27 @@ static int write_all(SSL *ssl, const uint8_t *p, size_t n) {
   return SSL_write(ssl, p, (int)n) == (int)n ? 0 : -1;
 }
 
+/* After the handover: every buffer is encrypted straight into the output,
+ * records of 16 KiB packed across buffers. */
+static int rec_write(tls_t *t, wsc_buf_t *const *bufs, uint32_t n, size_t total) {
+  if (total == 0) return 0;
+  if (out_reserve(tls13_rec_sealed_max(total)) != 0) return -1;
+  tls13_sealer_t s;
+  if (tls13_seal_begin(&s, &t->rec, TLS13_CT_APP, total, g_out->data + g_out->len) != 0) return -1;
+  for (uint32_t i = 0; i < n; i++)
+    if (bufs[i]->len && tls13_seal_add(&s, wsc_buf_bytes(bufs[i]), bufs[i]->len) != 0) return -1;
+  size_t len;
+  if (tls13_seal_end(&s, &len) != 0) return -1;
+  g_out->len += (uint32_t)len;
+  return 0;
+}
+
 int tls_write(tls_t *t, wsc_buf_t *const *bufs, uint32_t n) {
   size_t total = 0;
   for (uint32_t i = 0; i < n; i++) total += bufs[i]->len;
+  if (!t->ssl) return rec_write(t, bufs, n, total);
   if (out_reserve(total + (total / TLS_RECORD_PLAIN + 1) * TLS_RECORD_OVERHEAD) != 0) return -1;
+  SSL *ssl = t->ssl;
   size_t staged = 0;
   for (uint32_t i = 0; i < n; i++) {
     const uint8_t *p = wsc_buf_bytes(bufs[i]);
@@ -246,7 +426,7 @@ int tls_write(tls_t *t, wsc_buf_t *const *bufs, uint32_t n) {
      * full records); small ones are packed together. */
     if (staged == 0 && len >= TLS_RECORD_PLAIN) {
       size_t whole = len - len % TLS_RECORD_PLAIN;
-      if (write_all(t, p, whole) != 0) return -1;
+      if (write_all(ssl, p, whole) != 0) return -1;
       p += whole;
       len -= whole;
     }
@@ -258,20 +438,26 @@ int tls_write(tls_t *t, wsc_buf_t *const *bufs, uint32_t n) {
       p += take;
       len -= take;
       if (staged == TLS_RECORD_PLAIN) {
-        if (write_all(t, g_stage, staged) != 0) return -1;
+        if (write_all(ssl, g_stage, staged) != 0) return -1;
         staged = 0;
       }
     }
   }
-  if (staged && write_all(t, g_stage, staged) != 0) return -1;
+  if (staged && write_all(ssl, g_stage, staged) != 0) return -1;
   return 0;
 }
 
-void tls_release_buffers(tls_t *t) { SSL_free_buffers(t); }
+void tls_release_buffers(tls_t *t) {
+  if (t->ssl) SSL_free_buffers(t->ssl);
+}
 
 void tls_shutdown(tls_t *t) {
   ERR_clear_error();
-  if (SSL_is_init_finished(t)) SSL_shutdown(t);
+  if (!t->ssl) {
+    if (!t->rec.broken) rec_emit(t, TLS13_ALERT_CLOSE_NOTIFY);
+    return;
+  }
+  if (SSL_is_init_finished(t->ssl)) SSL_shutdown(t->ssl);
 }
 
 wsc_buf_t *tls_take_output(void) {
@@ -285,13 +471,10 @@ wsc_buf_t *tls_take_output(void) {
 }
 
 const char *tls_protocol(const tls_t *t, char *buf, size_t cap) {
-  const unsigned char *p = NULL;
-  unsigned int n = 0;
-  SSL_get0_alpn_selected(t, &p, &n);
-  if (!p || n == 0 || n >= cap) return NULL;
-  memcpy(buf, p, n);
-  buf[n] = '\0';
+  if (!t->alpn || t->alpn[0] == 0 || t->alpn[0] >= cap) return NULL;
+  memcpy(buf, t->alpn + 1, t->alpn[0]);
+  buf[t->alpn[0]] = '\0';
   return buf;
 }
 
-const char *tls_version(const tls_t *t) { return SSL_get_version(t); }
+const char *tls_version(const tls_t *t) { return t->ssl ? SSL_get_version(t->ssl) : "TLSv1.3"; }

@@ -8,11 +8,22 @@
  * small messages cost one record, not ten. Encryption is per connection,
  * at write time; the broadcast buffer itself stays shared.
  *
- * Memory: each connection's SSL reads from and writes to a custom BIO that
- * holds nothing (reads come from the slice being processed, writes go to a
- * loop-wide output buffer that net takes at once), and SSL_MODE_RELEASE_BUFFERS
- * frees the record buffers whenever they are empty, so an idle TLS
- * connection holds its SSL object and nothing else.
+ * The handover (TLS 1.3): OpenSSL does the handshake; when it completes,
+ * the connection's record layer moves to net/tls13_rec (like kernel TLS
+ * offload) and the SSL object is freed: an idle TLS 1.3 connection then
+ * holds ~270 bytes (struct tls) instead of OpenSSL's ~15 KB. The secrets
+ * come from OpenSSL's key log callback (the public way to get them); the
+ * write sequence number is the number of records (session tickets) the
+ * handshake's last step wrote, the read one is 0 (OpenSSL reads one record
+ * at a time, so the client's first data is still in the input). TLS 1.2
+ * connections stay on OpenSSL for life, as does any TLS 1.3 one where the
+ * handover's conditions do not hold.
+ *
+ * Memory while on OpenSSL: each connection's SSL reads from and writes to
+ * a custom BIO that holds nothing (reads come from the slice being
+ * processed, writes go to a loop-wide output buffer that net takes at
+ * once), and SSL_MODE_RELEASE_BUFFERS frees the record buffers whenever
+ * they are empty.
  *
  * Contexts: tls_ctx_new loads a certificate chain and key (checked to
  * match) into a new SSL_CTX: TLS 1.2 and 1.3, no server session cache
@@ -38,7 +49,7 @@
 #define TLS_ALPN_MAX 64             /* wire-format ALPN list, bytes */
 
 typedef struct ssl_ctx_st tls_ctx_t;   /* OpenSSL's SSL_CTX */
-typedef struct ssl_st tls_t;           /* OpenSSL's SSL */
+typedef struct tls tls_t;              /* a connection's TLS: see above */
 
 /* The server's ALPN protocols, in OpenSSL's wire format (length-prefixed). */
 typedef struct tls_alpn {
@@ -56,9 +67,11 @@ tls_ctx_t *tls_ctx_new(const char *cert, const char *key, const tls_alpn_t *alpn
                        char *errbuf, size_t errcap);
 void tls_ctx_free(tls_ctx_t *ctx);   /* drops the caller's reference */
 
-/* A server-side SSL for a new connection, or NULL. */
+/* A server-side TLS for a new connection, or NULL. */
 tls_t *tls_new(tls_ctx_t *ctx);
 void tls_free(tls_t *t);
+/* 1 once a TLS 1.3 connection's records are ours (the SSL is gone). */
+int tls_handed_over(const tls_t *t);
 
 /* Results of tls_handshake / tls_read. */
 enum {
@@ -73,9 +86,10 @@ enum {
 void tls_input(const uint8_t *in, size_t n);
 /* Continues the handshake with the input. */
 int tls_handshake(tls_t *t);
-/* Decrypts the next chunk of plaintext into *out (a loop-wide buffer of
- * TLS_PLAIN_BUF bytes, valid until the next call); *n = 0 with TLS_AGAIN
- * when the input is used up. */
+/* Decrypts the next chunk of plaintext into *out (a loop-wide buffer of at
+ * most 16 KiB of plaintext, valid until the next call); *n = 0 with
+ * TLS_AGAIN when the input is used up. May produce output (a KeyUpdate,
+ * an alert): take it before the next TLS call. */
 int tls_read(tls_t *t, uint8_t **out, size_t *n);
 /* Encrypts bufs[0..n) (their bytes from off, len each) as few records as
  * fit. The ciphertext goes to the output buffer (tls_take_output). */
