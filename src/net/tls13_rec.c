@@ -55,6 +55,19 @@ static EVP_CIPHER_CTX *aead_ctx(void) {
   return g_ctx;
 }
 
+/* Keys the one context for a record. The cipher is passed only when it
+ * changes: with a cipher, OpenSSL 3.0 resets the context and allocates a
+ * new provider context; with key and iv alone it just re-keys. */
+static const EVP_CIPHER *g_ctx_cipher;
+
+static int aead_init(EVP_CIPHER_CTX *c, const EVP_CIPHER *cipher, const uint8_t *key, const uint8_t *nonce, int enc) {
+  const EVP_CIPHER *set = cipher == g_ctx_cipher ? NULL : cipher;
+  g_ctx_cipher = NULL;   /* unknown until this init succeeds */
+  if (EVP_CipherInit_ex(c, set, NULL, key, nonce, enc) != 1) return -1;
+  g_ctx_cipher = cipher;
+  return 0;
+}
+
 size_t tls13_suite_hash_len(uint16_t suite) {
   const suite_info_t *si = suite_of(suite, NULL);
   return si ? si->hash_len : 0;
@@ -158,11 +171,11 @@ static int decrypt(const tls13_rec_t *r, const uint8_t *body, size_t len, uint8_
   make_nonce(&r->rd, nonce);
   size_t clen = len - TLS13_TAG;
   int outl = 0, fl = 0;
-  if (EVP_DecryptInit_ex(c, cipher, NULL, r->rd.key, nonce) != 1) return -1;
-  if (EVP_DecryptUpdate(c, NULL, &outl, r->hdr, TLS13_HDR) != 1) return -1;
-  if (EVP_DecryptUpdate(c, plain, &outl, body, (int)clen) != 1) return -1;
+  if (aead_init(c, cipher, r->rd.key, nonce, 0) != 0) return -1;
+  if (EVP_CipherUpdate(c, NULL, &outl, r->hdr, TLS13_HDR) != 1) return -1;
+  if (EVP_CipherUpdate(c, plain, &outl, body, (int)clen) != 1) return -1;
   if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TLS13_TAG, (void *)(body + clen)) != 1) return -1;
-  if (EVP_DecryptFinal_ex(c, plain + outl, &fl) != 1) return -1;
+  if (EVP_CipherFinal_ex(c, plain + outl, &fl) != 1) return -1;
   if ((size_t)outl + (size_t)fl != clen) return -1;
   *n = clen;
   return 0;
@@ -282,8 +295,8 @@ static int rec_start(tls13_sealer_t *s) {
   int outl;
   /* Keyed for every record: cheap next to the record, and the one
    * context can never carry another connection's key into this one. */
-  if (EVP_EncryptInit_ex(c, cipher, NULL, r->wr.key, nonce) != 1) return seal_fail(s);
-  if (EVP_EncryptUpdate(c, NULL, &outl, h, TLS13_HDR) != 1) return seal_fail(s);
+  if (aead_init(c, cipher, r->wr.key, nonce, 1) != 0) return seal_fail(s);
+  if (EVP_CipherUpdate(c, NULL, &outl, h, TLS13_HDR) != 1) return seal_fail(s);
   s->len += TLS13_HDR;
   s->in_rec = rl;
   return 0;
@@ -291,7 +304,7 @@ static int rec_start(tls13_sealer_t *s) {
 
 static int encrypt_piece(tls13_sealer_t *s, const uint8_t *p, size_t n) {
   int outl = 0;
-  if (EVP_EncryptUpdate(aead_ctx(), s->out + s->len, &outl, p, (int)n) != 1 || (size_t)outl != n)
+  if (EVP_CipherUpdate(aead_ctx(), s->out + s->len, &outl, p, (int)n) != 1 || (size_t)outl != n)
     return seal_fail(s);
   s->len += n;
   return 0;
@@ -302,7 +315,7 @@ static int rec_finish(tls13_sealer_t *s) {
   uint8_t type = s->type;
   int outl = 0;
   if (encrypt_piece(s, &type, 1) != 0) return -1;
-  if (EVP_EncryptFinal_ex(c, s->out + s->len, &outl) != 1 || outl != 0) return seal_fail(s);
+  if (EVP_CipherFinal_ex(c, s->out + s->len, &outl) != 1 || outl != 0) return seal_fail(s);
   if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TLS13_TAG, s->out + s->len) != 1) return seal_fail(s);
   s->len += TLS13_TAG;
   s->r->wr.seq++;   /* this nonce is spent */
