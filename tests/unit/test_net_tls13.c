@@ -408,6 +408,19 @@ static int open_all(tls13_rec_t *b, const uint8_t *in, size_t n, uint8_t *plain,
   return tls13_rec_open(b, &in, &n, plain, plen);
 }
 
+/* msg sealed as one record of inner type `type` is refused with `alert`. */
+static void expect_refused(uint16_t suite, uint8_t type, const uint8_t *msg, size_t n, uint8_t alert) {
+  static uint8_t out[TLS13_MAX_CIPHER * 2], plain[TLS13_MAX_CIPHER];
+  size_t len, pl;
+  tls13_rec_t a, b;
+  rec_pair(&a, &b, suite);
+  assert_int_equal(tls13_rec_seal(&a, type, msg, n, out, &len), 0);
+  assert_int_equal(open_all(&b, out, len, plain, &pl), TLS13_REC_ERROR);
+  assert_int_equal(b.alert, alert);
+  tls13_rec_clear(&a);
+  tls13_rec_clear(&b);
+}
+
 static void test_record_rules(void **st) {
   (void)st;
   static uint8_t out[TLS13_MAX_CIPHER * 2], plain[TLS13_MAX_CIPHER];
@@ -433,31 +446,24 @@ static void test_record_rules(void **st) {
   tls13_rec_clear(&b);
 
   /* A record whose inner plaintext is all zeros: unexpected_message. */
-  rec_pair(&a, &b, 0x1301);
   uint8_t zeros[4] = {0};
-  assert_int_equal(tls13_rec_seal(&a, 0, zeros, sizeof zeros, out, &n), 0);
-  assert_int_equal(open_all(&b, out, n, plain, &pl), TLS13_REC_ERROR);
-  assert_int_equal(b.alert, TLS13_ALERT_UNEXPECTED_MESSAGE);
-  tls13_rec_clear(&a);
-  tls13_rec_clear(&b);
-
+  expect_refused(0x1301, 0, zeros, sizeof zeros, TLS13_ALERT_UNEXPECTED_MESSAGE);
   /* A handshake message other than KeyUpdate: unexpected_message. */
-  rec_pair(&a, &b, 0x1302);
   uint8_t nst[5] = {4, 0, 0, 1, 0};
-  assert_int_equal(tls13_rec_seal(&a, TLS13_CT_HANDSHAKE, nst, sizeof nst, out, &n), 0);
-  assert_int_equal(open_all(&b, out, n, plain, &pl), TLS13_REC_ERROR);
-  assert_int_equal(b.alert, TLS13_ALERT_UNEXPECTED_MESSAGE);
-  tls13_rec_clear(&a);
-  tls13_rec_clear(&b);
-
-  /* KeyUpdate with a bad request value: illegal_parameter. */
-  rec_pair(&a, &b, 0x1303);
+  expect_refused(0x1302, TLS13_CT_HANDSHAKE, nst, sizeof nst, TLS13_ALERT_UNEXPECTED_MESSAGE);
+  /* KeyUpdate with a bad request value, a bad length, or not alone in its record. */
   uint8_t ku[5] = {24, 0, 0, 1, 2};
-  assert_int_equal(tls13_rec_seal(&a, TLS13_CT_HANDSHAKE, ku, sizeof ku, out, &n), 0);
-  assert_int_equal(open_all(&b, out, n, plain, &pl), TLS13_REC_ERROR);
-  assert_int_equal(b.alert, TLS13_ALERT_ILLEGAL_PARAMETER);
-  tls13_rec_clear(&a);
-  tls13_rec_clear(&b);
+  expect_refused(0x1303, TLS13_CT_HANDSHAKE, ku, sizeof ku, TLS13_ALERT_ILLEGAL_PARAMETER);
+  uint8_t ku_len[5] = {24, 0, 0, 2, 0};
+  expect_refused(0x1301, TLS13_CT_HANDSHAKE, ku_len, sizeof ku_len, TLS13_ALERT_DECODE_ERROR);
+  uint8_t ku_two[10] = {24, 0, 0, 1, 0, 24, 0, 0, 1, 0};
+  expect_refused(0x1301, TLS13_CT_HANDSHAKE, ku_two, sizeof ku_two, TLS13_ALERT_UNEXPECTED_MESSAGE);
+  /* An alert that is not two bytes: decode_error. */
+  expect_refused(0x1301, TLS13_CT_ALERT, ku, 3, TLS13_ALERT_DECODE_ERROR);
+  /* A full record whose last non-zero byte is no content type we know. */
+  static uint8_t big[TLS13_MAX_PLAIN];
+  memset(big, 'x', sizeof big);
+  expect_refused(0x1301, 0, big, sizeof big, TLS13_ALERT_UNEXPECTED_MESSAGE);
 
   /* A fatal alert from the peer: error, nothing to send. */
   rec_pair(&a, &b, 0x1301);
@@ -465,20 +471,6 @@ static void test_record_rules(void **st) {
   assert_int_equal(open_all(&b, out, n, plain, &pl), TLS13_REC_ERROR);
   assert_int_equal(b.alert, TLS13_ALERT_NONE);
   assert_int_equal(b.peer_alert, TLS13_ALERT_DECODE_ERROR);
-  tls13_rec_clear(&a);
-  tls13_rec_clear(&b);
-
-  /* A full record whose last non-zero byte is no content type we know. */
-  rec_pair(&a, &b, 0x1301);
-  static uint8_t big[TLS13_MAX_PLAIN + 2];
-  memset(big, 'x', sizeof big);
-  big[TLS13_MAX_PLAIN + 1] = TLS13_CT_APP;
-  tls13_sealer_t s;
-  assert_int_equal(tls13_seal_begin(&s, &a, 0, TLS13_MAX_PLAIN, out), 0);
-  assert_int_equal(tls13_seal_add(&s, big, TLS13_MAX_PLAIN), 0);
-  assert_int_equal(tls13_seal_end(&s, &n), 0);
-  assert_int_equal(open_all(&b, out, n, plain, &pl), TLS13_REC_ERROR);   /* inner type 'x' */
-  assert_int_equal(b.alert, TLS13_ALERT_UNEXPECTED_MESSAGE);
   tls13_rec_clear(&a);
   tls13_rec_clear(&b);
 
@@ -516,9 +508,11 @@ static void test_record_rules(void **st) {
   tls13_rec_clear(&b);
 
   /* Pieces that do not add up to the announced total: refused, broken. */
+  tls13_sealer_t s;
+  uint8_t four[4] = {1, 2, 3, 4};
   rec_pair(&a, &b, 0x1301);
   assert_int_equal(tls13_seal_begin(&s, &a, TLS13_CT_APP, 10, out), 0);
-  assert_int_equal(tls13_seal_add(&s, big, 4), 0);
+  assert_int_equal(tls13_seal_add(&s, four, 4), 0);
   assert_int_equal(tls13_seal_end(&s, &n), -1);
   assert_true(a.broken);
   tls13_rec_clear(&a);
