@@ -60,6 +60,10 @@ typedef struct wsc_metrics {
   uint64_t h3_connections_accepted;
   uint64_t h3_connections_refused; /* past the connection limit */
   uint64_t h3_datagrams_dropped;   /* garbage, truncated, unknown or unverifiable */
+  uint64_t h3_packets_out;         /* QUIC packets sent (a GSO datagram counts its segments) */
+  uint64_t h3_send_calls;          /* sendmmsg/sendmsg system calls that sent them */
+  uint64_t h3_datagrams_in;        /* UDP datagrams received */
+  uint64_t h3_recv_calls;          /* recvmmsg/recvmsg system calls that read them */
   int64_t http_sessions;           /* gauge: HTTP chat sessions (polling) */
   int64_t http_held;               /* gauge: HTTP requests held open (long polls, sends) */
   uint64_t http_polls, http_polls_empty; /* poll/longpoll answers, and those that were [] */

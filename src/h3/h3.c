@@ -19,11 +19,12 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "h3/request.h"
+#include "h3/udp.h"
 
 #define SCID_LEN 16
-#define PKT_MAX NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE /* 1452: what we send at most */
+#define PKT_MAX H3_UDP_PKT_MAX      /* 1452 (NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE): what we send at most */
 #define RX_BUF (64 * 1024)
-#define TX_BATCH 32                 /* packets per sendmmsg */
+#define RX_MMSG 16                  /* datagrams per recvmmsg (libuv: one 64 KiB chunk each) */
 #define TX_PER_FLUSH 256            /* packets per connection per loop iteration */
 #define CID_BUCKETS 8192
 #define TICK_MS 250
@@ -111,12 +112,8 @@ struct h3_server {
   int shutting_down, handles;
   void (*shutdown_done)(void *);
   void *shutdown_ud;
-  uint8_t rx[RX_BUF];
-  uint8_t tx[TX_BATCH][PKT_MAX];
-  struct sockaddr_storage tx_addr[TX_BATCH];
-  socklen_t tx_addr_len[TX_BATCH];
-  size_t tx_len[TX_BATCH];
-  int tx_n;
+  uint8_t rx[RX_MMSG * RX_BUF];   /* recvmmsg: RX_MMSG chunks of 64 KiB */
+  h3_udp_t tx;                    /* packets out: sendmmsg batches, GSO datagrams */
 };
 
 static ngtcp2_tstamp now_ts(void) { return (ngtcp2_tstamp)wsc_mono_ns(); }
@@ -182,45 +179,14 @@ static void rand_bytes(uint8_t *p, size_t n) {
 
 /* --- sending datagrams ------------------------------------------------------------------ */
 
-static void tx_flush(h3_server_t *srv) {
-  if (srv->tx_n == 0) return;
-  struct mmsghdr msgs[TX_BATCH];
-  struct iovec iov[TX_BATCH];
-  memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)srv->tx_n);
-  for (int i = 0; i < srv->tx_n; i++) {
-    iov[i].iov_base = srv->tx[i];
-    iov[i].iov_len = srv->tx_len[i];
-    msgs[i].msg_hdr.msg_name = &srv->tx_addr[i];
-    msgs[i].msg_hdr.msg_namelen = srv->tx_addr_len[i];
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-  }
-  int done = 0;
-  while (done < srv->tx_n) {
-    int n = sendmmsg(srv->fd, msgs + done, (unsigned)(srv->tx_n - done), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      /* EAGAIN: the socket buffer is full; the packets are lost and QUIC
-       * loss recovery resends them, as for a loss on the path. */
-      break;
-    }
-    for (int i = 0; i < n; i++) wsc_metrics.bytes_out += srv->tx_len[done + i];
-    done += n;
-  }
-  srv->tx_n = 0;
-}
+static void tx_flush(h3_server_t *srv) { h3_udp_flush(&srv->tx); }
 
-/* The next free packet slot (flushing a full batch first). */
-static uint8_t *tx_slot(h3_server_t *srv) {
-  if (srv->tx_n == TX_BATCH) tx_flush(srv);
-  return srv->tx[srv->tx_n];
-}
+/* Where the next packet goes (flushing a full batch first). */
+static uint8_t *tx_slot(h3_server_t *srv) { return h3_udp_slot(&srv->tx); }
 
+/* A packet on its own (not coalesced with the ones before it). */
 static void tx_commit(h3_server_t *srv, size_t len, const struct sockaddr *to, socklen_t tolen) {
-  memcpy(&srv->tx_addr[srv->tx_n], to, tolen);
-  srv->tx_addr_len[srv->tx_n] = tolen;
-  srv->tx_len[srv->tx_n] = len;
-  srv->tx_n++;
+  h3_udp_commit(&srv->tx, len, to, tolen, 0);
 }
 
 static void send_one(h3_server_t *srv, const uint8_t *pkt, size_t len, const struct sockaddr *to,
@@ -880,6 +846,8 @@ static void conn_arm_timer(h3_conn_t *c) {
     }
     ms = expiry <= now ? 0 : (expiry - now + NGTCP2_MILLISECONDS - 1) / NGTCP2_MILLISECONDS;
   }
+  /* Once per connection per flush; unchanged expiry: the timer stays as it is. */
+  if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) == ms) return;
   uv_timer_start(&c->timer, conn_on_timer, ms, 0);
 }
 
@@ -984,7 +952,8 @@ static void conn_write(h3_conn_t *c) {
       stream_written(c, sid, (size_t)ndatalen);
     }
     if (n == 0) break;
-    tx_commit(srv, (size_t)n, (struct sockaddr *)ps.path.remote.addr, ps.path.remote.addrlen);
+    /* A connection's packets in a row go out as one GSO datagram. */
+    h3_udp_commit(&srv->tx, (size_t)n, (struct sockaddr *)ps.path.remote.addr, ps.path.remote.addrlen, 1);
     pkts++;
   }
   ngtcp2_conn_update_pkt_tx_time(c->q, ts);
@@ -1242,7 +1211,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                     unsigned flags) {
   h3_server_t *srv = u->data;
+  if (flags & UV_UDP_MMSG_FREE) wsc_metrics.h3_recv_calls++; /* the end of one recvmmsg */
   if (nread <= 0 || !addr) return;
+  if (!(flags & UV_UDP_MMSG_CHUNK)) wsc_metrics.h3_recv_calls++; /* a plain recvmsg */
+  wsc_metrics.h3_datagrams_in++;
   if (flags & UV_UDP_PARTIAL) return;     /* truncated: larger than any QUIC packet we accept */
   socklen_t alen = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   on_datagram(srv, (uint8_t *)buf->base, (size_t)nread, addr, alen);
@@ -1311,13 +1283,15 @@ int h3_server_start(h3_server_t **out, uv_loop_t *loop, const wsc_config_t *conf
     free(srv);
     return -1;
   }
-  uv_udp_init(loop, &srv->udp);
+  /* recvmmsg: up to RX_MMSG datagrams per system call (libuv >= 1.40). */
+  uv_udp_init_ex(loop, &srv->udp, (unsigned)(sa.ss_family == AF_INET6 ? AF_INET6 : AF_INET) | UV_UDP_RECVMMSG);
   srv->udp.data = srv;
   int rc = uv_udp_bind(&srv->udp, (struct sockaddr *)&sa, UV_UDP_REUSEADDR);
   uv_os_fd_t fd;
   if (rc == 0) rc = uv_fileno((uv_handle_t *)&srv->udp, &fd);
   if (rc == 0) {
     srv->fd = fd;
+    h3_udp_init(&srv->tx, fd, 1);
     int size = 4 * 1024 * 1024;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);

@@ -93,6 +93,10 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_h3_connections_accepted_total", "counter", "QUIC connections accepted.", (double)m->h3_connections_accepted);
   emit(&o, "wschat_h3_connections_refused_total", "counter", "QUIC connections refused past the limit.", (double)m->h3_connections_refused);
   emit(&o, "wschat_h3_datagrams_dropped_total", "counter", "UDP datagrams dropped: garbage, truncated or unknown.", (double)m->h3_datagrams_dropped);
+  emit(&o, "wschat_h3_packets_out_total", "counter", "QUIC packets sent (segments of a GSO datagram counted one by one).", (double)m->h3_packets_out);
+  emit(&o, "wschat_h3_send_calls_total", "counter", "System calls that sent QUIC packets (sendmmsg, sendmsg).", (double)m->h3_send_calls);
+  emit(&o, "wschat_h3_datagrams_in_total", "counter", "UDP datagrams received on the HTTP/3 port.", (double)m->h3_datagrams_in);
+  emit(&o, "wschat_h3_recv_calls_total", "counter", "System calls that read UDP datagrams on the HTTP/3 port.", (double)m->h3_recv_calls);
   emit_hist(&o, "wschat_store_commit_duration_seconds", "Time to commit one batch of history appends.",
             &m->store_commit_seconds);
   emit_hist(&o, "wschat_delivery_duration_seconds",
