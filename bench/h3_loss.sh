@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# bench/h3_loss.sh — latency under packet loss, HTTP/3 against HTTP/1.1
-# (docs/BENCHMARKS.md, "HTTP/3"). The talk's head-of-line claim, measured.
+# bench/h3_loss.sh — latency under packet loss: HTTP/3 against HTTP/2 and
+# HTTP/1.1 with several rooms per connection (docs/BENCHMARKS.md, "HTTP/3").
+# The talk's head-of-line claim, measured.
 #
 # Runs itself in a new network namespace (unshare -n: its own loopback,
-# nothing outside is touched) where nftables drops LOSS % of all packets at
-# random. For each loss: one server; fan-out 10 rooms x 10 members, one
-# publisher per room, open loop at RATE messages/s in all (latency from the
-# scheduled send time). HTTP/3: 10 WebSockets per QUIC connection, ten
-# different rooms on each (a lost packet should stall only its stream);
-# HTTP/1.1: one WebSocket per TCP connection (a loss stalls that room's
-# connection). Prints latency p50/p90/p99 per carrier and loss.
+# nothing outside is touched). The loopback gets a 1500-byte MTU and no
+# segmentation offload (gso_max_segs 1), so every packet on it is one
+# Ethernet-sized packet, TCP segment or QUIC packet alike; nftables drops
+# LOSS % of them at random. For each loss: one server; fan-out ROOMS rooms x
+# ROOMS members, one publisher per room, open loop at RATE messages/s in all
+# (latency from the scheduled send time), --mix-rooms: each client
+# connection carries one member of every room, and the publishers all share
+# the first connection.
+#   http1  one WebSocket per connection joined to all ROOMS rooms (--mux):
+#          a lost segment stalls every room on that connection
+#   h2     one TCP connection, one RFC 8441 WebSocket stream per room (--h2)
+#   h3     one QUIC connection, one RFC 9220 WebSocket stream per room (--h3):
+#          a lost packet stalls only the streams whose data it carried
+#   http1-sep  one TCP connection per room member: nothing shared, no
+#          head-of-line blocking between rooms (the old comparison)
+#   h3-sep one QUIC connection per room member
+# Prints latency p50/p90/p99 per carrier and loss.
 #
-#   sudo bash bench/h3_loss.sh          LOSSES="0 1 5" DURATION=10 RATE=200
+#   sudo bash bench/h3_loss.sh   LOSSES="0 1 5" DURATION=15 RATE=200 ROOMS=10 CARRIERS="http1 http1-sep h2 h3 h3-sep"
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,7 +32,8 @@ fi
 BUILD_DIR="${BUILD_DIR:-$root/build}"
 BENCH="$BUILD_DIR/tools/wschat-bench/wschat-bench"
 WSCHAT="$BUILD_DIR/wschat"
-LOSSES="${LOSSES:-0 1 5}"; DURATION="${DURATION:-10}"; RATE="${RATE:-200}"
+LOSSES="${LOSSES:-0 1 5}"; DURATION="${DURATION:-15}"; RATE="${RATE:-200}"; ROOMS="${ROOMS:-10}"
+CARRIERS="${CARRIERS:-http1 http1-sep h2 h3 h3-sep}"
 PORT=18500; TLS_PORT=18501
 tmp="$(mktemp -d /tmp/wschat-h3-loss.XXXXXX)"
 pid=""
@@ -30,6 +42,8 @@ trap cleanup EXIT
 log() { echo "h3-loss: $*" >&2; }
 command -v nft >/dev/null || { log "needs nft (package nftables)"; exit 2; }
 ip link set lo up
+# Ethernet-sized packets, each one seen (and maybe dropped) on its own.
+ip link set dev lo mtu 1500 gso_max_segs 1 gso_max_size 1500
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/key.pem" \
   -out "$tmp/cert.pem" -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   >/dev/null 2>&1
@@ -42,8 +56,8 @@ set_loss() {
   nft add rule inet loss in numgen random mod 100 '<' "$1" drop
 }
 
-load=(fanout --rooms 10 --conns 10 --pubs 1 --rate "$RATE" --size 64 --duration "$DURATION" --warmup 1
-      --drain-timeout 20 --quiet)
+load=(fanout --rooms "$ROOMS" --conns "$ROOMS" --mix-rooms --pubs 1 --rate "$RATE" --size 64
+      --duration "$DURATION" --warmup 1 --drain-timeout 20 --quiet)
 for loss in $LOSSES; do
   set_loss 0
   "$WSCHAT" --host 127.0.0.1 --port "$PORT" --db "$tmp/wschat-$loss.db" --log-level warn \
@@ -52,11 +66,18 @@ for loss in $LOSSES; do
   pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.05; done
   set_loss "$loss"
-  for c in http1 h3; do
+  for c in $CARRIERS; do
     log "loss $loss% $c"
-    if [ $c = h3 ]; then args=(--url "ws://127.0.0.1:$TLS_PORT" --h3 10); else args=(--url "ws://127.0.0.1:$PORT"); fi
-    "$BENCH" "${load[@]}" "${args[@]}" --server-pid "$pid" --room-prefix "l$loss$c" 2>/dev/null | grep '^RESULT' \
-      | sed "s/^RESULT/RESULT loss=$loss carrier=$c/" | tee -a "$tmp/results" >&2
+    case $c in
+      http1) args=(--url "ws://127.0.0.1:$PORT" --mux "$ROOMS") ;;
+      http1-sep) args=(--url "ws://127.0.0.1:$PORT") ;;
+      h2) args=(--url "ws://127.0.0.1:$PORT" --h2 "$ROOMS") ;;
+      h3) args=(--url "ws://127.0.0.1:$TLS_PORT" --h3 "$ROOMS") ;;
+      h3-sep) args=(--url "ws://127.0.0.1:$TLS_PORT" --h3 1) ;;
+      *) log "unknown carrier $c"; exit 2 ;;
+    esac
+    timeout $((DURATION + 60)) "$BENCH" "${load[@]}" "${args[@]}" --server-pid "$pid" --room-prefix "l$loss$c" \
+      2>/dev/null | grep '^RESULT' | sed "s/^RESULT/RESULT loss=$loss carrier=$c/" | tee -a "$tmp/results" >&2
   done
   set_loss 0
   kill "$pid"; wait "$pid" 2>/dev/null; pid=""

@@ -41,6 +41,7 @@
 
 #include "h2b.h"
 #include "h3b.h"
+#include "h1mux.h"
 #include "hist.h"
 #include "multi.h"
 #include "secure.h"
@@ -82,6 +83,8 @@ typedef struct opts {
   bool no_spread, quiet;
   int h3;             /* WebSockets per HTTP/3 (QUIC) connection (h3b.c); 0: TCP */
   int h2;             /* WebSockets per HTTP/2 connection (h2b.c); 0: one TCP each */
+  int mux;            /* rooms per HTTP/1.1 WebSocket (h1mux.c, chat `join`); 0: one each */
+  bool mix_rooms;     /* member m of room r is conn m*R + r: consecutive conns, different rooms */
 } opts;
 
 typedef struct pair { /* one recipient x one publisher of its room */
@@ -99,6 +102,9 @@ typedef struct room {
   uint64_t sync_at;
   bool ready;
 } room;
+
+/* Conn index of member m of room r. */
+static int member(int r, int m);
 
 typedef struct conn {
   uv_tcp_t tcp;
@@ -178,6 +184,10 @@ static void logf_(const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
+}
+
+static int member(int r, int m) {
+  return B.o.mix_rooms ? m * B.nrooms + r : B.rooms[r].first + m;
 }
 
 /* Logs the first few of a kind of failure, then stays quiet. */
@@ -335,6 +345,15 @@ static void flush_conn(conn *c) {
   if (B.o.h3) { /* the bytes go to its HTTP/3 stream */
     if (h3b_send(c->id, c->out, c->out_len) != 0) {
       conn_fail(c, "h3 stream backlog over limit", 0);
+      return;
+    }
+    c->out_len = 0;
+    return;
+  }
+  if (B.o.mux) { /* the bytes become `send`s on the shared WebSocket */
+    if (h1mux_send(c->id, c->out, c->out_len) != 0) {
+      B.backlog_errors++;
+      conn_fail(c, "shared WebSocket backlog over limit", 0);
       return;
     }
     c->out_len = 0;
@@ -673,6 +692,7 @@ static void conn_fail(conn *c, const char *why, int err) {
   }
   if (B.o.h3) h3b_close(c->id, 1);
   else if (B.o.h2) h2b_close(c->id);
+  else if (B.o.mux) h1mux_close(c->id);
   else if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_closed);
   secure_tls_free(c->tls);
   c->tls = NULL;
@@ -814,6 +834,8 @@ static void h2_on_fail(int ws, const char *why, int err) {
 }
 
 static const h2b_cb h2_cb = {h3_on_open, h3_on_data, h2_on_fail};
+/* HTTP/1.1, several rooms per WebSocket (h1mux.c): the same events. */
+static const h1mux_cb mux_cb = {h3_on_open, h3_on_data, h2_on_fail};
 
 static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
@@ -866,14 +888,15 @@ static void send_upgrade(conn *c) {
 }
 
 static void start_connect(conn *c) {
-  if (B.o.h3 || B.o.h2) {
+  if (B.o.h3 || B.o.h2 || B.o.mux) {
     c->state = CS_HANDSHAKE;
     B.handshaking++;
     if (!B.t_first_connect) B.t_first_connect = now_ns() | 1;
     char path[128];
     if (B.o.sc == SC_ECHO || B.nrooms == 0) snprintf(path, sizeof path, "/echo");
     else snprintf(path, sizeof path, "/ws/%s", B.rooms[c->room].name);
-    if (B.o.h3) h3b_open(c->id, path);
+    if (B.o.mux) h1mux_open(c->id, B.rooms[c->room].name);
+    else if (B.o.h3) h3b_open(c->id, path);
     else h2b_open(c->id, path);
     return;
   }
@@ -937,7 +960,7 @@ static void on_sync_timer(uv_timer_t *t) {
       continue;
     }
     if (r->sync_round && now - r->sync_at < SYNC_RETRY_NS) continue;
-    conn *c = &B.conns[r->first];
+    conn *c = &B.conns[member(i, 0)];
     if (c->state != CS_OPEN) continue;
     if (c->json && !c->joined) continue; /* wschat: wait for `joined` */
     r->sync_round++;
@@ -1074,8 +1097,8 @@ static void verify_counts(void) {
         pair *pp = &r->pairs[(size_t)m * (size_t)r->npubs + (size_t)p];
         uint32_t sent = r->sent[p];
         if (pp->got < sent) {
-          fault("lost: conn %d missed %u of %u messages of conn %d", r->first + m, sent - pp->got, sent,
-                B.conns[r->first + p].id);
+          fault("lost: conn %d missed %u of %u messages of conn %d", member(i, m), sent - pp->got, sent,
+                member(i, p));
           B.lost += sent - pp->got;
         } else if (pp->got > sent) {
           B.dups += pp->got - sent;
@@ -1207,6 +1230,9 @@ static void usage(FILE *f) {
         "           --src-base 127.0.0.2 --per-addr N (10000) --no-spread --room-prefix P --quiet\n"
         "           --h3 N  N WebSockets per HTTP/3 (QUIC) connection (RFC 9220) to the --url port over UDP\n"
         "           --h2 N  N WebSockets per HTTP/2 connection (h2c, RFC 8441 extended CONNECT)\n"
+        "           --mux N N rooms per HTTP/1.1 WebSocket (one /ws connection, a `join` per room)\n"
+        "           --mix-rooms  fanout: consecutive connections are in different rooms, so each\n"
+        "                   --h3/--h2/--mux N connection carries N rooms (R >= N)\n"
         "  cluster: --node ws://HOST:PORT (repeatable: client i goes to node i mod (1+nodes))\n"
         "           --node-pid PID (repeatable: its CPU counts as server CPU)\n"
         "  storm:   reconnect storm across a server restart (storm.h): --conns C --rooms R --rate N\n",
@@ -1312,6 +1338,8 @@ int main(int argc, char **argv) {
     else if (OPT("--room-prefix")) o->room_prefix = v;
     else if (OPT("--h3")) o->h3 = atoi(v);
     else if (OPT("--h2")) o->h2 = atoi(v);
+    else if (OPT("--mux")) o->mux = atoi(v);
+    else if (!strcmp(a, "--mix-rooms")) o->mix_rooms = true;
     else if (!strcmp(a, "--no-spread")) o->no_spread = true;
     else if (!strcmp(a, "--quiet")) o->quiet = true;
     else if (!strcmp(a, "--deflate")) secure_opt_deflate = true;
@@ -1331,6 +1359,14 @@ int main(int argc, char **argv) {
   if (o->conns < 1 || o->rooms < 0 || o->window < 1 || o->concurrency < 1 || o->per_addr < 1 ||
       o->duration <= 0 || o->warmup < 0 || o->size < MIN_SIZE || o->size > 65536) {
     logf_("bad option value (conns>=1, window>=1, %d<=size<=65536, duration>0)", MIN_SIZE);
+    return 2;
+  }
+  if ((o->mux > 0 || o->mix_rooms) && o->sc != SC_FANOUT) {
+    logf_("--mux and --mix-rooms are for fanout");
+    return 2;
+  }
+  if ((o->mux > 0) + (o->h2 > 0) + (o->h3 > 0) > 1 || (o->mux > 0 && secure_opt_tls)) {
+    logf_("one of --h3, --h2, --mux (and --mux over ws:// only)");
     return 2;
   }
   struct sockaddr_in tmp;
@@ -1403,7 +1439,7 @@ int main(int argc, char **argv) {
         return 2;
       }
       for (int m = 0; m < per; m++) {
-        conn *c = &B.conns[r->first + m];
+        conn *c = &B.conns[member(i, m)];
         c->room = i;
         c->local = m;
         if (m < np) {
@@ -1435,6 +1471,10 @@ int main(int argc, char **argv) {
 
   if (o->h3 > 0 && h3b_init(B.loop, o->addr, o->port, o->host, B.nconns, o->h3, &h3_cb) != 0) {
     logf_("cannot set up HTTP/3");
+    return 2;
+  }
+  if (o->mux > 0 && h1mux_init(B.loop, o->addr, o->port, o->host, B.nconns, o->mux, &mux_cb) != 0) {
+    logf_("cannot set up the shared WebSockets (--mux)");
     return 2;
   }
   if (o->h2 > 0 && h2b_init(B.loop, o->addr, o->port, o->host, B.nconns, o->h2, &h2_cb) != 0) {
