@@ -350,19 +350,11 @@ static void flush_conn(conn *c) {
     c->out_len = 0;
     return;
   }
-  if (B.o.mux) { /* the bytes become `send`s on the shared WebSocket */
-    if (h1mux_send(c->id, c->out, c->out_len) != 0) {
+  if (B.o.h2 || B.o.mux) { /* its HTTP/2 stream, or `send`s on the shared WebSocket (h1mux) */
+    int r = B.o.h2 ? h2b_send(c->id, c->out, c->out_len) : h1mux_send(c->id, c->out, c->out_len);
+    if (r != 0) {
       B.backlog_errors++;
-      conn_fail(c, "shared WebSocket backlog over limit", 0);
-      return;
-    }
-    c->out_len = 0;
-    return;
-  }
-  if (B.o.h2) { /* the bytes go to its HTTP/2 stream */
-    if (h2b_send(c->id, c->out, c->out_len) != 0) {
-      B.backlog_errors++;
-      conn_fail(c, "h2 stream backlog over limit", 0);
+      conn_fail(c, B.o.h2 ? "h2 stream backlog over limit" : "shared WebSocket backlog over limit", 0);
       return;
     }
     c->out_len = 0;

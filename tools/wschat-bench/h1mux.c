@@ -138,28 +138,15 @@ static void on_write(uv_write_t *req, int status) {
 
 static void flush(mux_conn *c) {
   if (c->writing || c->state < 2 || c->state == 4 || c->qlen == 0) return;
-  uv_buf_t b = uv_buf_init((char *)c->q, (unsigned)c->qlen);
-  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (n == UV_EAGAIN) n = 0;
-  if (n < 0) {
-    fail_conn(c, "write", n);
-    return;
-  }
-  if ((size_t)n == c->qlen) {
-    c->qlen = 0;
-    return;
-  }
-  /* The rest goes out with uv_write from w; q is free to refill. */
+  /* q goes out whole (uv_write tries at once); a fresh q fills meanwhile. */
   uint8_t *t = c->w;
-  size_t tcap = c->wcap;
+  size_t tcap = c->wcap, len = c->qlen;
   c->w = c->q;
   c->wcap = c->qcap;
-  size_t rest = c->qlen - (size_t)n;
-  memmove(c->w, c->w + n, rest);
   c->q = t;
   c->qcap = tcap;
   c->qlen = 0;
-  b = uv_buf_init((char *)c->w, (unsigned)rest);
+  uv_buf_t b = uv_buf_init((char *)c->w, (unsigned)len);
   c->wreq.data = c;
   int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (r < 0) {
