@@ -226,7 +226,6 @@ int main(int argc, char **argv) {
   }
   chat_server_set_bus(app.chat, app.bus);
   chat_server_set_dir(app.chat, app.dir);
-  if (app.redis) wsc_redis_start(app.redis);
   app.ws = ws_transport_new(&app.opts.config, app.chat);
   if (!app.ws) {
     LOG_ERROR("main", "out of memory");
@@ -234,11 +233,12 @@ int main(int argc, char **argv) {
   }
   routes_init(&app.routes, &app.opts.config, app.chat);
   app.routes.ws = app.ws;
-  app.sessions = hsess_server_new(app.loop, &app.opts.config, app.chat);
+  app.sessions = hsess_server_new(app.loop, &app.opts.config, app.chat, app.redis);
   if (!app.sessions) {
     LOG_ERROR("main", "out of memory");
     return 1;
   }
+  if (app.redis) wsc_redis_start(app.redis);   /* after every module registered its scripts */
   app.routes.sessions = app.sessions;
 
   int rc = net_server_start(&app.net, app.loop, &app.opts.config, on_accept, &app);

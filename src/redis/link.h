@@ -29,7 +29,7 @@
 #define WSC_REDIS_EDOWN (-2)       /* the link is down: nothing was sent */
 #define WSC_REDIS_EFULL (-1)       /* too many commands waiting, or out of memory */
 #define WSC_REDIS_MAX_PENDING 200000
-#define WSC_REDIS_MAX_SCRIPTS 16
+#define WSC_REDIS_MAX_SCRIPTS 24
 #define WSC_REDIS_SHA_LEN 40
 
 typedef struct wsc_redis wsc_redis_t;
@@ -53,8 +53,9 @@ wsc_redis_t *wsc_redis_new(uv_loop_t *loop, const wsc_config_t *config, const ch
 /* Registers a Lua script (before wsc_redis_start; the text must outlive
  * the link); its SHA1 in sha (hex, NUL-terminated) for EVALSHA. 0 or -1. */
 int wsc_redis_script(wsc_redis_t *r, const char *lua, char sha[WSC_REDIS_SHA_LEN + 1]);
-/* Who hears the link: slot 0 the bus, slot 1 the directory (NULL: none). */
-#define WSC_REDIS_LISTENERS 2
+/* Who hears the link: slot 0 the bus, slot 1 the directory, slot 2 the HTTP
+ * sessions (transport/http_session_redis) (NULL: none). */
+#define WSC_REDIS_LISTENERS 3
 void wsc_redis_set_events(wsc_redis_t *r, int slot, const wsc_redis_events_t *ev);
 /* Starts connecting (and keeps reconnecting). */
 void wsc_redis_start(wsc_redis_t *r);

@@ -27,6 +27,7 @@
 #include "base/hmap.h"
 #include "msg/outbuf.h"
 #include "transport/http_session_req.h"
+#include "transport/http_session_redis.h"
 #include "ws/utf8.h"
 
 #define LOG_COMP "hsess"
@@ -35,7 +36,7 @@
 #define NO_STORE "Cache-Control: no-store\r\n"
 #define QUEUE_MIN_CAP 8
 
-enum { W_POLL, W_SEND, W_OPEN };
+enum { W_POLL, W_SEND, W_OPEN, W_CPOLL, W_RSEND };
 enum { END_EXPIRED, END_REPLACED, END_SHUTDOWN };
 
 typedef struct hsess hsess_t;
@@ -44,6 +45,7 @@ typedef struct hsess hsess_t;
 typedef struct hs_event {
   wsc_buf_t *b;
   uint32_t off, len;
+  uint8_t whole;                  /* part of a reply (the larger limit applies) */
 } hs_event_t;
 
 struct hsess_waiter {
@@ -54,6 +56,7 @@ struct hsess_waiter {
   hsess_waiter_t *fnext;          /* the session's FIFO of sends awaiting a reply */
   int64_t deadline;               /* mono ms */
   uint64_t ack;                   /* poll: what the client acknowledged */
+  void *cx;                       /* W_CPOLL: its cpoll_t; W_RSEND: its rsend_t */
   uint8_t kind;                   /* W_POLL, W_SEND, W_OPEN */
   uint8_t req;                    /* W_SEND: hsess_req_kind_t */
   uint8_t in_wheel;
@@ -82,7 +85,13 @@ struct hsess {
   hsess_t *lprev, *lnext;         /* every session, least recently used first */
   hsess_t *onext;                 /* the list of sessions to reattach after an overflow */
   int64_t last_seen;
+  uint64_t inst;                  /* cluster: which session of this token (see http_session_redis.h) */
+  int64_t check_ms;               /* cluster: when the last use elsewhere was asked (0: not asking) */
   uint8_t attaching, overflowed;
+  uint8_t published;              /* cluster: the record is in Redis, events go there; the
+                                     local queue holds those Redis has not confirmed yet */
+  uint8_t stalled;                /* cluster: an append got no answer: resend when the link is up */
+  uint8_t reset_pending;          /* cluster: q[head] is the overflow error, a reset in Redis */
   char token[HSESS_TOKEN_MAX + 1];
 };
 
@@ -97,6 +106,13 @@ struct hsess_server {
   int64_t wheel_tick;             /* the next tick index to process */
   uv_timer_t timer;
   size_t n_sessions, n_held;
+  hsr_t *hsr;                     /* cluster (--redis): sessions in Redis; NULL on one node */
+  wsc_hmap_t cpolls;              /* cluster: token -> cpoll_t, the polls this node serves */
+  wsc_hmap_t rsends;              /* cluster: reqid -> rsend_t, sends forwarded to a home */
+  uint64_t next_inst, next_serial, next_reqid;
+  size_t inflight;                /* cluster: Redis callbacks still to come */
+  size_t n_stalled;               /* cluster: sessions with stalled set */
+  int dead;                       /* freed by the owner: the last callback frees the memory */
 };
 
 static wsc_pool_t g_session_pool = WSC_POOL_INIT(hsess_t);
@@ -196,9 +212,9 @@ static int queue_grow(hsess_t *s) {
   return 0;
 }
 
-static int queue_push(hsess_t *s, wsc_buf_t *b, uint32_t off, uint32_t len) {
+static int queue_push(hsess_t *s, wsc_buf_t *b, uint32_t off, uint32_t len, int whole) {
   if (s->n == s->cap && queue_grow(s) < 0) return -1;
-  s->q[(s->head + s->n) % s->cap] = (hs_event_t){wsc_buf_ref(b), off, len};
+  s->q[(s->head + s->n) % s->cap] = (hs_event_t){wsc_buf_ref(b), off, len, (uint8_t)whole};
   s->n++;
   return 0;
 }
@@ -318,16 +334,23 @@ static int each_payload(void *ctx, wsc_buf_t *b, payload_fn fn) {
   return 0;
 }
 
+static const char OVERFLOW_JSON[] =
+    "{\"type\":\"error\",\"code\":\"overflow\",\"message\":\"more events were owed than the session "
+    "queue holds; they were dropped and the session left its rooms: join again with since\"}";
+
+static void cluster_send_at(hsess_t *s, uint32_t i);
+
 static void overflow(hsess_t *s) {
   hsess_server_t *hs = s->hs;
   drop_acked(s, UINT64_MAX);
-  static const char msg[] =
-      "{\"type\":\"error\",\"code\":\"overflow\",\"message\":\"more events were owed than the session "
-      "queue holds; they were dropped and the session left its rooms: join again with since\"}";
-  wsc_buf_t *e = outbuf_text(msg, sizeof msg - 1);
+  wsc_buf_t *e = outbuf_text(OVERFLOW_JSON, sizeof OVERFLOW_JSON - 1);
   if (e) {
-    queue_push(s, e, e->off + e->hdr, e->len - e->hdr);
+    queue_push(s, e, e->off + e->hdr, e->len - e->hdr, 1);
     wsc_buf_unref(e);
+    if (s->published) {   /* on a cluster, the queue in Redis becomes this event */
+      s->reset_pending = 1;
+      if (!s->stalled) cluster_send_at(s, 0);
+    }
   }
   if (!s->overflowed) {
     s->overflowed = 1;
@@ -344,10 +367,11 @@ static int push_one(hsess_t *s, wsc_buf_t *b, uint32_t off, uint32_t len, int wh
   uint32_t max = (uint32_t)s->hs->cfg->http_queue_max;
   if (s->overflowed) return -1;
   if (len < 2 || s->n >= (whole ? max + (uint32_t)s->hs->cfg->replay_max + 1 : max) ||
-      queue_push(s, b, off, len) < 0) {
+      queue_push(s, b, off, len, whole) < 0) {
     overflow(s);
     return -1;
   }
+  if (s->published && !s->stalled) cluster_send_at(s, s->n - 1);   /* to Redis; kept until confirmed */
   return 0;
 }
 
@@ -505,6 +529,10 @@ static void fail_sends(hsess_t *s, int status, const char *msg) {
   }
 }
 
+static void inst_str(const hsess_t *s, char out[HSR_INST_MAX]) {
+  snprintf(out, HSR_INST_MAX, "%s.%" PRIu64, hsr_node(s->hs->hsr), s->inst);
+}
+
 static void session_end(hsess_t *s, int why) {
   hsess_server_t *hs = s->hs;
   if (s->opener) {   /* ended before its welcome: the held POST gets 503 */
@@ -518,8 +546,15 @@ static void session_end(hsess_t *s, int why) {
   }
   if (wsc_hmap_get(&hs->by_token, s->token, strlen(s->token)) == s)
     wsc_hmap_del(&hs->by_token, s->token, strlen(s->token));
+  if (s->published) {   /* the record and queue go (unless a takeover made new ones) */
+    char inst[HSR_INST_MAX];
+    inst_str(s, inst);
+    hsr_end(hs->hsr, s->token, inst);
+  }
   lru_remove(hs, s);
   overflow_unlink(hs, s);
+  if (s->stalled) hs->n_stalled--;
+  s->stalled = 0;
   if (s->poll) answer_poll_empty(s);   /* replaced: the held poll gets [] at once */
   lru_remove(hs, s);
   fail_sends(s, 404, why == END_REPLACED ? "the session was taken over" : "the session ended");
@@ -548,6 +583,7 @@ static int session_attach(hsess_t *s, const chat_connect_params_t *p) {
  * the same session token (and name), in no room. */
 static int reattach(hsess_t *s) {
   hsess_server_t *hs = s->hs;
+  if (s->published && !hsr_up(hs->hsr)) return -1;   /* Redis away: stays in the list */
   overflow_unlink(hs, s);
   fail_sends(s, 503, "the session's event queue overflowed; see history for what was stored");
   chat_client_t *old = s->chat;
@@ -568,7 +604,13 @@ static int reattach(hsess_t *s) {
 
 /* --- the tick -------------------------------------------------------------------- */
 
+static void cluster_waiter_timeout(hsess_server_t *hs, hsess_waiter_t *w);
+
 static void waiter_timeout(hsess_server_t *hs, hsess_waiter_t *w) {
+  if (w->kind == W_CPOLL || w->kind == W_RSEND) {
+    cluster_waiter_timeout(hs, w);
+    return;
+  }
   hsess_t *s = w->s;
   if (w->kind == W_OPEN) {
     session_end(s, END_EXPIRED);   /* answers the held POST 503 */
@@ -585,6 +627,9 @@ static void waiter_timeout(hsess_server_t *hs, hsess_waiter_t *w) {
   if (conn) respond_text(ops, conn, 503, "no reply in time; it will come as an event");
 }
 
+static void cluster_check_use(hsess_t *s);
+static void cluster_resume_all(hsess_server_t *hs);
+
 static void on_tick(uv_timer_t *t) {
   hsess_server_t *hs = t->data;
   int64_t now = wsc_mono_ms();
@@ -599,12 +644,18 @@ static void on_tick(uv_timer_t *t) {
     }
     hs->wheel_tick++;
   }
-  while (hs->overflowed) reattach(hs->overflowed);
+  if (hs->n_stalled && hsr_up(hs->hsr)) cluster_resume_all(hs);
+  for (hsess_t *o; (o = hs->overflowed);)
+    if (reattach(o) < 0 && hs->overflowed == o) break;
   int64_t ttl = hs->cfg->http_session_ttl_ms;
   while (hs->lru_head && now - hs->lru_head->last_seen >= ttl) {
     hsess_t *s = hs->lru_head;
     if (s->poll) {
       lru_touch(hs, s);   /* a held long poll counts as a request */
+      continue;
+    }
+    if (s->published) {   /* used on another node meanwhile? Redis knows */
+      cluster_check_use(s);
       continue;
     }
     wsc_metrics.cutoffs[WSC_CUTOFF_HTTP_EXPIRED]++;
@@ -630,6 +681,8 @@ static void open_fail(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) {
   respond_text(ops, conn, 503, "out of memory");
 }
 
+static void cluster_publish(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn);
+
 /* The welcome is here: the session gets its token and the POST its answer. */
 static void open_finish(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) {
   hsess_server_t *hs = s->hs;
@@ -646,6 +699,10 @@ static void open_finish(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) 
     return;
   }
   lru_touch(hs, s);
+  if (hs->hsr) {   /* the POST is answered once the record is in Redis */
+    cluster_publish(s, ops, conn);
+    return;
+  }
   wsc_buf_t *w = s->welcome;
   s->welcome = NULL;
   respond_json(ops, conn, 200, outbuf_json(w), outbuf_json_len(w));
@@ -730,25 +787,31 @@ static hsess_t *request_session(hsess_server_t *hs, const hsess_carrier_ops_t *o
   }
   lru_touch(hs, s);
   if (s->overflowed && reattach(s) < 0) {
-    respond_text(ops, conn, 503, "out of memory");
+    respond_text(ops, conn, 503, s->published ? "the shared store is unreachable; try again" : "out of memory");
     return NULL;
   }
   return s;
 }
 
-static void send_message(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
-                         const char *query, size_t query_len, const uint8_t *body, size_t body_len) {
-  hsess_query_t q;
-  hsess_t *s = request_session(hs, ops, conn, query, query_len, &q);
-  if (!s) return;
+/* Checks a /http/send's body: 0, or answered (-1). */
+static int send_body_ok(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn, const uint8_t *body,
+                        size_t body_len) {
   if (body_len > hs->cfg->max_chat_message) {
     respond_text(ops, conn, 413, "a chat message must fit in 64 KiB");
-    return;
+    return -1;
   }
   if (!ws_utf8_valid(body, body_len)) {
     respond_text(ops, conn, 400, "the body must be UTF-8 text");
-    return;
+    return -1;
   }
+  return 0;
+}
+
+/* One client message of session s, for a request answered through ops/conn
+ * (a local connection, or a node that forwarded it). */
+static void session_send(hsess_server_t *hs, hsess_t *s, const hsess_carrier_ops_t *ops, void *conn,
+                         const uint8_t *body, size_t body_len) {
+  if (send_body_ok(hs, ops, conn, body, body_len) < 0) return;
   if (s->n_sends >= HSESS_SENDS_MAX) {
     respond_text(ops, conn, 429, "too many requests of this session waiting for their replies");
     return;
@@ -789,8 +852,617 @@ static void send_message(hsess_server_t *hs, const hsess_carrier_ops_t *ops, voi
   ops->hold(conn, w);
 }
 
+/* --- cluster (--redis): sessions in Redis --------------------------------------------
+ *
+ * See http_session_redis.h for the keys and messages. This node is the home
+ * of the sessions in by_token (their chat clients live here) and serves
+ * polls for ANY session from Redis (cpolls), forwarding sends for sessions
+ * that live elsewhere (rsends). Every callback from Redis names what it is
+ * for by token and a number (inst, serial, reqid) and finds it again: what
+ * ended meanwhile is not found, and the answer is dropped. */
+
+#define HSESS_FORWARD_SLACK_MS 2000   /* a forwarded send waits for its home this much past its timeout */
+#define HSESS_NODE_MAX 32
+
+/* A poll this node serves from Redis (one per token). */
+typedef struct cpoll {
+  hsess_server_t *hs;
+  hsess_waiter_t *w;              /* held request (W_CPOLL) */
+  uint64_t serial, gen, ack, superseded;
+  int64_t timeout_ms;             /* 0: answer at once */
+  uint8_t held;                   /* in Redis as the session's poller; waiting for a wake */
+  uint8_t reading, again;         /* a read in flight; a wake came during it */
+  char token[HSESS_TOKEN_MAX + 1];
+} cpoll_t;
+
+/* A send forwarded to the session's home. */
+typedef struct rsend {
+  hsess_server_t *hs;
+  hsess_waiter_t *w;
+  uint64_t reqid;
+  char key[24];
+} rsend_t;
+
+/* The reference an async call keeps: what to find again. */
+typedef struct cref {
+  hsess_server_t *hs;
+  uint64_t id;                    /* inst, serial or reqid */
+  int64_t local_last;             /* last-use check: local last_seen before asking */
+  uint64_t seq;                   /* an append: the event's seq */
+  char token[HSESS_TOKEN_MAX + 1];
+} cref_t;
+
+/* A forwarded request being answered here (the home): its carrier conn. */
+typedef struct rconn {
+  hsess_server_t *hs;
+  uint64_t reqid;
+  char node[HSESS_NODE_MAX + 1];
+} rconn_t;
+
+static cref_t *cref_new(hsess_server_t *hs, const char *token, uint64_t id) {
+  cref_t *r = malloc(sizeof *r);
+  if (!r) return NULL;
+  r->hs = hs;
+  r->id = id;
+  r->local_last = 0;
+  r->seq = 0;
+  snprintf(r->token, sizeof r->token, "%s", token);
+  return r;
+}
+
+/* A Redis callback ran: 1 to go on, 0 when the server is gone (freed here
+ * with the last one). */
+static int cref_enter(cref_t *r) {
+  hsess_server_t *hs = r->hs;
+  hs->inflight--;
+  if (!hs->dead) return 1;
+  if (hs->inflight == 0) free(hs);
+  free(r);
+  return 0;
+}
+
+static hsess_t *cref_session(const cref_t *r) {
+  hsess_t *s = session_get(r->hs, r->token);
+  return s && s->inst == r->id ? s : NULL;
+}
+
+static void cluster_unreachable(const hsess_carrier_ops_t *ops, void *conn) {
+  respond_text(ops, conn, 503, "the shared store is unreachable; try again");
+}
+
+/* -- the home: records, events ------------------------------------------------------ */
+
+static void set_stalled(hsess_t *s) {
+  if (s->stalled) return;
+  s->stalled = 1;
+  s->hs->n_stalled++;
+}
+
+static void on_synced(void *ud, int status, int64_t v) {
+  cref_t *r = ud;
+  if (!cref_enter(r)) return;
+  hsess_t *s = cref_session(r);
+  uint64_t seq = r->seq;
+  free(r);
+  if (!s) return;
+  if (status < 0) {   /* no answer (it may or may not have run): resend all when the link is up */
+    set_stalled(s);
+  } else if (v == 0) {   /* in Redis: no longer kept here */
+    if (s->reset_pending && s->n && s->first_seq == seq) s->reset_pending = 0;
+    drop_acked(s, seq);
+  } else if (v == 1 && s->n && seq >= s->first_seq && !s->reset_pending && !s->overflowed) {
+    overflow(s);   /* the queue in Redis is full: as on one node */
+  }
+}
+
+/* Sends the i-th event of the local queue to Redis (an append, or the
+ * reset when it is the overflow error). No answer: stalled. */
+static void cluster_send_at(hsess_t *s, uint32_t i) {
+  hsess_server_t *hs = s->hs;
+  const hs_event_t *e = &s->q[(s->head + i) % s->cap];
+  uint64_t seq = s->first_seq + i;
+  const char *json = (const char *)e->b->data + e->off;
+  char head[40], inst[HSR_INST_MAX];
+  int hl = snprintf(head, sizeof head, "{\"seq\":%" PRIu64 ",", seq);
+  char *ev = e->len >= 2 && json[0] == '{' ? malloc((size_t)hl + e->len - 1) : NULL;
+  cref_t *r = cref_new(hs, s->token, s->inst);
+  if (!ev || !r) {
+    free(ev);
+    free(r);
+    set_stalled(s);
+    return;
+  }
+  r->seq = seq;
+  memcpy(ev, head, (size_t)hl);
+  memcpy(ev + hl, json + 1, e->len - 1);
+  size_t len = (size_t)hl + e->len - 1;
+  int limit = e->whole ? hs->cfg->http_queue_max + hs->cfg->replay_max + 1 : hs->cfg->http_queue_max;
+  inst_str(s, inst);
+  int rc = i == 0 && s->reset_pending ? hsr_reset(hs->hsr, s->token, inst, seq, ev, len, on_synced, r)
+                                      : hsr_append(hs->hsr, s->token, inst, seq, ev, len, limit, on_synced, r);
+  free(ev);
+  if (rc < 0) {
+    free(r);
+    set_stalled(s);
+    return;
+  }
+  hs->inflight++;
+}
+
+/* The link is up again: every stalled session sends what Redis has not
+ * confirmed, in order (what did reach Redis is skipped there). */
+static void cluster_resume_all(hsess_server_t *hs) {
+  for (hsess_t *s = hs->lru_head; s && hs->n_stalled; s = s->lnext) {
+    if (!s->stalled) continue;
+    s->stalled = 0;
+    hs->n_stalled--;
+    for (uint32_t i = 0; i < s->n && !s->stalled; i++) cluster_send_at(s, i);
+  }
+}
+
+static void on_created(void *ud, int status, int64_t v) {
+  cref_t *r = ud;
+  (void)v;
+  if (!cref_enter(r)) return;
+  hsess_t *s = cref_session(r);
+  free(r);
+  if (!s || !s->opener) return;
+  if (status < 0) {
+    session_end(s, END_EXPIRED);   /* the held POST gets 503 */
+    return;
+  }
+  hsess_waiter_t *w = s->opener;
+  const hsess_carrier_ops_t *ops = w->ops;
+  void *conn = w->conn;
+  s->opener = NULL;
+  waiter_unheld(s->hs, w);
+  wsc_pool_free(&g_waiter_pool, w);
+  wsc_buf_t *wb = s->welcome;
+  s->welcome = NULL;
+  if (conn && wb) respond_json(ops, conn, 200, outbuf_json(wb), outbuf_json_len(wb));
+  if (wb) wsc_buf_unref(wb);
+}
+
+/* The session has its token: its record goes to Redis (with the events
+ * queued while attaching), and the POST is answered once Redis has it. */
+static void cluster_publish(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) {
+  hsess_server_t *hs = s->hs;
+  s->inst = ++hs->next_inst;
+  char inst[HSR_INST_MAX];
+  inst_str(s, inst);
+  hsess_waiter_t *w = wsc_pool_alloc(&g_waiter_pool);
+  cref_t *r = cref_new(hs, s->token, s->inst);
+  if (!w || !r || !hsr_token_ok(s->token) || hsr_create(hs->hsr, s->token, inst, on_created, r) < 0) {
+    if (w) wsc_pool_free(&g_waiter_pool, w);
+    free(r);
+    session_end(s, END_EXPIRED);
+    cluster_unreachable(ops, conn);
+    return;
+  }
+  hs->inflight++;
+  s->published = 1;
+  for (uint32_t i = 0; i < s->n && !s->stalled; i++) cluster_send_at(s, i);   /* queued while attaching */
+  w->s = s;
+  w->kind = W_OPEN;
+  w->ops = ops;
+  w->conn = conn;
+  s->opener = w;
+  hs->n_held++;
+  wsc_metrics.http_held = (int64_t)hs->n_held;
+  wheel_insert(hs, w, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS);
+  ops->hold(conn, w);
+}
+
+/* After the session was last used for the TTL: where (on any node)? */
+static void lru_insert_sorted(hsess_server_t *hs, hsess_t *s) {
+  hsess_t *p = hs->lru_tail;
+  while (p && p->last_seen > s->last_seen) p = p->lprev;
+  s->lprev = p;
+  s->lnext = p ? p->lnext : hs->lru_head;
+  if (s->lnext) s->lnext->lprev = s;
+  else hs->lru_tail = s;
+  if (p) p->lnext = s;
+  else hs->lru_head = s;
+}
+
+static void on_last_use(void *ud, int status, int64_t last) {
+  cref_t *r = ud;
+  if (!cref_enter(r)) return;
+  hsess_t *s = cref_session(r);
+  int64_t local_last = r->local_last;
+  free(r);
+  if (!s) return;
+  hsess_server_t *hs = s->hs;
+  int64_t asked = s->check_ms;
+  s->check_ms = 0;
+  if (status < 0 || s->last_seen > asked) return;   /* unknown, or used here since: as touched */
+  int64_t now = wsc_mono_ms(), ttl = hs->cfg->http_session_ttl_ms;
+  int64_t idle = now - local_last;
+  if (last >= 0 && wsc_now_ms() - last < idle) idle = wsc_now_ms() - last;
+  if (idle < 0) idle = 0;
+  if (last >= 0 && idle < ttl) {
+    lru_remove(hs, s);
+    s->last_seen = now - idle;
+    lru_insert_sorted(hs, s);
+    return;
+  }
+  wsc_metrics.cutoffs[WSC_CUTOFF_HTTP_EXPIRED]++;
+  LOG_INFO(LOG_COMP, "session expired idle_ms=%" PRId64, idle);
+  session_end(s, END_EXPIRED);
+}
+
+static void cluster_check_use(hsess_t *s) {
+  hsess_server_t *hs = s->hs;
+  cref_t *r = cref_new(hs, s->token, s->inst);
+  int64_t local_last = s->last_seen;
+  lru_touch(hs, s);   /* until the answer (or forever while Redis is away): alive */
+  if (!r) return;
+  r->local_last = local_last;
+  if (hsr_last_use(hs->hsr, s->token, on_last_use, r) < 0) {
+    free(r);
+    return;
+  }
+  hs->inflight++;
+  s->check_ms = s->last_seen;
+}
+
+/* -- the home: sends forwarded by other nodes -------------------------------------------- */
+
+static void remote_hold(void *conn, hsess_waiter_t *w) {
+  (void)conn;
+  (void)w;   /* the node that asked holds the client's request */
+}
+
+static void remote_respond(void *conn, int status, const char *type, const char *extra, wsc_buf_t *body) {
+  rconn_t *rc = conn;
+  (void)extra;
+  if (rc->hs->hsr)
+    hsr_answer(rc->hs->hsr, rc->node, rc->reqid, status, strcmp(type, JSON_TYPE) == 0,
+               body ? (const char *)wsc_buf_bytes(body) : NULL, body ? body->len : 0);
+  free(rc);
+}
+
+static const hsess_carrier_ops_t remote_carrier = {.hold = remote_hold, .respond = remote_respond};
+
+static void on_remote_send(void *ud, uint64_t reqid, const char *node, const char *token, const char *body,
+                           size_t len) {
+  hsess_server_t *hs = ud;
+  rconn_t *rc = strlen(node) <= HSESS_NODE_MAX ? malloc(sizeof *rc) : NULL;
+  if (!rc) return;   /* the asking node answers 503 at its timeout */
+  rc->hs = hs;
+  rc->reqid = reqid;
+  snprintf(rc->node, sizeof rc->node, "%s", node);
+  hsess_t *s = session_get(hs, token);
+  if (!s) {
+    respond_text(&remote_carrier, rc, 404,
+                 "unknown session (expired, taken over, or never made): POST /http/session");
+    return;
+  }
+  lru_touch(hs, s);
+  if (s->overflowed && reattach(s) < 0) {
+    cluster_unreachable(&remote_carrier, rc);
+    return;
+  }
+  session_send(hs, s, &remote_carrier, rc, (const uint8_t *)body, len);
+}
+
+/* -- any node: sends for a session whose home is elsewhere -------------------------------- */
+
+static rsend_t *rsend_find(hsess_server_t *hs, uint64_t reqid) {
+  char key[24];
+  int n = snprintf(key, sizeof key, "%" PRIu64, reqid);
+  return wsc_hmap_get(&hs->rsends, key, (size_t)n);
+}
+
+/* Answers a forwarded send's request and forgets it. */
+static void rsend_finish(hsess_server_t *hs, rsend_t *rs, int status, const char *type, const char *body,
+                         size_t len) {
+  hsess_waiter_t *w = rs->w;
+  const hsess_carrier_ops_t *ops = w->ops;
+  void *conn = w->conn;
+  wsc_hmap_del(&hs->rsends, rs->key, strlen(rs->key));
+  waiter_unheld(hs, w);
+  wsc_pool_free(&g_waiter_pool, w);
+  free(rs);
+  if (!conn) return;
+  if (!type) {
+    respond_text(ops, conn, status, body);
+    return;
+  }
+  wsc_buf_t *b = len ? wsc_buf_from(0, body, len) : NULL;
+  ops->respond(conn, status, type, NO_STORE, b);
+  if (b) wsc_buf_unref(b);
+}
+
+static void on_forwarded(void *ud, int status, int64_t v) {
+  cref_t *r = ud;
+  (void)v;
+  if (!cref_enter(r)) return;
+  hsess_server_t *hs = r->hs;
+  rsend_t *rs = rsend_find(hs, r->id);
+  free(r);
+  if (!rs || status == 0) return;   /* answered already, or the home has it now */
+  if (status == HSR_E_UNKNOWN)
+    rsend_finish(hs, rs, 404, NULL, "unknown session (expired, taken over, or never made): POST /http/session", 0);
+  else if (status == HSR_E_HOME_GONE)
+    rsend_finish(hs, rs, 404, NULL, "the session's node is gone (the session ended): POST /http/session", 0);
+  else
+    rsend_finish(hs, rs, 503, NULL, "the shared store became unreachable: the message may or may not have been run", 0);
+}
+
+static void on_remote_reply(void *ud, uint64_t reqid, int status, int json, const char *body, size_t len) {
+  hsess_server_t *hs = ud;
+  rsend_t *rs = rsend_find(hs, reqid);
+  if (!rs) return;   /* its request is gone (or timed out): dropped */
+  if (status < 100 || status > 599) status = 502;
+  rsend_finish(hs, rs, status, json ? JSON_TYPE : TEXT_TYPE, body, len);
+}
+
+/* 1 when the send was taken care of here (forwarded, or refused), 0 when
+ * the session lives on this node (or the query is bad: the local path says so). */
+static int cluster_send_elsewhere(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
+                                  const char *query, size_t query_len, const uint8_t *body, size_t body_len) {
+  hsess_query_t q;
+  const char *err = NULL;
+  if (hsess_parse_query(query, query_len, &q, &err) < 0 || !q.session[0] || session_get(hs, q.session) ||
+      !hsr_token_ok(q.session))
+    return 0;
+  if (send_body_ok(hs, ops, conn, body, body_len) < 0) return 1;
+  if (!hsr_up(hs->hsr)) {
+    cluster_unreachable(ops, conn);
+    return 1;
+  }
+  if (hs->n_held >= (size_t)hs->cfg->max_held) {
+    wsc_metrics.cutoffs[WSC_CUTOFF_HTTP_HELD_LIMIT]++;
+    respond_text(ops, conn, 503, "too many held requests; try again later");
+    return 1;
+  }
+  rsend_t *rs = calloc(1, sizeof *rs);
+  hsess_waiter_t *w = wsc_pool_alloc(&g_waiter_pool);
+  uint64_t reqid = ++hs->next_reqid;
+  cref_t *r = cref_new(hs, q.session, reqid);
+  if (!rs || !w || !r) goto oom;
+  rs->hs = hs;
+  rs->reqid = reqid;
+  rs->w = w;
+  snprintf(rs->key, sizeof rs->key, "%" PRIu64, reqid);
+  if (wsc_hmap_put(&hs->rsends, rs->key, strlen(rs->key), rs) < 0) goto oom;
+  if (hsr_forward(hs->hsr, q.session, reqid, (const char *)body, body_len, on_forwarded, r) < 0) {
+    wsc_hmap_del(&hs->rsends, rs->key, strlen(rs->key));
+    free(rs);
+    wsc_pool_free(&g_waiter_pool, w);
+    free(r);
+    cluster_unreachable(ops, conn);
+    return 1;
+  }
+  hs->inflight++;
+  w->kind = W_RSEND;
+  w->cx = rs;
+  w->ops = ops;
+  w->conn = conn;
+  hs->n_held++;
+  wsc_metrics.http_held = (int64_t)hs->n_held;
+  wheel_insert(hs, w, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS + HSESS_FORWARD_SLACK_MS);
+  ops->hold(conn, w);
+  return 1;
+oom:
+  free(rs);
+  if (w) wsc_pool_free(&g_waiter_pool, w);
+  free(r);
+  respond_text(ops, conn, 503, "out of memory");
+  return 1;
+}
+
+/* -- any node: polls, from Redis ------------------------------------------------------------ */
+
+static void cpoll_free(hsess_server_t *hs, cpoll_t *cp) {
+  if (wsc_hmap_get(&hs->cpolls, cp->token, strlen(cp->token)) == cp)
+    wsc_hmap_del(&hs->cpolls, cp->token, strlen(cp->token));
+  if (cp->w) {
+    waiter_unheld(hs, cp->w);
+    wsc_pool_free(&g_waiter_pool, cp->w);
+  }
+  free(cp);
+}
+
+/* Answers the poll with these events (JSON texts with "seq") and ends it. */
+static void cpoll_answer(hsess_server_t *hs, cpoll_t *cp, const char *const *ev, const size_t *lens, size_t n) {
+  hsess_waiter_t *w = cp->w;
+  const hsess_carrier_ops_t *ops = w->ops;
+  void *conn = w->conn;
+  cpoll_free(hs, cp);
+  if (!conn) return;
+  size_t total = 2;
+  for (size_t i = 0; i < n; i++) total += lens[i] + 1;
+  wsc_buf_t *b = wsc_buf_new(0, total);
+  if (!b) {
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  wsc_metrics.http_polls++;
+  if (n == 0) wsc_metrics.http_polls_empty++;
+  char *p = (char *)b->data;
+  *p++ = '[';
+  for (size_t i = 0; i < n; i++) {
+    if (i) *p++ = ',';
+    memcpy(p, ev[i], lens[i]);
+    p += lens[i];
+  }
+  *p++ = ']';
+  b->len = (uint32_t)(p - (char *)b->data);
+  ops->respond(conn, 200, JSON_TYPE, NO_STORE, b);
+  wsc_buf_unref(b);
+}
+
+static void cpoll_answer_text(hsess_server_t *hs, cpoll_t *cp, int status, const char *msg) {
+  hsess_waiter_t *w = cp->w;
+  const hsess_carrier_ops_t *ops = w->ops;
+  void *conn = w->conn;
+  cpoll_free(hs, cp);
+  if (conn) respond_text(ops, conn, status, msg);
+}
+
+static cpoll_t *cpoll_find(hsess_server_t *hs, const char *token, uint64_t serial) {
+  cpoll_t *cp = wsc_hmap_get(&hs->cpolls, token, strlen(token));
+  return cp && (serial == 0 || cp->serial == serial) ? cp : NULL;
+}
+
+static void cpoll_read(hsess_server_t *hs, cpoll_t *cp, int mode);
+
+static void on_cpoll_read(void *ud, int status, uint64_t gen, uint64_t last, const char *const *ev,
+                          const size_t *lens, size_t n) {
+  cref_t *r = ud;
+  if (!cref_enter(r)) return;
+  hsess_server_t *hs = r->hs;
+  cpoll_t *cp = cpoll_find(hs, r->token, r->id);
+  free(r);
+  if (!cp) return;
+  cp->reading = 0;
+  if (status == 0 && cp->held == 0) cp->gen = gen;
+  if (status == HSR_E_DOWN) {
+    if (!cp->held) cpoll_answer_text(hs, cp, 503, "the shared store is unreachable; poll again");
+    return;   /* a held poll stays held: [] at its timeout */
+  }
+  if (status == HSR_E_UNKNOWN) {
+    cpoll_answer_text(hs, cp, 404, "unknown session (expired, taken over, or never made): POST /http/session");
+    return;
+  }
+  if (status == HSR_E_HOME_GONE) {
+    cpoll_answer_text(hs, cp, 404, "the session's node is gone (the session ended): POST /http/session");
+    return;
+  }
+  if (status == HSR_E_ACK) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "ack is beyond the last event (seq %" PRIu64 ")", last);
+    cpoll_answer_text(hs, cp, 400, msg);
+    return;
+  }
+  if (status == HSR_E_SUPERSEDED || cp->superseded > cp->gen || n > 0 || cp->timeout_ms == 0) {
+    cpoll_answer(hs, cp, ev, lens, status == 0 ? n : 0);
+    return;
+  }
+  if (!cp->held) {   /* registered as the poller: wait for a wake, or the timeout */
+    cp->held = 1;
+    wheel_insert(hs, cp->w, wsc_mono_ms() + cp->timeout_ms);
+  }
+  if (cp->again) cpoll_read(hs, cp, HSR_POLL_REREAD);
+}
+
+static void cpoll_read(hsess_server_t *hs, cpoll_t *cp, int mode) {
+  cref_t *r = cref_new(hs, cp->token, cp->serial);
+  cp->again = 0;
+  if (!r) return;
+  int64_t hold_until = wsc_now_ms() + cp->timeout_ms;
+  if (hsr_poll(hs->hsr, cp->token, cp->ack, mode, cp->gen, hold_until, hs->cfg->send_queue_limit, on_cpoll_read,
+               r) < 0) {
+    free(r);
+    if (!cp->held) cpoll_answer_text(hs, cp, 503, "the shared store is unreachable; poll again");
+    return;
+  }
+  hs->inflight++;
+  cp->reading = 1;
+}
+
+static void on_wake(void *ud, const char *token) {
+  hsess_server_t *hs = ud;
+  cpoll_t *cp = cpoll_find(hs, token, 0);
+  if (!cp) return;
+  if (cp->reading) cp->again = 1;
+  else if (cp->held) cpoll_read(hs, cp, HSR_POLL_REREAD);
+}
+
+static void on_supersede(void *ud, const char *token, uint64_t gen) {
+  hsess_server_t *hs = ud;
+  cpoll_t *cp = cpoll_find(hs, token, 0);
+  if (!cp) return;
+  if (cp->held && !cp->reading) {
+    if (cp->gen < gen) cpoll_answer(hs, cp, NULL, NULL, 0);
+  } else if (gen > cp->superseded) {
+    cp->superseded = gen;   /* judged when the read in flight answers */
+  }
+}
+
+/* A held poll's time is up, or its client went away: Redis forgets it. */
+static void cpoll_end(hsess_server_t *hs, cpoll_t *cp, int answer) {
+  if (cp->held) hsr_poll_done(hs->hsr, cp->token, cp->gen);
+  if (answer) cpoll_answer(hs, cp, NULL, NULL, 0);
+  else cpoll_free(hs, cp);
+}
+
+static void cluster_poll(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn, const char *query,
+                         size_t query_len, int longpoll) {
+  hsess_query_t q;
+  const char *err = NULL;
+  if (hsess_parse_query(query, query_len, &q, &err) < 0) {
+    respond_text(ops, conn, 400, err);
+    return;
+  }
+  if (!q.session[0]) {
+    respond_text(ops, conn, 400, "session=TOKEN is required");
+    return;
+  }
+  if (!hsr_token_ok(q.session)) {
+    respond_text(ops, conn, 404, "unknown session (expired, taken over, or never made): POST /http/session");
+    return;
+  }
+  if (!hsr_up(hs->hsr)) {
+    respond_text(ops, conn, 503, "the shared store is unreachable; poll again");
+    return;
+  }
+  cpoll_t *old = cpoll_find(hs, q.session, 0);
+  if (old) cpoll_answer(hs, old, NULL, NULL, 0);   /* a newer poll takes over: the older gets [] */
+  if (hs->n_held >= (size_t)hs->cfg->max_held) {
+    wsc_metrics.cutoffs[WSC_CUTOFF_HTTP_HELD_LIMIT]++;
+    respond_text(ops, conn, 503, "too many held requests; poll again later");
+    return;
+  }
+  hsess_t *s = session_get(hs, q.session);
+  if (s) lru_touch(hs, s);
+  cpoll_t *cp = calloc(1, sizeof *cp);
+  hsess_waiter_t *w = wsc_pool_alloc(&g_waiter_pool);
+  if (!cp || !w) {
+    free(cp);
+    if (w) wsc_pool_free(&g_waiter_pool, w);
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  cp->hs = hs;
+  cp->w = w;
+  cp->serial = ++hs->next_serial;
+  cp->ack = q.ack;
+  cp->timeout_ms = longpoll ? (int64_t)q.timeout_s * 1000 : 0;
+  snprintf(cp->token, sizeof cp->token, "%s", q.session);
+  w->kind = W_CPOLL;
+  w->cx = cp;
+  w->ops = ops;
+  w->conn = conn;
+  if (wsc_hmap_put(&hs->cpolls, cp->token, strlen(cp->token), cp) < 0) {
+    wsc_pool_free(&g_waiter_pool, w);
+    free(cp);
+    respond_text(ops, conn, 503, "out of memory");
+    return;
+  }
+  hs->n_held++;
+  wsc_metrics.http_held = (int64_t)hs->n_held;
+  ops->hold(conn, w);
+  cpoll_read(hs, cp, cp->timeout_ms ? HSR_POLL_HOLD : HSR_POLL_NOW);
+}
+
+static void send_message(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
+                         const char *query, size_t query_len, const uint8_t *body, size_t body_len) {
+  hsess_query_t q;
+  if (hs->hsr && cluster_send_elsewhere(hs, ops, conn, query, query_len, body, body_len)) return;
+  hsess_t *s = request_session(hs, ops, conn, query, query_len, &q);
+  if (!s) return;
+  session_send(hs, s, ops, conn, body, body_len);
+}
+
 static void poll_events(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn,
                         const char *query, size_t query_len, int longpoll) {
+  if (hs->hsr) {   /* any node serves any session's polls, from Redis */
+    cluster_poll(hs, ops, conn, query, query_len, longpoll);
+    return;
+  }
   hsess_query_t q;
   hsess_t *s = request_session(hs, ops, conn, query, query_len, &q);
   if (!s) return;
@@ -828,8 +1500,37 @@ static void poll_events(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void
   ops->hold(conn, w);
 }
 
+static void cluster_waiter_timeout(hsess_server_t *hs, hsess_waiter_t *w) {
+  if (w->kind == W_CPOLL) {
+    cpoll_end(hs, w->cx, 1);   /* nothing came: [] */
+    return;
+  }
+  rsend_finish(hs, w->cx, 503, NULL, "no answer from the session's node in time", 0);
+}
+
+/* The client of a cluster request went away. */
+static void cluster_waiter_gone(hsess_waiter_t *w) {
+  if (w->kind == W_CPOLL) {
+    cpoll_t *cp = w->cx;
+    hsess_server_t *hs = cp->hs;
+    waiter_unheld(hs, w);
+    cpoll_end(hs, cp, 0);
+    return;
+  }
+  /* a forwarded send: its answer, when it comes, is dropped (the home cannot
+   * tell; the reply is not queued as an event as it is on one node) */
+  rsend_t *rs = w->cx;
+  if (w->conn) rs->hs->n_held--;
+  wsc_metrics.http_held = (int64_t)rs->hs->n_held;
+  w->conn = NULL;   /* stays in the wheel: forgotten at its timeout or answer */
+}
+
 void hsess_waiter_gone(void *ud) {
   hsess_waiter_t *w = ud;
+  if (w->kind == W_CPOLL || w->kind == W_RSEND) {
+    cluster_waiter_gone(w);
+    return;
+  }
   hsess_t *s = w->s;
   hsess_server_t *hs = s->hs;
   waiter_unheld(hs, w);
@@ -877,13 +1578,25 @@ void hsess_handle(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void *conn
 
 /* --- the server ------------------------------------------------------------------- */
 
-hsess_server_t *hsess_server_new(uv_loop_t *loop, const wsc_config_t *config, chat_server_t *chat) {
+hsess_server_t *hsess_server_new(uv_loop_t *loop, const wsc_config_t *config, chat_server_t *chat,
+                                 wsc_redis_t *redis) {
   hsess_server_t *hs = calloc(1, sizeof *hs);
   if (!hs) return NULL;
   hs->loop = loop;
   hs->cfg = config;
   hs->chat = chat;
   wsc_hmap_init(&hs->by_token, WSC_HMAP_EXACT);
+  wsc_hmap_init(&hs->cpolls, WSC_HMAP_EXACT);
+  wsc_hmap_init(&hs->rsends, WSC_HMAP_EXACT);
+  if (redis) {
+    hsr_handler_t h = {.wake = on_wake, .supersede = on_supersede, .send = on_remote_send,
+                       .reply = on_remote_reply, .ud = hs};
+    hs->hsr = hsr_new(redis, config, &h);
+    if (!hs->hsr) {
+      free(hs);
+      return NULL;
+    }
+  }
   hs->wheel_tick = wsc_mono_ms() / HSESS_TICK_MS;
   uv_timer_init(loop, &hs->timer);
   hs->timer.data = hs;
@@ -891,11 +1604,29 @@ hsess_server_t *hsess_server_new(uv_loop_t *loop, const wsc_config_t *config, ch
   return hs;
 }
 
-static void timer_closed(uv_handle_t *h) { free(h->data); }
+static void timer_closed(uv_handle_t *h) {
+  hsess_server_t *hs = h->data;
+  if (hs->inflight) hs->dead = 1;   /* the last Redis callback frees it */
+  else free(hs);
+}
 
 void hsess_server_free(hsess_server_t *hs) {
   if (!hs) return;
   while (hs->lru_head) session_end(hs->lru_head, END_SHUTDOWN);
+  for (uint32_t i = 0; i < hs->cpolls.cap; i++)
+    if (hs->cpolls.slots[i].key) {
+      cpoll_answer_text(hs, hs->cpolls.slots[i].val, 503, "the server is shutting down");
+      i = (uint32_t)-1;   /* the map changed: from the start */
+    }
+  for (uint32_t i = 0; i < hs->rsends.cap; i++)
+    if (hs->rsends.slots[i].key) {
+      rsend_finish(hs, hs->rsends.slots[i].val, 503, NULL, "the server is shutting down", 0);
+      i = (uint32_t)-1;
+    }
+  wsc_hmap_free(&hs->cpolls);
+  wsc_hmap_free(&hs->rsends);
+  hsr_free(hs->hsr);
+  hs->hsr = NULL;
   wsc_hmap_free(&hs->by_token);
   uv_timer_stop(&hs->timer);
   uv_close((uv_handle_t *)&hs->timer, timer_closed);

@@ -44,6 +44,7 @@
 #include "base/buf.h"
 #include "base/config.h"
 #include "chat/chat.h"
+#include "redis/link.h"
 
 #define HSESS_TICK_MS 250
 #define HSESS_WHEEL_SLOTS 512          /* x HSESS_TICK_MS = 128 s > any deadline */
@@ -64,7 +65,11 @@ typedef struct hsess_carrier_ops {
                   wsc_buf_t *body);
 } hsess_carrier_ops_t;
 
-hsess_server_t *hsess_server_new(uv_loop_t *loop, const wsc_config_t *config, chat_server_t *chat);
+/* redis: the cluster's link (--redis), or NULL on one node. With it, the
+ * sessions live in Redis (transport/http_session_redis.h): any node serves
+ * any session's requests. Call before wsc_redis_start (scripts). */
+hsess_server_t *hsess_server_new(uv_loop_t *loop, const wsc_config_t *config, chat_server_t *chat,
+                                 wsc_redis_t *redis);
 /* Ends every session (their chat clients leave their rooms) and closes the
  * timer. Call after the connections are closed, before chat_server_free. */
 void hsess_server_free(hsess_server_t *hs);
