@@ -116,20 +116,25 @@ static const char POLL_LUA[] =
     "end\n"
     "return {gen, seq, out}\n";
 
-/* KEYS: record. ARGV: gen, now. */
+/* KEYS: record, queue. ARGV: gen, now, expire. */
 static const char DONE_LUA[] =
     "local h = redis.call('HMGET', KEYS[1], 'pgen', 'home')\n"
     "if not h[2] then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'seen', ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
     "if tonumber(h[1] or '0') == tonumber(ARGV[1]) then redis.call('HDEL', KEYS[1], 'poller', 'held') end\n"
     "return 1\n";
 
-/* KEYS: record. ARGV: payload, now. 1, or -1 unknown, -3 home gone. */
+/* KEYS: record, queue. ARGV: payload, now, expire. 1, or -1 unknown, -3
+ * home gone. */
 static const char FORWARD_LUA[] =
     "local home = redis.call('HGET', KEYS[1], 'home')\n"
     "if not home then return -1 end\n"
     "if redis.call('HEXISTS', 'wschat:nodes', home) == 0 then return -3 end\n"
     "redis.call('HSET', KEYS[1], 'seen', ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
     "if redis.call('PUBLISH', 'wschat:node:' .. home, ARGV[1]) == 0 then return -3 end\n"
     "return 1\n";
 
@@ -318,12 +323,13 @@ int hsr_poll(hsr_t *r, const char *token, uint64_t ack, int mode, uint64_t gen, 
 }
 
 void hsr_poll_done(hsr_t *r, const char *token, uint64_t gen) {
-  char rec[HSR_KEY_MAX], gens[HSR_NUM], now[HSR_NUM];
-  keys_of(token, rec, NULL);
+  char rec[HSR_KEY_MAX], q[HSR_KEY_MAX], gens[HSR_NUM], now[HSR_NUM], exp[HSR_NUM];
+  keys_of(token, rec, q);
   fmt_u64(gens, gen);
   fmt_i64(now, wsc_now_ms());
-  const char *args[] = {rec, gens, now};
-  eval(r, S_DONE, 1, 3, args, NULL, NULL, NULL);
+  fmt_i64(exp, r->expire_ms);
+  const char *args[] = {rec, q, gens, now, exp};
+  eval(r, S_DONE, 2, 5, args, NULL, NULL, NULL);
 }
 
 static void on_forward(void *ud, redisReply *rep) {
@@ -342,18 +348,19 @@ static void on_forward(void *ud, redisReply *rep) {
 
 int hsr_forward(hsr_t *r, const char *token, uint64_t reqid, const char *body, size_t len, hsr_status_cb cb,
                 void *ud) {
-  char rec[HSR_KEY_MAX], now[HSR_NUM], head[HSR_KEY_MAX];
-  keys_of(token, rec, NULL);
+  char rec[HSR_KEY_MAX], q[HSR_KEY_MAX], now[HSR_NUM], exp[HSR_NUM], head[HSR_KEY_MAX];
+  keys_of(token, rec, q);
   fmt_i64(now, wsc_now_ms());
+  fmt_i64(exp, r->expire_ms);
   int hl = snprintf(head, sizeof head, "s%" PRIu64 " %s %s ", reqid, hsr_node(r), token);
   if (hl < 0 || (size_t)hl >= sizeof head) return HSR_E_DOWN;
   char *payload = malloc((size_t)hl + len);
   if (!payload) return HSR_E_DOWN;
   memcpy(payload, head, (size_t)hl);
   if (len) memcpy(payload + hl, body, len);
-  const char *args[] = {rec, payload, now};
-  size_t lens[] = {(size_t)-1, (size_t)hl + len, (size_t)-1};
-  int rc = eval_op(r, S_FORWARD, 1, 3, args, lens, on_forward, cb, ud);
+  const char *args[] = {rec, q, payload, now, exp};
+  size_t lens[] = {(size_t)-1, (size_t)-1, (size_t)hl + len, (size_t)-1, (size_t)-1};
+  int rc = eval_op(r, S_FORWARD, 2, 5, args, lens, on_forward, cb, ud);
   free(payload);   /* hiredis copied the command */
   return rc;
 }

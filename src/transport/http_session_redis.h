@@ -18,8 +18,9 @@
  *                      holding it), pgen (poll generation)
  *   wschat:hs:{T}:q    stream: entry <seq>-0, field j = the event's JSON
  *                      with "seq" first; trimmed by the polls' ack
- * Both expire unused (HSR_EXPIRE_SLACK_MS past the session TTL); the home
- * deletes them when the session ends.
+ * The home deletes both when the session ends; every script that uses
+ * them refreshes their expiry (the session TTL + HSR_EXPIRE_SLACK_MS), so
+ * only a dead home's sessions are left to expire.
  * Messages on a node channel wschat:node:<node> (beside the directory's
  * k and d):
  *   h<token>                 wake: an event was appended (to the poller)
@@ -40,7 +41,7 @@
 
 #include "redis/link.h"
 
-#define HSR_EXPIRE_SLACK_MS 120000   /* keys outlive the TTL by this (a held poll, a slow home) */
+#define HSR_EXPIRE_SLACK_MS 3600000  /* keys outlive the TTL by this: only a dead home's are left */
 #define HSR_POLL_COUNT_MAX 4096      /* events read per poll at most */
 #define HSR_INST_MAX 48
 
