@@ -273,6 +273,37 @@ static void waiter_unheld(hsess_server_t *hs, hsess_waiter_t *w) {
   wheel_remove(hs, w);
 }
 
+/* Holds w's request, to be answered later through ops/conn (at `deadline`
+ * at the latest; 0: not in the wheel yet). */
+static void waiter_hold(hsess_server_t *hs, hsess_waiter_t *w, const hsess_carrier_ops_t *ops, void *conn,
+                        int64_t deadline) {
+  w->ops = ops;
+  w->conn = conn;
+  hs->n_held++;
+  wsc_metrics.http_held = (int64_t)hs->n_held;
+  if (deadline) wheel_insert(hs, w, deadline);
+  ops->hold(conn, w);
+}
+
+/* POST /http/session held until its welcome (and on a cluster, its record). */
+static void opener_hold(hsess_t *s, hsess_waiter_t *w, const hsess_carrier_ops_t *ops, void *conn) {
+  w->s = s;
+  w->kind = W_OPEN;
+  s->opener = w;
+  waiter_hold(s->hs, w, ops, conn, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS);
+}
+
+/* The held POST /http/session let go: its conn (NULL when gone) and ops. */
+static void *opener_take(hsess_t *s, const hsess_carrier_ops_t **ops) {
+  hsess_waiter_t *w = s->opener;
+  void *conn = w->conn;
+  *ops = w->ops;
+  s->opener = NULL;
+  waiter_unheld(s->hs, w);
+  wsc_pool_free(&g_waiter_pool, w);
+  return conn;
+}
+
 /* Answers the held poll with what is queued (or [] when empty). */
 static void answer_poll(hsess_t *s) {
   hsess_waiter_t *w = s->poll;
@@ -536,12 +567,8 @@ static void inst_str(const hsess_t *s, char out[HSR_INST_MAX]) {
 static void session_end(hsess_t *s, int why) {
   hsess_server_t *hs = s->hs;
   if (s->opener) {   /* ended before its welcome: the held POST gets 503 */
-    hsess_waiter_t *w = s->opener;
-    const hsess_carrier_ops_t *ops = w->ops;
-    void *conn = w->conn;
-    s->opener = NULL;
-    waiter_unheld(hs, w);
-    wsc_pool_free(&g_waiter_pool, w);
+    const hsess_carrier_ops_t *ops;
+    void *conn = opener_take(s, &ops);
     if (conn) respond_text(ops, conn, 503, "the session could not be opened; try again");
   }
   if (wsc_hmap_get(&hs->by_token, s->token, strlen(s->token)) == s)
@@ -710,12 +737,8 @@ static void open_finish(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) 
 }
 
 static void open_finish_held(hsess_t *s) {
-  hsess_waiter_t *w = s->opener;
-  const hsess_carrier_ops_t *ops = w->ops;
-  void *conn = w->conn;
-  s->opener = NULL;
-  waiter_unheld(s->hs, w);
-  wsc_pool_free(&g_waiter_pool, w);
+  const hsess_carrier_ops_t *ops;
+  void *conn = opener_take(s, &ops);
   open_finish(s, ops, conn);
 }
 
@@ -754,15 +777,7 @@ static void open_session(hsess_server_t *hs, const hsess_carrier_ops_t *ops, voi
       return;
     }
     s->attaching = 1;   /* op_reply keeps capturing until the welcome */
-    w->s = s;
-    w->kind = W_OPEN;
-    w->ops = ops;
-    w->conn = conn;
-    s->opener = w;
-    hs->n_held++;
-    wsc_metrics.http_held = (int64_t)hs->n_held;
-    wheel_insert(hs, w, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS);
-    ops->hold(conn, w);
+    opener_hold(s, w, ops, conn);
     return;
   }
   open_finish(s, ops, conn);
@@ -844,12 +859,7 @@ static void session_send(hsess_server_t *hs, hsess_t *s, const hsess_carrier_ops
     respond_text(ops, conn, 503, "too many held requests; the reply will come as an event");
     return;   /* an orphan: its reply is queued as an event */
   }
-  w->ops = ops;
-  w->conn = conn;
-  hs->n_held++;
-  wsc_metrics.http_held = (int64_t)hs->n_held;
-  wheel_insert(hs, w, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS);
-  ops->hold(conn, w);
+  waiter_hold(hs, w, ops, conn, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS);
 }
 
 /* --- cluster (--redis): sessions in Redis --------------------------------------------
@@ -926,6 +936,17 @@ static hsess_t *cref_session(const cref_t *r) {
   return s && s->inst == r->id ? s : NULL;
 }
 
+/* A Redis callback about a session: the reference copied to *out and
+ * freed; the session, or NULL when it ended (or the server is gone). */
+static hsess_t *cref_take(void *ud, cref_t *out) {
+  cref_t *r = ud;
+  if (!cref_enter(r)) return NULL;
+  *out = *r;
+  hsess_t *s = cref_session(r);
+  free(r);
+  return s;
+}
+
 static void cluster_unreachable(const hsess_carrier_ops_t *ops, void *conn) {
   respond_text(ops, conn, 503, "the shared store is unreachable; try again");
 }
@@ -939,12 +960,10 @@ static void set_stalled(hsess_t *s) {
 }
 
 static void on_synced(void *ud, int status, int64_t v) {
-  cref_t *r = ud;
-  if (!cref_enter(r)) return;
-  hsess_t *s = cref_session(r);
-  uint64_t seq = r->seq;
-  free(r);
+  cref_t r;
+  hsess_t *s = cref_take(ud, &r);
   if (!s) return;
+  uint64_t seq = r.seq;
   if (status < 0) {   /* no answer (it may or may not have run): resend all when the link is up */
     set_stalled(s);
   } else if (v == 0) {   /* in Redis: no longer kept here */
@@ -1001,22 +1020,16 @@ static void cluster_resume_all(hsess_server_t *hs) {
 }
 
 static void on_created(void *ud, int status, int64_t v) {
-  cref_t *r = ud;
+  cref_t r;
   (void)v;
-  if (!cref_enter(r)) return;
-  hsess_t *s = cref_session(r);
-  free(r);
+  hsess_t *s = cref_take(ud, &r);
   if (!s || !s->opener) return;
   if (status < 0) {
     session_end(s, END_EXPIRED);   /* the held POST gets 503 */
     return;
   }
-  hsess_waiter_t *w = s->opener;
-  const hsess_carrier_ops_t *ops = w->ops;
-  void *conn = w->conn;
-  s->opener = NULL;
-  waiter_unheld(s->hs, w);
-  wsc_pool_free(&g_waiter_pool, w);
+  const hsess_carrier_ops_t *ops;
+  void *conn = opener_take(s, &ops);
   wsc_buf_t *wb = s->welcome;
   s->welcome = NULL;
   if (conn && wb) respond_json(ops, conn, 200, outbuf_json(wb), outbuf_json_len(wb));
@@ -1042,15 +1055,7 @@ static void cluster_publish(hsess_t *s, const hsess_carrier_ops_t *ops, void *co
   hs->inflight++;
   s->published = 1;
   for (uint32_t i = 0; i < s->n && !s->stalled; i++) cluster_send_at(s, i);   /* queued while attaching */
-  w->s = s;
-  w->kind = W_OPEN;
-  w->ops = ops;
-  w->conn = conn;
-  s->opener = w;
-  hs->n_held++;
-  wsc_metrics.http_held = (int64_t)hs->n_held;
-  wheel_insert(hs, w, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS);
-  ops->hold(conn, w);
+  opener_hold(s, w, ops, conn);
 }
 
 /* After the session was last used for the TTL: where (on any node)? */
@@ -1066,12 +1071,10 @@ static void lru_insert_sorted(hsess_server_t *hs, hsess_t *s) {
 }
 
 static void on_last_use(void *ud, int status, int64_t last) {
-  cref_t *r = ud;
-  if (!cref_enter(r)) return;
-  hsess_t *s = cref_session(r);
-  int64_t local_last = r->local_last;
-  free(r);
+  cref_t r;
+  hsess_t *s = cref_take(ud, &r);
   if (!s) return;
+  int64_t local_last = r.local_last;
   hsess_server_t *hs = s->hs;
   int64_t asked = s->check_ms;
   s->check_ms = 0;
@@ -1238,12 +1241,7 @@ static int cluster_send_elsewhere(hsess_server_t *hs, const hsess_carrier_ops_t 
   hs->inflight++;
   w->kind = W_RSEND;
   w->cx = rs;
-  w->ops = ops;
-  w->conn = conn;
-  hs->n_held++;
-  wsc_metrics.http_held = (int64_t)hs->n_held;
-  wheel_insert(hs, w, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS + HSESS_FORWARD_SLACK_MS);
-  ops->hold(conn, w);
+  waiter_hold(hs, w, ops, conn, wsc_mono_ms() + HSESS_SEND_TIMEOUT_MS + HSESS_FORWARD_SLACK_MS);
   return 1;
 oom:
   free(rs);
@@ -1434,17 +1432,13 @@ static void cluster_poll(hsess_server_t *hs, const hsess_carrier_ops_t *ops, voi
   snprintf(cp->token, sizeof cp->token, "%s", q.session);
   w->kind = W_CPOLL;
   w->cx = cp;
-  w->ops = ops;
-  w->conn = conn;
   if (wsc_hmap_put(&hs->cpolls, cp->token, strlen(cp->token), cp) < 0) {
     wsc_pool_free(&g_waiter_pool, w);
     free(cp);
     respond_text(ops, conn, 503, "out of memory");
     return;
   }
-  hs->n_held++;
-  wsc_metrics.http_held = (int64_t)hs->n_held;
-  ops->hold(conn, w);
+  waiter_hold(hs, w, ops, conn, 0);   /* in the wheel once Redis says there is nothing yet */
   cpoll_read(hs, cp, cp->timeout_ms ? HSR_POLL_HOLD : HSR_POLL_NOW);
 }
 
@@ -1491,13 +1485,8 @@ static void poll_events(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void
   w->s = s;
   w->kind = W_POLL;
   w->ack = q.ack;
-  w->ops = ops;
-  w->conn = conn;
   s->poll = w;
-  hs->n_held++;
-  wsc_metrics.http_held = (int64_t)hs->n_held;
-  wheel_insert(hs, w, wsc_mono_ms() + (int64_t)q.timeout_s * 1000);
-  ops->hold(conn, w);
+  waiter_hold(hs, w, ops, conn, wsc_mono_ms() + (int64_t)q.timeout_s * 1000);
 }
 
 static void cluster_waiter_timeout(hsess_server_t *hs, hsess_waiter_t *w) {

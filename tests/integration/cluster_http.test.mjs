@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { Chat } from '../lib/chat.mjs';
+import { healthy, joinRoom as join } from '../lib/cluster.mjs';
 import { HttpChat } from '../lib/httpchat.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -20,24 +21,6 @@ const extra = [];
 async function startNode(args = []) {
   const n = await startServer({ args: ['--redis', rd.url, '--redis-timeout', '1000', ...args] });
   return n;
-}
-
-async function healthy(node, timeoutMs = 15000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await fetch(node.http('/healthz'));
-    await r.text();
-    if (r.status === 200) return;
-    if (Date.now() > deadline) throw new Error(`healthz stayed ${r.status}`);
-    await sleep(50);
-  }
-}
-
-async function join(node, room, q = '') {
-  const c = await Chat.open(node.url(`/ws?room=${room}${q}`));
-  c.welcome = await c.next('welcome');
-  c.joined = await c.next('joined');
-  return c;
 }
 
 // An HTTP chat client whose every request goes to the next node in turn.

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { startServer } from '../lib/server.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { Chat } from '../lib/chat.mjs';
+import { healthy, joinRoom as join } from '../lib/cluster.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let rd;
@@ -21,25 +22,6 @@ async function startNode(extra = []) {
   const n = await startServer({ args: ['--redis', rd.url, '--redis-timeout', '1000', ...extra] });
   nodes.push(n);
   return n;
-}
-
-async function healthy(node, want = 200, timeoutMs = 15000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await fetch(node.http('/healthz'));
-    const body = await r.text();
-    if (r.status === want) return body;
-    if (Date.now() > deadline) throw new Error(`healthz stayed ${r.status} ${body}`);
-    await sleep(50);
-  }
-}
-
-// Opens a client and waits for its welcome and (with a room) joined.
-async function join(node, room, q = '') {
-  const c = await Chat.open(node.url(`/ws?room=${room}${q}`));
-  c.welcome = await c.next('welcome');
-  c.joined = await c.next('joined');
-  return c;
 }
 
 const messageIds = (c, room) => c.all.filter((m) => m.type === 'message' && m.room === room).map((m) => m.id);
