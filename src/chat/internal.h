@@ -8,10 +8,14 @@
  *                  connection), the sessions map (token -> chat_session_t,
  *                  owned; a session without a connection is kept on the idle
  *                  list, up to idle_max of them, oldest dropped), the array
- *                  of attached clients and the JSON scratch writer.
+ *                  of attached clients and the JSON scratch writer. It also
+ *                  owns the endpoints map (/ws/{room} name -> one shared,
+ *                  counted copy of it) and, while the directory is a shared
+ *                  one, the conns map (cid -> client, not owned).
  *   chat_room_t    owns its members array. A room exists while it has
  *                  members; it is freed when the last one leaves.
- *   chat_client_t  owns its memberships array and endpoint room name. It is
+ *   chat_client_t  owns its memberships array and one reference to its
+ *                  endpoint room name (dropped at detach). It is
  *                  reference counted: one reference from attach until
  *                  detach, one per store operation in flight, so a store
  *                  callback that arrives after the connection is gone finds
@@ -98,13 +102,13 @@ struct chat_client {
   uint8_t state;
   uint8_t send_failed;         /* ops->send said over limit: send nothing more */
   uint8_t detach_deferred;
-  char *endpoint_room;         /* /ws/{room}: plain text goes here; else NULL */
-  uint64_t cid;                /* connection id, unique on this node (the directory's key) */
-  char cid_key[17];            /* cid in hex: the conns map key */
   uint8_t attaching;           /* the directory has not confirmed the name yet: no welcome */
-  char **inq;                  /* messages received while attaching (length-prefixed copies) */
-  uint32_t n_inq;
-  size_t inq_bytes;
+  const char *endpoint_room;   /* /ws/{room}: plain text goes here; else NULL (shared:
+                                  the server's endpoints map, one copy per name) */
+  uint64_t cid;                /* connection id, unique on this node (the directory's key;
+                                  its 8 bytes are the conns map key) */
+  struct attach_op *attach;    /* while the directory has not confirmed the name (no
+                                  welcome yet): the attach, holding what the client sent */
   double tokens;               /* rate limit bucket (when config.rate_limit > 0) */
   int64_t tokens_ms;
 };
@@ -116,7 +120,10 @@ struct chat_server {
   bus_t *bus;
   chat_limits_t lim;
   wsc_hmap_t rooms, names, sessions;
-  wsc_hmap_t conns;           /* cid_key -> chat_client_t (kicks and DMs from other nodes) */
+  wsc_hmap_t conns;           /* cid (its 8 bytes) -> chat_client_t, for kicks and DMs
+                                 from other nodes: kept only while the directory is not
+                                 the local one (nobody else looks a connection up) */
+  wsc_hmap_t endpoints;       /* /ws/{room} names of the clients -> chat_endpoint_t */
   dir_t *dir;                  /* the directory (names, sessions, members beyond this node) */
   dir_t *own_dir;              /* the local one made by chat_server_new, until set_dir */
   uint64_t next_cid;

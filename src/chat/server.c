@@ -9,6 +9,7 @@
  * stack (srv->depth > 0) a detach only marks the client and is finished
  * when the outermost chat call returns.
  */
+#include <inttypes.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,11 +245,44 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
 /* ---- client lifetime ----------------------------------------------------- */
 
 static void client_free(chat_client_t *c) {
-  for (uint32_t i = 0; i < c->n_inq; i++) free(c->inq[i]);
-  free(c->inq);
   free(c->rooms);
-  free(c->endpoint_room);
   wsc_pool_free(&g_client_pool, c);
+}
+
+/* ---- endpoint rooms: one copy of each /ws/{room} name ------------------- */
+
+/* A /ws/{room} name shared by every client of that endpoint (15,000 clients
+ * in 150 rooms keep 150 copies, not 15,000), counted by its clients. */
+typedef struct chat_endpoint {
+  uint32_t refs;
+  uint32_t len;
+  char name[];                 /* NUL-terminated; the endpoints map key */
+} chat_endpoint_t;
+
+static const char *endpoint_ref(chat_server_t *srv, const char *name) {
+  size_t len = strlen(name);
+  chat_endpoint_t *e = wsc_hmap_get(&srv->endpoints, name, len);
+  if (!e) {
+    if (len > UINT32_MAX - 1 || !(e = malloc(sizeof *e + len + 1))) return NULL;
+    e->refs = 0;
+    e->len = (uint32_t)len;
+    memcpy(e->name, name, len + 1);
+    if (wsc_hmap_put(&srv->endpoints, e->name, len, e) < 0) {
+      free(e);
+      return NULL;
+    }
+  }
+  e->refs++;
+  return e->name;
+}
+
+static void endpoint_unref(chat_server_t *srv, const char *name) {
+  if (!name) return;
+  chat_endpoint_t *e = wsc_hmap_get(&srv->endpoints, name, strlen(name));
+  if (e && --e->refs == 0) {
+    wsc_hmap_del(&srv->endpoints, e->name, e->len);
+    free(e);
+  }
 }
 
 void chat_client_unref(chat_client_t *c) {
@@ -285,8 +319,10 @@ static void unlink_client(chat_client_t *c) {
     }
   }
   c->state = CHAT_CLIENT_DEAD;
-  if (wsc_hmap_get(&srv->conns, c->cid_key, sizeof c->cid_key - 1) == c)
-    wsc_hmap_del(&srv->conns, c->cid_key, sizeof c->cid_key - 1);
+  endpoint_unref(srv, c->endpoint_room);
+  c->endpoint_room = NULL;
+  if (wsc_hmap_get(&srv->conns, (const char *)&c->cid, sizeof c->cid) == c)
+    wsc_hmap_del(&srv->conns, (const char *)&c->cid, sizeof c->cid);
   /* Swap-remove from the clients array. */
   chat_client_t *last = srv->clients[--srv->n_clients];
   srv->clients[c->idx] = last;
@@ -335,6 +371,9 @@ typedef struct attach_op {
   chat_client_t *c;
   char *name, *room, *since, *epoch, *session;
   int tries;
+  char **inq;                  /* messages received meanwhile (length-prefixed copies) */
+  uint32_t n_inq;
+  size_t inq_bytes;
 } attach_op_t;
 
 #define ATTACH_CLAIM_TRIES 8       /* guest names tried when the directory says taken */
@@ -345,6 +384,11 @@ static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 static void attach_op_free(attach_op_t *op) {
   chat_server_t *srv = op->c->srv;
+  /* Ended without welcome (a failed claim, the connection closing): what
+   * the client sent meanwhile is dropped, as is anything it still sends. */
+  if (op->c->attach == op) op->c->attach = NULL;
+  for (uint32_t i = 0; i < op->n_inq; i++) free(op->inq[i]);
+  free(op->inq);
   free(op->name);
   free(op->room);
   free(op->since);
@@ -384,15 +428,16 @@ static void attach_finish(attach_op_t *op) {
   chat_client_t *c = op->c;
   chat_server_t *srv = c->srv;
   c->attaching = 0;
+  c->attach = NULL;
   chat_send_own(c, chat_enc_welcome(&srv->jw, c->session->name, c->session->token));
   if (op->room) attach_room(c, op);
   else if (op->since || op->epoch)
     chat_send_error(c, CHAT_ERR_BAD_REQUEST, "since and epoch resume a room: give room too", NULL);
-  uint32_t n = c->n_inq;
-  char **q = c->inq;
-  c->inq = NULL;
-  c->n_inq = 0;
-  c->inq_bytes = 0;
+  uint32_t n = op->n_inq;
+  char **q = op->inq;
+  op->inq = NULL;
+  op->n_inq = 0;
+  op->inq_bytes = 0;
   for (uint32_t i = 0; i < n; i++) {
     size_t len;
     memcpy(&len, q[i], sizeof len);
@@ -548,23 +593,24 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
     c->tokens = 2 * srv->cfg->rate_limit;
     c->tokens_ms = wsc_mono_ms();
   }
-  if (params->room_endpoint && params->room && !(c->endpoint_room = strdup(params->room))) {
+  if (params->room_endpoint && params->room && !(c->endpoint_room = endpoint_ref(srv, params->room))) {
     wsc_pool_free(&g_client_pool, c);
     return NULL;
   }
   attach_op_t *op = calloc(1, sizeof *op);
   if (!op || push_ptr((void ***)&srv->clients, &srv->n_clients, &srv->cap_clients, c) < 0) {
     free(op);
+    endpoint_unref(srv, c->endpoint_room);
     client_free(c);
     return NULL;
   }
   wsc_metrics.chat_clients++;
-  chat_hex(c->cid_key, (const unsigned char *)&c->cid, sizeof c->cid);
-  wsc_hmap_put(&srv->conns, c->cid_key, sizeof c->cid_key - 1, c);
+  if (srv->dir != srv->own_dir) wsc_hmap_put(&srv->conns, (const char *)&c->cid, sizeof c->cid, c);
   op->c = c;
   c->refs++;
   srv->pending++;
   c->attaching = 1;
+  c->attach = op;
   op->name = dup_or_null(params->name);
   op->room = dup_or_null(params->room);
   op->since = dup_or_null(params->since);
@@ -591,9 +637,11 @@ void chat_client_receive(chat_client_t *c, const char *text, size_t len) {
   if (!srv || c->state != CHAT_CLIENT_LIVE || c->detach_deferred) return;
   if (c->attaching) {
     /* The directory has not answered yet: keep it for after welcome. */
-    char *copy = c->n_inq < ATTACH_QUEUE_MAX && c->inq_bytes + len <= ATTACH_QUEUE_BYTES
+    attach_op_t *op = c->attach;
+    if (!op) return;   /* the attach failed: the connection is closing */
+    char *copy = op->n_inq < ATTACH_QUEUE_MAX && op->inq_bytes + len <= ATTACH_QUEUE_BYTES
                      ? malloc(sizeof len + len) : NULL;
-    char **q = copy ? realloc(c->inq, (c->n_inq + 1) * sizeof *q) : NULL;
+    char **q = copy ? realloc(op->inq, (op->n_inq + 1) * sizeof *q) : NULL;
     if (!q) {
       free(copy);
       c->ops->close(c->ud, 1008, "too much sent before welcome");
@@ -601,9 +649,9 @@ void chat_client_receive(chat_client_t *c, const char *text, size_t len) {
     }
     memcpy(copy, &len, sizeof len);
     memcpy(copy + sizeof len, text, len);
-    c->inq = q;
-    c->inq[c->n_inq++] = copy;
-    c->inq_bytes += len;
+    op->inq = q;
+    op->inq[op->n_inq++] = copy;
+    op->inq_bytes += len;
     return;
   }
   chat_enter(srv);
@@ -633,6 +681,7 @@ chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, stor
   wsc_hmap_init(&srv->names, WSC_HMAP_CASE_FOLD);
   wsc_hmap_init(&srv->sessions, WSC_HMAP_EXACT);
   wsc_hmap_init(&srv->conns, WSC_HMAP_EXACT);
+  wsc_hmap_init(&srv->endpoints, WSC_HMAP_EXACT);
   srv->own_dir = srv->dir = dir_local_new();
   if (!srv->dir) {
     free(srv);
@@ -645,14 +694,24 @@ chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, stor
 
 void chat_server_set_bus(chat_server_t *srv, bus_t *bus) { srv->bus = bus; }
 
-void chat_server_set_dir(chat_server_t *srv, dir_t *dir) { srv->dir = dir ? dir : srv->own_dir; }
+void chat_server_set_dir(chat_server_t *srv, dir_t *dir) {
+  srv->dir = dir ? dir : srv->own_dir;
+  /* Only another node looks a connection up by its id: index the clients
+   * while the directory is a shared one, not for the local one. */
+  wsc_hmap_free(&srv->conns);
+  wsc_hmap_init(&srv->conns, WSC_HMAP_EXACT);
+  if (srv->dir == srv->own_dir) return;
+  for (uint32_t i = 0; i < srv->n_clients; i++) {
+    chat_client_t *c = srv->clients[i];
+    if (wsc_hmap_put(&srv->conns, (const char *)&c->cid, sizeof c->cid, c) < 0)
+      LOG_ERROR(LOG_COMP, "out of memory indexing connections cid=%" PRIu64, c->cid);
+  }
+}
 
 /* ---- what other nodes ask (dir_handler_t) -------------------------------- */
 
 static chat_client_t *client_by_cid(chat_server_t *srv, uint64_t cid) {
-  char key[17];
-  chat_hex(key, (const unsigned char *)&cid, sizeof cid);
-  return wsc_hmap_get(&srv->conns, key, 16);
+  return wsc_hmap_get(&srv->conns, (const char *)&cid, sizeof cid);
 }
 
 /* Another node took over the session of a local connection: as
@@ -734,6 +793,7 @@ void chat_server_free(chat_server_t *srv) {
     c->session = NULL;
     c->state = CHAT_CLIENT_DEAD;
     c->srv = NULL;
+    c->endpoint_room = NULL;   /* the endpoints map goes below */
   }
   for (uint32_t i = 0; i < srv->n_deferred; i++) chat_client_unref(srv->deferred[i]);
   srv->n_clients = srv->n_deferred = 0;
@@ -755,6 +815,9 @@ void chat_server_free(chat_server_t *srv) {
   wsc_hmap_free(&srv->names);
   wsc_hmap_free(&srv->sessions);
   wsc_hmap_free(&srv->conns);
+  for (uint32_t i = 0; i < srv->endpoints.cap; i++)
+    if (srv->endpoints.slots[i].key) free(srv->endpoints.slots[i].val);
+  wsc_hmap_free(&srv->endpoints);
   dir_free(srv->own_dir);
   srv->own_dir = NULL;
   srv->freeing = 1;
