@@ -1,10 +1,19 @@
 /* net/net — see net.h. */
 #include "net/net.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -15,7 +24,7 @@ enum {
   F_DIRTY = 1 << 0,        /* on the server's dirty list */
   F_CLOSING = 1 << 1,      /* net_conn_close called: flush, then shut down */
   F_SHUT = 1 << 2,         /* FIN sent; reading only to drain until EOF */
-  F_CLOSED = 1 << 3,       /* uv_close called */
+  F_CLOSED = 1 << 3,       /* closed (socket closed; freed at the end of the iteration) */
   F_PAUSED = 1 << 4,
   F_EOF = 1 << 5,          /* the peer's EOF arrived while we were closing */
   F_BACKPRESSURE = 1 << 6, /* reading stopped until the queue drains */
@@ -23,7 +32,17 @@ enum {
   F_FREE_LATER = 1 << 8,   /* closed while on the lazy list: its walk frees it */
   F_HANDSHAKING = 1 << 9,  /* TLS handshake in progress (no handler yet) */
   F_TLS_NOTIFIED = 1 << 10,/* our close_notify is queued */
+  F_DOOMED = 1 << 11,      /* finalize at the next cork (the caller may still use it now) */
 };
+
+/* What the epoll set watches a connection for (conn->watch). */
+enum { W_IN = 1 << 0, W_OUT = 1 << 1 };
+
+/* epoll data of the listeners (connections are pointers: low bit 0). */
+#define TAG_LISTENER 1u
+#define TAG_TLS_LISTENER 3u
+#define NET_EPOLL_BATCH 1024      /* events taken per epoll_wait */
+#define NET_READS_PER_EVENT 32    /* reads of a full buffer before others get a turn */
 
 #define OUT_MIN_CAP 4
 #define FLUSH_STACK_BUFS 64
@@ -54,16 +73,6 @@ struct net_out {
   uint32_t n, cap;
   wsc_buf_t *bufs[];
 };
-
-/* A uv_write for bytes the kernel did not take at once; holds references
- * to their buffers until libuv is done with them. */
-typedef struct net_write {
-  uv_write_t req;
-  net_conn_t *conn;
-  size_t bytes;
-  uint32_t n;
-  wsc_buf_t *bufs[];
-} net_write_t;
 
 static uint8_t g_read_buf[NET_READ_BUF];
 static wsc_pool_t g_conn_pool = WSC_POOL_INIT(net_conn_t);
@@ -176,13 +185,23 @@ static void drop_queue(net_conn_t *c) {
 
 /* --- flushing (the cork) ---------------------------------------------------- */
 
-static void after_shutdown(uv_shutdown_t *req, int status) {
-  net_conn_t *c = req->handle->data;
-  free(req);
-  if (status < 0 || (c->flags & F_EOF)) conn_finalize(c);
-  /* else: keep reading until the peer's EOF (or the grace deadline), so
-   * unread input never turns our FIN into an RST that would destroy the
-   * close frame we just sent. */
+/* Sets what the epoll set watches c for (W_IN, W_OUT; 0 takes it out: a
+ * hung-up socket would otherwise be reported for ever). 0 or -1. */
+static int watch_set(net_conn_t *c, uint8_t w) {
+  if (c->fd < 0 || w == c->watch) return 0;
+  struct epoll_event e = {.events = ((w & W_IN) ? EPOLLIN : 0u) | ((w & W_OUT) ? EPOLLOUT : 0u)};
+  e.data.ptr = c;
+  int op = !c->watch ? EPOLL_CTL_ADD : !w ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+  if (epoll_ctl(c->srv->epfd, op, c->fd, &e) != 0) return -1;
+  c->watch = w;
+  return 0;
+}
+
+/* Finalizes c at the next cork, not now: the caller (maybe a handler on
+ * the stack) may still use it. */
+static void doom(net_conn_t *c) {
+  c->flags |= F_DOOMED;
+  mark_dirty(c);
 }
 
 /* All queued bytes are written and the connection is closing: send FIN. */
@@ -191,21 +210,18 @@ static int send_tls_output(net_conn_t *c);
 static void maybe_shutdown(net_conn_t *c) {
   if (!(c->flags & F_CLOSING) || (c->flags & (F_SHUT | F_CLOSED)) || c->queued) return;
   if (c->tls && !(c->flags & (F_TLS_NOTIFIED | F_HANDSHAKING))) {
-    /* close_notify goes before our FIN (uv_shutdown waits for it). */
+    /* close_notify goes before our FIN. */
     c->flags |= F_TLS_NOTIFIED;
     tls_shutdown(c->tls);
     if (send_tls_output(c) != 0) return;
+    if (c->queued) return;   /* the FIN follows once it is written (conn_writable) */
   }
   c->flags |= F_SHUT;
-  uv_shutdown_t *req = malloc(sizeof *req);
-  if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, after_shutdown) != 0) {
-    free(req);
-    conn_finalize(c);
-  }
+  /* FIN (nothing is pending: queued is 0). Then keep reading until the
+   * peer's EOF (or the grace deadline), so unread input never turns our
+   * FIN into an RST that would destroy the close frame we just sent. */
+  if (c->fd < 0 || shutdown(c->fd, SHUT_WR) != 0 || (c->flags & F_EOF)) doom(c);
 }
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* Reading was stopped for back-pressure: resume once the peer has taken
  * half of the limit's worth back. */
@@ -213,59 +229,112 @@ static void maybe_resume(net_conn_t *c) {
   if (!(c->flags & F_BACKPRESSURE) || (c->flags & (F_CLOSING | F_CLOSED))) return;
   if (c->queued > net_conn_server(c)->config->send_queue_limit / 2) return;
   c->flags &= (uint16_t)~F_BACKPRESSURE;
-  if (!(c->flags & F_PAUSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (!(c->flags & F_PAUSED)) watch_set(c, c->watch | W_IN);
 }
 
-static void after_write(uv_write_t *req, int status) {
-  net_write_t *w = (net_write_t *)req;
-  net_conn_t *c = w->conn;
-  for (uint32_t i = 0; i < w->n; i++) wsc_buf_unref(w->bufs[i]);
-  c->queued -= w->bytes;
-  free(w);
-  if (status < 0) {
-    if (status != UV_ECANCELED) conn_finalize(c);
-    return;
+/* Appends n buffers to what waits for EPOLLOUT; their references move to
+ * the pending list (dropped here when out of memory). 0 or -1. */
+static int pend_push(net_conn_t *c, wsc_buf_t *const *bufs, uint32_t n) {
+  struct net_out *p = c->pend;
+  uint32_t have = p ? p->n : 0;
+  if (!p || p->cap - have < n) {
+    uint32_t cap = p ? p->cap : OUT_MIN_CAP;
+    while (cap - have < n) cap *= 2;
+    struct net_out *grown = realloc(p, sizeof *grown + (size_t)cap * sizeof grown->bufs[0]);
+    if (!grown) {
+      for (uint32_t i = 0; i < n; i++) wsc_buf_unref(bufs[i]);
+      return -1;
+    }
+    grown->n = have;
+    grown->cap = cap;
+    c->pend = p = grown;
   }
+  memcpy(p->bufs + p->n, bufs, n * sizeof bufs[0]);
+  p->n += n;
+  return watch_set(c, c->watch | W_OUT);
+}
+
+static void drop_pend(net_conn_t *c) {
+  if (!c->pend) return;
+  for (uint32_t i = 0; i < c->pend->n; i++) {
+    c->queued -= c->pend->bufs[i]->len;
+    wsc_buf_unref(c->pend->bufs[i]);
+  }
+  c->queued += c->pend_skip;
+  free(c->pend);
+  c->pend = NULL;
+  c->pend_skip = 0;
+}
+
+/* Bytes left the queue (written, or handed to TLS): read again if reading
+ * waited for that, FIN if closing and done, and tell the handler. */
+static void after_progress(net_conn_t *c) {
   maybe_resume(c);
   maybe_shutdown(c);
   if (c->handler && c->handler->on_drain && !(c->flags & (F_CLOSING | F_CLOSED))) c->handler->on_drain(c);
 }
 
-/* Hands the not-yet-written tail of the queue to uv_write. */
-static int write_rest(net_conn_t *c, uv_buf_t *iov, uint32_t n, size_t bytes, wsc_buf_t *const *bufs) {
-  net_write_t *w = malloc(sizeof *w + n * sizeof w->bufs[0]);
-  if (!w) return -1;
-  w->conn = c;
-  w->bytes = bytes;
-  w->n = n;
-  memcpy(w->bufs, bufs, n * sizeof w->bufs[0]);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, iov, n, after_write) != 0) {
-    free(w);
-    return -1;
+/* The socket is writable: the pending list goes out, in order. */
+static void conn_writable(net_conn_t *c) {
+  struct net_out *p = c->pend;
+  if (!p) {
+    watch_set(c, c->watch & (uint8_t)~W_OUT);
+    return;
   }
-  return 0;
+  struct iovec stack[FLUSH_STACK_BUFS];
+  uint32_t n = p->n < IOV_MAX ? p->n : IOV_MAX;
+  struct iovec *iov = n <= FLUSH_STACK_BUFS ? stack : malloc(n * sizeof *iov);
+  if (!iov) {
+    conn_finalize(c);
+    return;
+  }
+  for (uint32_t i = 0; i < n; i++)
+    iov[i] = (struct iovec){(void *)wsc_buf_bytes(p->bufs[i]), p->bufs[i]->len};
+  iov[0].iov_base = (char *)iov[0].iov_base + c->pend_skip;
+  iov[0].iov_len -= c->pend_skip;
+  ssize_t r = writev(c->fd, iov, (int)n);
+  if (iov != stack) free(iov);
+  if (r < 0) {
+    if (errno != EAGAIN && errno != EINTR) conn_finalize(c);
+    return;
+  }
+  c->queued -= (size_t)r;
+  size_t skip = c->pend_skip + (size_t)r;
+  uint32_t first = 0;
+  while (first < p->n && skip >= p->bufs[first]->len) {
+    skip -= p->bufs[first]->len;
+    wsc_buf_unref(p->bufs[first]);
+    first++;
+  }
+  memmove(p->bufs, p->bufs + first, (p->n - first) * sizeof p->bufs[0]);
+  p->n -= first;
+  c->pend_skip = skip;
+  if (p->n == 0) {
+    free(p);
+    c->pend = NULL;
+    c->pend_skip = 0;
+    watch_set(c, c->watch & (uint8_t)~W_OUT);
+  }
+  if (r > 0) after_progress(c);
 }
 
-/* Writes one buffer now (TLS output: ciphertext), handing what the kernel
- * does not take to uv_write; takes its own reference. uv_try_write refuses
- * while an earlier uv_write is pending, so bytes keep their order. */
+/* Writes one buffer now (TLS output: ciphertext); what the kernel does not
+ * take waits behind anything already pending, so bytes keep their order.
+ * Takes its own reference. */
 static int write_now(net_conn_t *c, wsc_buf_t *b) {
-  uv_buf_t iov = uv_buf_init((char *)wsc_buf_bytes(b), b->len);
-  int r = uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);
-  if (r < 0 && r != UV_EAGAIN) return -1;
-  size_t done = r > 0 ? (size_t)r : 0;
-  wsc_metrics.bytes_out += done;
-  if (done == b->len) return 0;
-  iov.base += done;
-  iov.len -= done;
-  wsc_buf_ref(b);
-  if (write_rest(c, &iov, 1, b->len - done, &b) != 0) {
-    wsc_buf_unref(b);
-    return -1;
+  size_t done = 0;
+  if (!c->pend) {
+    ssize_t r = write(c->fd, wsc_buf_bytes(b), b->len);
+    if (r < 0 && errno != EAGAIN && errno != EINTR) return -1;
+    done = r > 0 ? (size_t)r : 0;
+    wsc_metrics.bytes_out += done;
+    if (done == b->len) return 0;
+    c->pend_skip = done;
   }
+  wsc_buf_ref(b);
   c->queued += b->len - done;
   wsc_metrics.bytes_out += b->len - done;
-  return 0;
+  return pend_push(c, &b, 1);
 }
 
 /* Sends what the last SSL calls produced (handshake, records, alerts).
@@ -290,60 +359,62 @@ static void flush_tls(net_conn_t *c) {
     return;
   }
   if (send_tls_output(c) != 0) return;
-  maybe_resume(c);
-  maybe_shutdown(c);
-  if (c->handler && c->handler->on_drain && !(c->flags & (F_CLOSING | F_CLOSED))) c->handler->on_drain(c);
+  after_progress(c);
 }
 
 static void flush_conn(net_conn_t *c) {
+  if (c->flags & F_DOOMED) {
+    conn_finalize(c);
+    return;
+  }
   struct net_out *o = c->out;
   if (!o || o->n == 0 || (c->flags & F_CLOSED)) return;
   if (c->tls) {
     flush_tls(c);
     return;
   }
-  uv_buf_t stack[FLUSH_STACK_BUFS];
-  uv_buf_t *iov = o->n <= FLUSH_STACK_BUFS ? stack : malloc(o->n * sizeof *iov);
-  if (!iov) { conn_finalize(c); return; }
-  size_t total = 0;
-  for (uint32_t i = 0; i < o->n; i++) {
-    iov[i] = uv_buf_init((char *)wsc_buf_bytes(o->bufs[i]), o->bufs[i]->len);
-    total += o->bufs[i]->len;
-  }
-  /* One writev now; EAGAIN (a uv_write still pending) counts as 0. */
-  int r = uv_try_write((uv_stream_t *)&c->tcp, iov, o->n);
-  size_t done = r > 0 ? (size_t)r : 0;
-  if (r < 0 && r != UV_EAGAIN) {
+  /* One writev now, unless earlier bytes still wait for EPOLLOUT (then
+   * these go behind them). */
+  size_t done = 0, total = 0;
+  for (uint32_t i = 0; i < o->n; i++) total += o->bufs[i]->len;
+  if (!c->pend) {
+    struct iovec stack[FLUSH_STACK_BUFS];
+    uint32_t n = o->n < IOV_MAX ? o->n : IOV_MAX;
+    struct iovec *iov = n <= FLUSH_STACK_BUFS ? stack : malloc(n * sizeof *iov);
+    if (!iov) {
+      conn_finalize(c);
+      return;
+    }
+    for (uint32_t i = 0; i < n; i++)
+      iov[i] = (struct iovec){(void *)wsc_buf_bytes(o->bufs[i]), o->bufs[i]->len};
+    ssize_t r = writev(c->fd, iov, (int)n);
     if (iov != stack) free(iov);
-    conn_finalize(c);
-    return;
+    if (r < 0 && errno != EAGAIN && errno != EINTR) {
+      conn_finalize(c);
+      return;
+    }
+    done = r > 0 ? (size_t)r : 0;
   }
-  wsc_metrics.bytes_out += done;
   c->queued -= done;
   uint32_t first = 0;
   size_t skip = done;
-  while (first < o->n && skip >= iov[first].len) {
-    skip -= iov[first].len;
+  while (first < o->n && skip >= o->bufs[first]->len) {
+    skip -= o->bufs[first]->len;
     wsc_buf_unref(o->bufs[first]);
     first++;
   }
   int rc = 0;
   if (first < o->n) {
-    iov[first].base += skip;
-    iov[first].len -= skip;
-    rc = write_rest(c, iov + first, o->n - first, total - done, o->bufs + first);
-    if (rc == 0) wsc_metrics.bytes_out += total - done;
-  }
-  if (iov != stack) free(iov);
-  if (rc != 0) {
-    /* The unwritten tail's references still belong to the queue. */
-    memmove(o->bufs, o->bufs + first, (o->n - first) * sizeof o->bufs[0]);
-    o->n -= first;
-    conn_finalize(c);
-    return;
+    if (!c->pend) c->pend_skip = skip;
+    rc = pend_push(c, o->bufs + first, o->n - first);   /* the references move */
   }
   out_free(c->out);
   c->out = NULL;
+  if (rc != 0) {
+    conn_finalize(c);
+    return;
+  }
+  wsc_metrics.bytes_out += total;   /* taken for writing (as write_now counts) */
   maybe_resume(c);
   maybe_shutdown(c);
   if (done && c->handler && c->handler->on_drain && !(c->flags & (F_CLOSING | F_CLOSED)))
@@ -358,6 +429,8 @@ static void flush_conn(net_conn_t *c) {
  * before its close phase, which comes after this check phase, and every
  * connection on the list is popped here first. on_closed still unlinks a
  * connection found dirty there, for a close made after this phase. */
+static void reap_closed(net_server_t *srv);
+
 static void on_flush(uv_check_t *h) {
   net_server_t *srv = h->data;
   while (srv->dirty) {
@@ -366,6 +439,7 @@ static void on_flush(uv_check_t *h) {
     c->flags &= (uint16_t)~F_DIRTY;
     if (!(c->flags & F_CLOSED)) flush_conn(c);
   }
+  reap_closed(srv);
 }
 
 /* Lazy bytes have waited long enough: flush them with this iteration's
@@ -395,17 +469,10 @@ static void on_lazy_timer(uv_timer_t *t) {
 
 /* --- reading ------------------------------------------------------------------ */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
-  (void)suggested;
-  *buf = uv_buf_init((char *)g_read_buf, sizeof g_read_buf);
-}
-
 static void tls_on_read(net_conn_t *c, uint8_t *data, size_t len);
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  net_conn_t *c = s->data;
-  (void)buf;
+/* nread bytes in g_read_buf, or UV_EOF, or a negative errno. */
+static void on_read(net_conn_t *c, ssize_t nread) {
   if (nread > 0) {
     wsc_metrics.bytes_in += (uint64_t)nread;
     if (c->tls) tls_on_read(c, g_read_buf, (size_t)nread);
@@ -420,7 +487,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (nread == UV_EOF && !(c->flags & F_SHUT)) {
       /* Our bytes are still going out: finish them, then close. */
       c->flags |= F_EOF;
-      uv_read_stop(s);
+      watch_set(c, c->watch & (uint8_t)~W_IN);
       return;
     }
     conn_finalize(c);
@@ -432,6 +499,22 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   conn_finalize(c);
+}
+
+/* The socket is readable (or hung up): read while reading is wanted, a few
+ * full buffers at most before the other connections get their turn. */
+static void conn_readable(net_conn_t *c) {
+  for (int i = 0; i < NET_READS_PER_EVENT; i++) {
+    if ((c->flags & F_CLOSED) || !(c->watch & W_IN)) return;
+    ssize_t n = read(c->fd, g_read_buf, sizeof g_read_buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) on_read(c, -errno);
+      return;
+    }
+    on_read(c, n == 0 ? UV_EOF : n);
+    if (n == 0 || (size_t)n < sizeof g_read_buf) return;
+  }
 }
 
 /* --- TLS ---------------------------------------------------------------------- */
@@ -448,8 +531,7 @@ static void refuse_plain_http(net_conn_t *c) {
   static const char resp[] =
       "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 40\r\n"
       "Connection: close\r\n\r\nthis port speaks TLS: use https or wss\r\n";
-  uv_buf_t iov = uv_buf_init((char *)resp, sizeof resp - 1);
-  uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);   /* best effort */
+  if (write(c->fd, resp, sizeof resp - 1) < 0) { /* best effort */ }
   conn_finalize(c);
 }
 
@@ -527,8 +609,9 @@ const char *net_conn_protocol(const net_conn_t *c, char *buf, size_t cap) {
 
 /* --- closing ------------------------------------------------------------------ */
 
-static void on_closed(uv_handle_t *h) {
-  net_conn_t *c = h->data;
+/* A closed connection, at the end of its loop iteration: unlinked and
+ * returned to the pool. */
+static void reap(net_conn_t *c) {
   net_server_t *srv = net_conn_server(c);
   unmark_dirty(c); /* normally a no-op: see on_flush */
   int free_later = (c->flags & F_LAZY) != 0; /* the lazy walk frees it */
@@ -547,7 +630,15 @@ static void on_closed(uv_handle_t *h) {
   }
 }
 
-/* Closes the handle now; tells the handler once. */
+static void reap_closed(net_server_t *srv) {
+  /* Popped one by one: a reap may end the shutdown, whose callback may
+   * close the server (and reap the rest) from here. */
+  while (srv->n_closed) reap(srv->closed[--srv->n_closed]);
+}
+
+/* Closes the socket now; tells the handler once. The object itself is freed
+ * at the end of the iteration (an epoll batch or the dirty list may still
+ * point at it), or at once on a server that never started (fuzzers). */
 static void conn_finalize(net_conn_t *c) {
   if (c->flags & F_CLOSED) return;
   c->flags |= F_CLOSED;
@@ -556,11 +647,33 @@ static void conn_finalize(net_conn_t *c) {
   c->handler = NULL;
   c->ud = NULL;
   drop_queue(c);
+  drop_pend(c);
   if (c->tls) {
     tls_free(c->tls);
     c->tls = NULL;
   }
-  uv_close((uv_handle_t *)&c->tcp, on_closed);
+  net_server_t *srv = net_conn_server(c);
+  if (c->fd >= 0) {
+    watch_set(c, 0);
+    close(c->fd);
+    c->fd = -1;
+  }
+  if (!srv->started) {
+    reap(c);
+    return;
+  }
+  if (srv->n_closed == srv->cap_closed) {
+    size_t cap = srv->cap_closed ? srv->cap_closed * 2 : 256;
+    net_conn_t **grown = realloc(srv->closed, cap * sizeof *grown);
+    if (!grown) {
+      /* It stays linked (and skipped as closed): a leak, not a crash. */
+      LOG_ERROR("net", "out of memory freeing a connection");
+      return;
+    }
+    srv->closed = grown;
+    srv->cap_closed = cap;
+  }
+  srv->closed[srv->n_closed++] = c;
 }
 
 void net_conn_close(net_conn_t *c) {
@@ -576,14 +689,14 @@ void net_conn_abort(net_conn_t *c) { conn_finalize(c); }
 void net_conn_pause(net_conn_t *c) {
   if (!(c->flags & (F_PAUSED | F_CLOSED))) {
     c->flags |= F_PAUSED;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    watch_set(c, c->watch & (uint8_t)~W_IN);
   }
 }
 
 void net_conn_backpressure(net_conn_t *c) {
   if (c->flags & (F_BACKPRESSURE | F_CLOSED)) return;
   c->flags |= F_BACKPRESSURE;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  watch_set(c, c->watch & (uint8_t)~W_IN);
 }
 
 int net_conn_in_backpressure(const net_conn_t *c) { return (c->flags & F_BACKPRESSURE) != 0; }
@@ -592,9 +705,9 @@ int net_conn_is_closing(const net_conn_t *c) { return (c->flags & (F_CLOSING | F
 
 void net_conn_peer(const net_conn_t *c, char *out, size_t cap) {
   struct sockaddr_storage ss;
-  int len = sizeof ss;
+  socklen_t len = sizeof ss;
   out[0] = '\0';
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0) return;
   if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, out, cap);
   else uv_ip4_name((struct sockaddr_in *)&ss, out, cap);
 }
@@ -609,8 +722,6 @@ static void link_conn(net_server_t *srv, net_conn_t *c) {
   srv->n_conns++;
   wsc_metrics.connections_open++;
 }
-
-static void on_unaccepted_closed(uv_handle_t *h) { wsc_pool_free(&g_conn_pool, h->data); }
 
 /* The connections this process can hold: --max-connections, and the soft
  * open-files limit less NET_FD_RESERVE (re-read every tick: prlimit may
@@ -643,39 +754,27 @@ static void refuse(net_server_t *srv, net_conn_t *c, int tls) {
   net_conn_send_copy(c, k_busy_response, sizeof k_busy_response - 1);
   net_conn_close(c);
   c->close_deadline = now + NET_REFUSE_GRACE_MS;
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);   /* drain until the peer's EOF */
+  watch_set(c, c->watch | W_IN);   /* drain until the peer's EOF */
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  net_server_t *srv = listener->data;
-  if (status < 0) {
-    /* Out of descriptors comes in floods: say so once a second. */
-    static int64_t last_log;
-    int64_t now = wsc_mono_ms();
-    if (now - last_log >= 1000) {
-      last_log = now;
-      LOG_WARN("net", "accept failed err=%s open=%zu", uv_strerror(status), srv->n_conns);
-    }
-    return;
-  }
+static void accept_conn(net_server_t *srv, int fd, int tls) {
   net_conn_t *c = wsc_pool_alloc(&g_conn_pool);
-  if (!c) return;
-  uv_tcp_init(srv->loop, &c->tcp);
-  c->tcp.data = c;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-    c->flags |= F_CLOSED;
-    uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
+  if (!c) {
+    close(fd);
     return;
   }
+  c->srv = srv;
+  c->fd = fd;
   link_conn(srv, c);
   wsc_metrics.connections_accepted++;
   if (srv->n_conns > srv->conn_cap || srv->shutting_down) {
     if (!srv->shutting_down) wsc_metrics.cutoffs[WSC_CUTOFF_CONNECTION_LIMIT]++;
-    refuse(srv, c, listener == (uv_stream_t *)&srv->tls_listener);
+    refuse(srv, c, tls);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
-  if (listener == (uv_stream_t *)&srv->tls_listener) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (tls) {
     /* The handler comes when the handshake is done (tls_on_read). */
     if (!srv->tls_ctx || !(c->tls = tls_new(srv->tls_ctx))) {
       conn_finalize(c);
@@ -686,14 +785,68 @@ static void on_connection(uv_stream_t *listener, int status) {
   } else {
     srv->on_accept(srv, c);
   }
-  if (!(c->flags & F_CLOSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (!(c->flags & F_CLOSED)) watch_set(c, c->watch | W_IN);
+}
+
+/* A listener is readable: accept until the backlog is empty. */
+static void accept_all(net_server_t *srv, int tls) {
+  for (;;) {
+    int lfd = tls ? srv->tls_listen_fd : srv->listen_fd;
+    if (lfd < 0) return;   /* closed by the shutdown */
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      accept_conn(srv, fd, tls);
+      continue;
+    }
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    /* Out of descriptors comes in floods: say so once a second. */
+    static int64_t last_log;
+    int64_t now = wsc_mono_ms();
+    if (now - last_log >= 1000) {
+      last_log = now;
+      LOG_WARN("net", "accept failed err=%s open=%zu", strerror(err), srv->n_conns);
+    }
+    if ((err == EMFILE || err == ENFILE) && srv->reserve_fd >= 0) {
+      /* Give up the spare descriptor to accept and close what waits, so a
+       * level-triggered listener does not wake us in a loop. */
+      close(srv->reserve_fd);
+      int shed;
+      while ((shed = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) close(shed);
+      srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    return;
+  }
+}
+
+/* libuv says the epoll set has events: take them (without blocking) and
+ * dispatch: reads first, then writes, as libuv does for its streams. */
+static void on_epoll(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  net_server_t *srv = h->data;
+  struct epoll_event ev[NET_EPOLL_BATCH];
+  int n = epoll_wait(srv->epfd, ev, NET_EPOLL_BATCH, 0);
+  for (int i = 0; i < n; i++) {
+    uint64_t tag = ev[i].data.u64;
+    if (tag & 1u) {
+      accept_all(srv, tag == TAG_TLS_LISTENER);
+      continue;
+    }
+    net_conn_t *c = ev[i].data.ptr;
+    uint32_t e = ev[i].events;
+    if ((c->watch & W_IN) && (e & (EPOLLIN | EPOLLERR | EPOLLHUP))) conn_readable(c);
+    if (!(c->flags & F_CLOSED) && (c->watch & W_OUT) && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+      conn_writable(c);
+  }
 }
 
 net_conn_t *net_conn_detached(net_server_t *srv) {
   net_conn_t *c = wsc_pool_alloc(&g_conn_pool);
   if (!c) return NULL;
-  uv_tcp_init(srv->loop, &c->tcp);
-  c->tcp.data = c;
+  c->srv = srv;
+  c->fd = -1;
   link_conn(srv, c);
   return c;
 }
@@ -731,17 +884,39 @@ static void on_tick(uv_timer_t *t) {
   wsc_metrics.send_queues_nonempty = q_nonempty;
 }
 
-static int listen_on(net_server_t *srv, uv_tcp_t *listener, int port) {
+/* A non-blocking listening socket on config->host:port in the epoll set.
+ * 0 or a negative errno (libuv's error codes are the same numbers). */
+static int listen_on(net_server_t *srv, int *fdp, int port, int tls) {
   struct sockaddr_storage addr;
+  socklen_t alen = sizeof(struct sockaddr_in);
   int rc = uv_ip4_addr(srv->config->host, port, (struct sockaddr_in *)&addr);
-  if (rc != 0) rc = uv_ip6_addr(srv->config->host, port, (struct sockaddr_in6 *)&addr);
+  if (rc != 0) {
+    rc = uv_ip6_addr(srv->config->host, port, (struct sockaddr_in6 *)&addr);
+    alen = sizeof(struct sockaddr_in6);
+  }
   if (rc != 0) return rc;
-  uv_tcp_init(srv->loop, listener);
-  listener->data = srv;
-  rc = uv_tcp_bind(listener, (struct sockaddr *)&addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)listener, NET_LISTEN_BACKLOG, on_connection);
-  if (rc != 0) uv_close((uv_handle_t *)listener, NULL);
-  return rc;
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int on = 1, off = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if (addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  struct epoll_event e = {.events = EPOLLIN};
+  e.data.u64 = tls ? TAG_TLS_LISTENER : TAG_LISTENER;
+  if (bind(fd, (struct sockaddr *)&addr, alen) != 0 || listen(fd, NET_LISTEN_BACKLOG) != 0 ||
+      epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+    rc = -errno;
+    close(fd);
+    return rc;
+  }
+  *fdp = fd;
+  return 0;
+}
+
+static void close_listener(net_server_t *srv, int *fdp) {
+  if (*fdp < 0) return;
+  epoll_ctl(srv->epfd, EPOLL_CTL_DEL, *fdp, NULL);
+  close(*fdp);
+  *fdp = -1;
 }
 
 int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *config,
@@ -752,9 +927,21 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
   srv->config = config;
   srv->on_accept = on_accept;
   srv->ud = ud;
+  srv->listen_fd = srv->tls_listen_fd = srv->reserve_fd = -1;
   update_conn_cap(srv);
-  int rc = listen_on(srv, &srv->listener, config->port);
-  if (rc != 0) return rc;
+  if ((srv->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) return -errno;
+  int rc = listen_on(srv, &srv->listen_fd, config->port, 0);
+  if (rc == 0) rc = uv_poll_init(loop, &srv->epoll_watch, srv->epfd);
+  if (rc != 0) {
+    close_listener(srv, &srv->listen_fd);
+    close(srv->epfd);
+    srv->epfd = -1;
+    return rc;
+  }
+  srv->epoll_watch.data = srv;
+  uv_poll_start(&srv->epoll_watch, UV_READABLE, on_epoll);
+  srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  srv->started = 1;
   uv_check_init(loop, &srv->flusher);
   srv->flusher.data = srv;
   uv_check_start(&srv->flusher, on_flush);
@@ -777,7 +964,7 @@ int net_server_start_tls(net_server_t *srv, char *errbuf, size_t errcap) {
   }
   srv->tls_ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, &srv->alpn, errbuf, errcap);
   if (!srv->tls_ctx) return -1;
-  int rc = listen_on(srv, &srv->tls_listener, cfg->tls_port);
+  int rc = listen_on(srv, &srv->tls_listen_fd, cfg->tls_port, 1);
   if (rc != 0) {
     snprintf(errbuf, errcap, "cannot listen on TLS port %d: %s", cfg->tls_port, uv_strerror(rc));
     tls_ctx_free(srv->tls_ctx);
@@ -814,8 +1001,8 @@ void net_server_shutdown(net_server_t *srv, int timeout_ms, void (*done)(net_ser
   if (srv->shutting_down) return;
   srv->shutting_down = 1;
   srv->shutdown_done = done;
-  uv_close((uv_handle_t *)&srv->listener, NULL);
-  if (srv->tls_ctx) uv_close((uv_handle_t *)&srv->tls_listener, NULL);
+  close_listener(srv, &srv->listen_fd);
+  close_listener(srv, &srv->tls_listen_fd);
   net_conn_t *next;
   for (net_conn_t *c = srv->conns; c; c = next) {
     next = c->next;
@@ -831,7 +1018,23 @@ void net_server_shutdown(net_server_t *srv, int timeout_ms, void (*done)(net_ser
   uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, (uint64_t)timeout_ms, 0);
 }
 
+static void on_epoll_watch_closed(uv_handle_t *h) {
+  net_server_t *srv = h->data;
+  close(srv->epfd);
+  srv->epfd = -1;
+}
+
 void net_server_close(net_server_t *srv) {
+  reap_closed(srv);
+  free(srv->closed);
+  srv->closed = NULL;
+  srv->n_closed = srv->cap_closed = 0;
+  close_listener(srv, &srv->listen_fd);
+  close_listener(srv, &srv->tls_listen_fd);
+  if (srv->reserve_fd >= 0) close(srv->reserve_fd);
+  srv->reserve_fd = -1;
+  uv_poll_stop(&srv->epoll_watch);
+  uv_close((uv_handle_t *)&srv->epoll_watch, on_epoll_watch_closed);
   uv_check_stop(&srv->flusher);
   uv_close((uv_handle_t *)&srv->flusher, NULL);
   uv_timer_stop(&srv->ticker);

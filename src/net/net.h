@@ -1,5 +1,16 @@
-/* net/net — the libuv layer: a TCP listener, its connections, corked and
- * bounded writes, and one loop-wide timer.
+/* net/net — the socket layer under libuv: TCP listeners, their
+ * connections, corked and bounded writes, and one loop-wide timer.
+ *
+ * Sockets: a connection is a bare non-blocking fd in an epoll set of net's
+ * own, not a libuv handle (libuv's uv_tcp_t is 248 bytes; an idle
+ * connection here is ~100). libuv watches that epoll set (and the
+ * listeners, which are in it too) through one uv_poll_t, so the loop is
+ * still libuv's: timers, checks, the thread pool and the other handles are
+ * unchanged. net reads with read(2) and writes with writev(2); what the
+ * kernel does not take waits in the connection's pending list and goes out
+ * when epoll says the socket is writable. A closed connection is freed at
+ * the end of the loop iteration (after the cork below), never while an
+ * epoll batch or a list may still point at it.
  *
  * Reading: every connection reads into one loop-wide buffer (NET_READ_BUF
  * bytes), handed to handler->on_data; the handler keeps only what it must
@@ -7,8 +18,8 @@
  *
  * Writing (corking): net_conn_send only queues a reference to the bytes.
  * At the end of the loop iteration (a uv_check handle) every connection
- * with queued bytes is flushed with one writev (uv_try_write, then
- * uv_write for a remainder the kernel did not take). An idle connection
+ * with queued bytes is flushed with one writev (a remainder the kernel did
+ * not take waits for EPOLLOUT, in order). An idle connection
  * holds no write buffer. Each connection's queue (queued + in flight) is
  * bounded by config->send_queue_limit: net_conn_send refuses bytes past it
  * and the caller decides (chat closes the slow consumer with 1013).
@@ -79,27 +90,37 @@ typedef struct net_handler {
 typedef void (*net_accept_cb)(net_server_t *srv, net_conn_t *c);
 
 struct net_conn {
-  uv_tcp_t tcp;                  /* first; tcp.data points back here */
+  net_server_t *srv;
   const net_handler_t *handler;
   void *ud;                      /* the handler's state */
   struct net_out *out;           /* queued, not yet written; NULL when idle */
-  size_t queued;                 /* bytes queued + in flight */
+  struct net_out *pend;          /* flushed but not taken by the kernel yet
+                                    (written on EPOLLOUT); NULL when none */
+  size_t queued;                 /* bytes queued + pending */
   net_conn_t *prev, *next;       /* all connections of the server */
   net_conn_t *next_dirty;        /* connections with queued bytes */
   net_conn_t *next_lazy;         /* connections with only lazy bytes queued */
   tls_t *tls;                    /* TLS state, NULL for plain connections */
   int64_t close_deadline;        /* while closing: when to give up (mono ms);
                                     during a TLS handshake: its deadline */
+  size_t pend_skip;              /* bytes of pend's first buffer already written */
+  int fd;                        /* the socket; -1 for a detached connection */
   uint16_t flags;
+  uint8_t watch;                 /* what the epoll set watches it for (read, write) */
 };
 
-/* One server per loop: loop->data points to it (net_conn_server), which
- * saves every connection a pointer. */
+/* One server per loop (loop->data points to it); every connection points
+ * to it too (net_conn_server). */
 struct net_server {
   uv_loop_t *loop;
   const wsc_config_t *config;
-  uv_tcp_t listener;
-  uv_tcp_t tls_listener;         /* --tls-port, when tls_ctx is set */
+  int epfd;                      /* the connections' (and listeners') epoll set */
+  uv_poll_t epoll_watch;         /* libuv polls epfd */
+  int listen_fd, tls_listen_fd;  /* -1 when not listening (TLS: --tls-port) */
+  int reserve_fd;                /* a spare descriptor given up to shed accepts on EMFILE */
+  int started;                   /* net_server_start ran (epfd and the handles exist) */
+  net_conn_t **closed;           /* closed connections to free at the end of the iteration */
+  size_t n_closed, cap_closed;
   tls_ctx_t *tls_ctx;            /* for new TLS connections; NULL: no TLS */
   tls_alpn_t alpn;               /* the protocols ALPN may select */
   uv_check_t flusher;
@@ -119,7 +140,7 @@ struct net_server {
   void (*shutdown_done)(net_server_t *srv);
 };
 
-static inline net_server_t *net_conn_server(const net_conn_t *c) { return c->tcp.loop->data; }
+static inline net_server_t *net_conn_server(const net_conn_t *c) { return c->srv; }
 
 /* Binds config->host:config->port and starts accepting. Returns 0 or a
  * negative libuv error. */
@@ -181,7 +202,8 @@ void net_conn_peer(const net_conn_t *c, char *out, size_t cap);
 /* A connection with no socket, from net's pool and linked into srv (whose
  * loop and config must be set): for fuzzers and tests that feed a handler
  * directly. Its queued bytes are never written; net_conn_abort returns it
- * to the pool once the loop has run. NULL when out of memory. */
+ * to the pool (at once on a server that was never started, else at the end
+ * of the loop iteration). NULL when out of memory. */
 net_conn_t *net_conn_detached(net_server_t *srv);
 
 #endif
