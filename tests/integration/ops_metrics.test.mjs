@@ -57,11 +57,21 @@ test('/metrics: histograms, queue depths and cut-offs by reason, after real traf
     const extra = [];
     for (let i = 0; i < 10; i++) extra.push(rawConnect(srv.port));
     await Promise.all(extra); // the refused ones at once, the others at the handshake timeout
-    // the server may still count a closing connection for a moment: retry
+    // the server may still count a closing connection for a moment (a 503
+    // "at its connection limit", or a refused connect): retry
     let body;
     for (let i = 0; i < 100 && body === undefined; i++) {
-      try { body = await (await fetch(srv.http('/metrics'))).text(); } catch { await sleep(100); }
+      try {
+        const r = await fetch(srv.http('/metrics'));
+        const text = await r.text();
+        if (r.status === 200) body = text;
+        else assert.equal(r.status, 503, text);
+      } catch (e) {
+        if (e instanceof assert.AssertionError) throw e;
+      }
+      if (body === undefined) await sleep(100);
     }
+    assert.ok(body !== undefined, '/metrics answered 200 within 10 s');
     const p = parse(body);
     for (const h of ['wschat_store_commit_duration_seconds', 'wschat_delivery_duration_seconds']) {
       assert.equal(p.types[h], 'histogram', h);
