@@ -274,6 +274,28 @@ static void after_progress(net_conn_t *c) {
   if (c->handler && c->handler->on_drain && !(c->flags & (F_CLOSING | F_CLOSED))) c->handler->on_drain(c);
 }
 
+/* One writev of bufs (at most IOV_MAX of them), the first without its
+ * first skip bytes. The bytes written, or -1 with errno (ENOMEM: no room
+ * for the vector). */
+static ssize_t write_bufs(int fd, wsc_buf_t *const *bufs, uint32_t nbufs, size_t skip) {
+  struct iovec stack[FLUSH_STACK_BUFS];
+  uint32_t n = nbufs < IOV_MAX ? nbufs : IOV_MAX;
+  struct iovec *iov = n <= FLUSH_STACK_BUFS ? stack : malloc(n * sizeof *iov);
+  if (!iov) {
+    errno = ENOMEM;
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    size_t off = i == 0 ? skip : 0;
+    iov[i] = (struct iovec){(char *)wsc_buf_bytes(bufs[i]) + off, bufs[i]->len - off};
+  }
+  ssize_t r = writev(fd, iov, (int)n);
+  int err = errno;
+  if (iov != stack) free(iov);
+  errno = err;
+  return r;
+}
+
 /* The socket is writable: the pending list goes out, in order. */
 static void conn_writable(net_conn_t *c) {
   struct net_out *p = c->pend;
@@ -281,19 +303,7 @@ static void conn_writable(net_conn_t *c) {
     watch_set(c, c->watch & (uint8_t)~W_OUT);
     return;
   }
-  struct iovec stack[FLUSH_STACK_BUFS];
-  uint32_t n = p->n < IOV_MAX ? p->n : IOV_MAX;
-  struct iovec *iov = n <= FLUSH_STACK_BUFS ? stack : malloc(n * sizeof *iov);
-  if (!iov) {
-    conn_finalize(c);
-    return;
-  }
-  for (uint32_t i = 0; i < n; i++)
-    iov[i] = (struct iovec){(void *)wsc_buf_bytes(p->bufs[i]), p->bufs[i]->len};
-  iov[0].iov_base = (char *)iov[0].iov_base + c->pend_skip;
-  iov[0].iov_len -= c->pend_skip;
-  ssize_t r = writev(c->fd, iov, (int)n);
-  if (iov != stack) free(iov);
+  ssize_t r = write_bufs(c->fd, p->bufs, p->n, c->pend_skip);
   if (r < 0) {
     if (errno != EAGAIN && errno != EINTR) conn_finalize(c);
     return;
@@ -378,17 +388,7 @@ static void flush_conn(net_conn_t *c) {
   size_t done = 0, total = 0;
   for (uint32_t i = 0; i < o->n; i++) total += o->bufs[i]->len;
   if (!c->pend) {
-    struct iovec stack[FLUSH_STACK_BUFS];
-    uint32_t n = o->n < IOV_MAX ? o->n : IOV_MAX;
-    struct iovec *iov = n <= FLUSH_STACK_BUFS ? stack : malloc(n * sizeof *iov);
-    if (!iov) {
-      conn_finalize(c);
-      return;
-    }
-    for (uint32_t i = 0; i < n; i++)
-      iov[i] = (struct iovec){(void *)wsc_buf_bytes(o->bufs[i]), o->bufs[i]->len};
-    ssize_t r = writev(c->fd, iov, (int)n);
-    if (iov != stack) free(iov);
+    ssize_t r = write_bufs(c->fd, o->bufs, o->n, 0);
     if (r < 0 && errno != EAGAIN && errno != EINTR) {
       conn_finalize(c);
       return;
@@ -772,8 +772,8 @@ static void accept_conn(net_server_t *srv, int fd, int tls) {
     refuse(srv, c, tls);
     return;
   }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  /* TCP_NODELAY comes from the listener (Linux copies it to accepted
+   * sockets): no setsockopt per connection. */
   if (tls) {
     /* The handler comes when the handshake is done (tls_on_read). */
     if (!srv->tls_ctx || !(c->tls = tls_new(srv->tls_ctx))) {
@@ -899,6 +899,7 @@ static int listen_on(net_server_t *srv, int *fdp, int port, int tls) {
   if (fd < 0) return -errno;
   int on = 1, off = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);   /* inherited by accepted sockets */
   if (addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
   struct epoll_event e = {.events = EPOLLIN};
   e.data.u64 = tls ? TAG_TLS_LISTENER : TAG_LISTENER;
