@@ -11,7 +11,7 @@
  * The handover (TLS 1.3): OpenSSL does the handshake; when it completes,
  * the connection's record layer moves to net/tls13_rec (like kernel TLS
  * offload) and the SSL object is freed: an idle TLS 1.3 connection then
- * holds ~270 bytes (struct tls) instead of OpenSSL's ~15 KB. The secrets
+ * holds 256 bytes (struct tls) instead of OpenSSL's ~15 KB. The secrets
  * come from OpenSSL's key log callback (the public way to get them); the
  * write sequence number is the number of records (session tickets) the
  * handshake's last step wrote, the read one is 0 (OpenSSL reads one record

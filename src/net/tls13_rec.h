@@ -5,7 +5,7 @@
  * handshake even with its record buffers released; an idle chat connection
  * needs only its traffic keys. So, like kernel TLS offload, net/tls lets
  * OpenSSL do the handshake, takes the two application traffic secrets,
- * frees the SSL and does the records here: a tls13_rec_t is ~240 bytes.
+ * frees the SSL and does the records here: a tls13_rec_t is 232 bytes.
  *
  * What it does: AEAD records with the three suites we enable
  * (TLS_AES_128_GCM_SHA256 0x1301, TLS_AES_256_GCM_SHA384 0x1302,
