@@ -321,6 +321,33 @@ test('Redis stopped for 3 s: polls and sends get 503 with a body, no false ack; 
   await w.close();
 });
 
+test('the node holding a long poll killed (kill -9): the session goes on, the next long poll elsewhere is woken', async () => {
+  const room = 'hpoller';
+  const holder = await startNode();
+  extra.push(holder);
+  const h = await HttpChat.open(nodes[0], {});
+  await post(nodes[0], `/http/send?session=${h.token}`, { type: 'join', room });
+  const w = await join(nodes[2], room);
+  let ack = 0;
+  for (let seen = false; !seen;) {   /* the member's presence join first */
+    const r = await get(nodes[1], `/http/longpoll?session=${h.token}&ack=${ack}&timeout=5`);
+    for (const e of r.body) { ack = e.seq; if (e.type === 'presence') seen = true; }
+  }
+  const dying = fetch(holder.http(`/http/longpoll?session=${h.token}&ack=${ack}&timeout=20`)).catch(() => null);
+  await sleep(300);
+  await holder.kill9();
+  await dying;
+  const t0 = Date.now();
+  const held = get(nodes[1], `/http/longpoll?session=${h.token}&ack=${ack}&timeout=20`);
+  await sleep(300);
+  w.send({ type: 'send', room, text: 'after the poller died', ref: 1 });
+  const r = await held;
+  assert.equal(r.status, 200, r.text);
+  assert.ok(Date.now() - t0 < 3000, `woken promptly (${Date.now() - t0} ms)`);
+  assert.deepEqual(r.body.map((e) => [e.seq, e.text]), [[ack + 1, 'after the poller died']]);
+  await w.close();
+});
+
 test('the nodes shut down clean: exit 0, no sanitizer report (sessions, held polls and forwarded sends freed)', async () => {
   // something in flight at shutdown: a held long poll on node 2 for a session of node 1
   const h = await HttpChat.open(nodes[0], {});
