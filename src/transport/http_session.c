@@ -92,6 +92,8 @@ struct hsess {
                                      local queue holds those Redis has not confirmed yet */
   uint8_t stalled;                /* cluster: an append got no answer: resend when the link is up */
   uint8_t reset_pending;          /* cluster: q[head] is the overflow error, a reset in Redis */
+  uint8_t rehoming;               /* cluster: moving here from a dead home (not served until moved) */
+  uint8_t rehome_wait;            /* ... its welcome comes later (the directory answers) */
   char token[HSESS_TOKEN_MAX + 1];
 };
 
@@ -370,6 +372,7 @@ static const char OVERFLOW_JSON[] =
     "queue holds; they were dropped and the session left its rooms: join again with since\"}";
 
 static void cluster_send_at(hsess_t *s, uint32_t i);
+static void rehome_attached(hsess_t *s);
 
 static void overflow(hsess_t *s) {
   hsess_server_t *hs = s->hs;
@@ -486,6 +489,7 @@ static int op_reply(void *ud, wsc_buf_t *msg) {
     if (t == HSESS_MSG_WELCOME && !s->welcome) {
       s->welcome = wsc_buf_ref(msg);
       if (s->opener) open_finish_held(s);
+      else if (s->rehome_wait) rehome_attached(s);
       return 0;
     }
     return push_msg(s, msg, 1);
@@ -827,6 +831,10 @@ static int send_body_ok(hsess_server_t *hs, const hsess_carrier_ops_t *ops, void
 static void session_send(hsess_server_t *hs, hsess_t *s, const hsess_carrier_ops_t *ops, void *conn,
                          const uint8_t *body, size_t body_len) {
   if (send_body_ok(hs, ops, conn, body, body_len) < 0) return;
+  if (s->rehoming) {
+    respond_text(ops, conn, 503, "the session is moving to this node (its node stopped); try again");
+    return;
+  }
   if (s->n_sends >= HSESS_SENDS_MAX) {
     respond_text(ops, conn, 429, "too many requests of this session waiting for their replies");
     return;
@@ -1058,6 +1066,89 @@ static void cluster_publish(hsess_t *s, const hsess_carrier_ops_t *ops, void *co
   opener_hold(s, w, ops, conn);
 }
 
+/* -- the home: a session whose home died moves here ---------------------------------------- */
+
+static const char MOVED_JSON[] =
+    "{\"type\":\"error\",\"code\":\"moved\",\"message\":\"the node holding this session stopped; the "
+    "session moved to another node and left its rooms: join again with since\"}";
+
+static void on_rehomed(void *ud, int status, int64_t seq) {
+  cref_t r;
+  hsess_t *s = cref_take(ud, &r);
+  if (!s) return;
+  if (status < 0 || seq < 0) {   /* Redis away, or another node took it first */
+    LOG_INFO(LOG_COMP, "session move refused status=%d answer=%" PRId64, status, seq);
+    session_end(s, END_EXPIRED);
+    return;
+  }
+  s->rehoming = 0;
+  s->first_seq = (uint64_t)seq + 1;   /* the queue goes on after the moved error */
+  s->published = 1;
+  for (uint32_t i = 0; i < s->n && !s->stalled; i++) cluster_send_at(s, i);
+  LOG_INFO(LOG_COMP, "session moved here from a dead node seq=%" PRId64, seq);
+}
+
+/* The chat client took the session (the token, and its name): the record
+ * in Redis moves here. */
+static void rehome_attached(hsess_t *s) {
+  hsess_server_t *hs = s->hs;
+  s->attaching = 0;
+  s->rehome_wait = 0;
+  if (s->welcome) {
+    wsc_buf_unref(s->welcome);
+    s->welcome = NULL;
+  }
+  const char *tok = chat_client_token(s->chat);
+  if (!tok || strcmp(tok, s->token) != 0) {   /* the directory no longer knew the token */
+    session_end(s, END_EXPIRED);
+    return;
+  }
+  s->inst = ++hs->next_inst;
+  char inst[HSR_INST_MAX];
+  inst_str(s, inst);
+  cref_t *r = cref_new(hs, s->token, s->inst);
+  if (!r || hsr_rehome(hs->hsr, s->token, inst, MOVED_JSON, sizeof MOVED_JSON - 1, on_rehomed, r) < 0) {
+    free(r);
+    session_end(s, END_EXPIRED);
+    return;
+  }
+  hs->inflight++;
+}
+
+/* A request found the session's home dead (swept): this node becomes its
+ * home. The chat client reclaims the session's token and name, in no room;
+ * the client is told by a `moved` error event (appended by the move itself),
+ * after what was queued. */
+static void cluster_rehome(hsess_server_t *hs, const char *token) {
+  if (session_get(hs, token) || hs->n_sessions >= (size_t)hs->cfg->max_connections || !hsr_up(hs->hsr)) return;
+  hsess_t *s = wsc_pool_alloc(&g_session_pool);
+  if (!s) return;
+  s->hs = hs;
+  s->first_seq = 1;
+  s->rehoming = 1;
+  snprintf(s->token, sizeof s->token, "%s", token);
+  if (wsc_hmap_put(&hs->by_token, s->token, strlen(s->token), s) < 0) {
+    wsc_pool_free(&g_session_pool, s);
+    return;
+  }
+  hs->n_sessions++;
+  wsc_metrics.http_sessions = (int64_t)hs->n_sessions;
+  lru_touch(hs, s);
+  chat_connect_params_t p = {.session = s->token};
+  if (session_attach(s, &p) < 0) {
+    session_end(s, END_EXPIRED);
+    return;
+  }
+  if (s->welcome) {
+    rehome_attached(s);
+  } else if (chat_client_attaching(s->chat)) {
+    s->attaching = 1;   /* op_reply captures until the welcome */
+    s->rehome_wait = 1;
+  } else {
+    session_end(s, END_EXPIRED);
+  }
+}
+
 /* After the session was last used for the TTL: where (on any node)? */
 static void lru_insert_sorted(hsess_server_t *hs, hsess_t *s) {
   hsess_t *p = hs->lru_tail;
@@ -1177,20 +1268,28 @@ static void rsend_finish(hsess_server_t *hs, rsend_t *rs, int status, const char
   if (b) wsc_buf_unref(b);
 }
 
+static void cluster_rehome(hsess_server_t *hs, const char *token);
+
 static void on_forwarded(void *ud, int status, int64_t v) {
   cref_t *r = ud;
   (void)v;
   if (!cref_enter(r)) return;
   hsess_server_t *hs = r->hs;
   rsend_t *rs = rsend_find(hs, r->id);
+  char token[HSESS_TOKEN_MAX + 1];
+  snprintf(token, sizeof token, "%s", r->token);
   free(r);
   if (!rs || status == 0) return;   /* answered already, or the home has it now */
-  if (status == HSR_E_UNKNOWN)
+  if (status == HSR_E_UNKNOWN) {
     rsend_finish(hs, rs, 404, NULL, "unknown session (expired, taken over, or never made): POST /http/session", 0);
-  else if (status == HSR_E_HOME_GONE)
-    rsend_finish(hs, rs, 404, NULL, "the session's node is gone (the session ended): POST /http/session", 0);
-  else
+  } else if (status == HSR_E_HOME_GONE) {   /* it moves here; the next request finds it */
+    cluster_rehome(hs, token);
+    rsend_finish(hs, rs, 503, NULL, "the session's node stopped: the session moves to this node; try again", 0);
+  } else if (status == HSR_E_NO_ANSWER) {
+    rsend_finish(hs, rs, 503, NULL, "the session's node is not answering (it may have stopped); try again", 0);
+  } else {
     rsend_finish(hs, rs, 503, NULL, "the shared store became unreachable: the message may or may not have been run", 0);
+  }
 }
 
 static void on_remote_reply(void *ud, uint64_t reqid, int status, int json, const char *body, size_t len) {
@@ -1325,8 +1424,9 @@ static void on_cpoll_read(void *ud, int status, uint64_t gen, uint64_t last, con
     cpoll_answer_text(hs, cp, 404, "unknown session (expired, taken over, or never made): POST /http/session");
     return;
   }
-  if (status == HSR_E_HOME_GONE) {
-    cpoll_answer_text(hs, cp, 404, "the session's node is gone (the session ended): POST /http/session");
+  if (status == HSR_E_HOME_GONE) {   /* it moves here; the next poll finds it */
+    cluster_rehome(hs, cp->token);
+    cpoll_answer_text(hs, cp, 503, "the session's node stopped: the session moves to this node; poll again");
     return;
   }
   if (status == HSR_E_ACK) {

@@ -127,7 +127,7 @@ static const char DONE_LUA[] =
     "return 1\n";
 
 /* KEYS: record, queue. ARGV: payload, now, expire. 1, or -1 unknown, -3
- * home gone. */
+ * home gone (swept), -4 the home's channel has no listener. */
 static const char FORWARD_LUA[] =
     "local home = redis.call('HGET', KEYS[1], 'home')\n"
     "if not home then return -1 end\n"
@@ -135,10 +135,27 @@ static const char FORWARD_LUA[] =
     "redis.call('HSET', KEYS[1], 'seen', ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
-    "if redis.call('PUBLISH', 'wschat:node:' .. home, ARGV[1]) == 0 then return -3 end\n"
+    "if redis.call('PUBLISH', 'wschat:node:' .. home, ARGV[1]) == 0 then return -4 end\n"
     "return 1\n";
 
-enum { S_CREATE, S_APPEND, S_RESET, S_END, S_LAST, S_POLL, S_DONE, S_FORWARD, S_COUNT };
+/* KEYS: record, queue. ARGV: node, inst, now, expire, event (JSON after
+ * its '{'), token. The session moves to this node if its home is gone
+ * (swept), with the event appended as the next seq: that seq, or -1
+ * unknown, -2 its home is alive (another node took it first). */
+static const char REHOME_LUA[] =
+    "local h = redis.call('HMGET', KEYS[1], 'home', 'seq', 'poller')\n"
+    "if not h[1] then return -1 end\n"
+    "if h[1] ~= ARGV[1] and redis.call('HEXISTS', 'wschat:nodes', h[1]) == 1 then return -2 end\n"
+    "local seq = tonumber(h[2]) + 1\n"
+    "redis.call('XADD', KEYS[2], seq .. '-0', 'j', '{\"seq\":' .. seq .. ',' .. ARGV[5])\n"
+    "redis.call('HSET', KEYS[1], 'home', ARGV[1], 'inst', ARGV[2], 'seen', ARGV[3], 'seq', seq)\n"
+    "redis.call('HDEL', KEYS[1], 'ovf')\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "if h[3] then redis.call('PUBLISH', 'wschat:node:' .. h[3], 'h' .. ARGV[6]) end\n"
+    "return seq\n";
+
+enum { S_CREATE, S_APPEND, S_RESET, S_END, S_LAST, S_POLL, S_DONE, S_FORWARD, S_REHOME, S_COUNT };
 
 struct hsr {
   wsc_redis_t *link;
@@ -338,7 +355,7 @@ static void on_forward(void *ud, redisReply *rep) {
   int64_t v = 0;
   if (rep && rep->type == REDIS_REPLY_INTEGER) {
     v = rep->integer;
-    status = v == -1 ? HSR_E_UNKNOWN : v < 0 ? HSR_E_HOME_GONE : 0;
+    status = v == -1 ? HSR_E_UNKNOWN : v == -3 ? HSR_E_HOME_GONE : v < 0 ? HSR_E_NO_ANSWER : 0;
   } else if (rep && rep->type == REDIS_REPLY_ERROR) {
     LOG_ERROR(LOG_COMP, "redis forward script failed err=\"%s\"", rep->str);
   }
@@ -363,6 +380,18 @@ int hsr_forward(hsr_t *r, const char *token, uint64_t reqid, const char *body, s
   int rc = eval_op(r, S_FORWARD, 2, 5, args, lens, on_forward, cb, ud);
   free(payload);   /* hiredis copied the command */
   return rc;
+}
+
+int hsr_rehome(hsr_t *r, const char *token, const char *inst, const char *event, size_t len, hsr_status_cb cb,
+               void *ud) {
+  char rec[HSR_KEY_MAX], q[HSR_KEY_MAX], now[HSR_NUM], exp[HSR_NUM];
+  if (len < 2 || event[0] != '{') return HSR_E_DOWN;
+  keys_of(token, rec, q);
+  fmt_i64(now, wsc_now_ms());
+  fmt_i64(exp, r->expire_ms);
+  const char *args[] = {rec, q, hsr_node(r), inst, now, exp, event + 1, token};
+  size_t lens[] = {(size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1, len - 1, (size_t)-1};
+  return eval_op(r, S_REHOME, 2, 8, args, lens, on_int, cb, ud);
 }
 
 void hsr_answer(hsr_t *r, const char *node, uint64_t reqid, int status, int json, const char *body, size_t len) {
@@ -456,7 +485,7 @@ hsr_t *hsr_new(wsc_redis_t *link, const wsc_config_t *config, const hsr_handler_
   r->expire_ms = (int64_t)config->http_session_ttl_ms + HSR_EXPIRE_SLACK_MS;
   snprintf(r->channel, sizeof r->channel, "wschat:node:%s", wsc_redis_node_id(link));
   static const char *const scripts[S_COUNT] = {CREATE_LUA, APPEND_LUA, RESET_LUA, END_LUA,
-                                               LAST_LUA,   POLL_LUA,   DONE_LUA,  FORWARD_LUA};
+                                               LAST_LUA,   POLL_LUA,   DONE_LUA,  FORWARD_LUA, REHOME_LUA};
   for (int i = 0; i < S_COUNT; i++)
     if (wsc_redis_script(link, scripts[i], r->sha[i]) < 0) {
       free(r);

@@ -28,6 +28,8 @@
  *                            a held poll of an older generation answers []
  *   s<reqid> <node> <token> <body>   a /http/send for the home to run
  *   r<reqid> <status> <j|t><body>    its answer, to the node that asked
+ * A session whose home died (swept from wschat:nodes) moves to the first
+ * node that gets a request for it (hsr_rehome): same token, queue and seq.
  * All scripts run on the link's command connection, in order.
  *
  * Ownership: the caller owns the link (it outlives this) and every buffer
@@ -51,6 +53,7 @@
 #define HSR_E_HOME_GONE (-12)        /* the home node is dead */
 #define HSR_E_SUPERSEDED (-13)       /* a newer poll took over (reread only) */
 #define HSR_E_DOWN (-14)             /* Redis unreachable, or no answer in time */
+#define HSR_E_NO_ANSWER (-15)        /* forward: nobody listens on the home's channel (yet in the nodes) */
 
 typedef struct hsr hsr_t;
 
@@ -108,9 +111,15 @@ int hsr_poll(hsr_t *r, const char *token, uint64_t ack, int mode, uint64_t gen, 
 void hsr_poll_done(hsr_t *r, const char *token, uint64_t gen);
 
 /* Forwards a /http/send to the session's home. cb value: 1 sent, or
- * status HSR_E_UNKNOWN / HSR_E_HOME_GONE / HSR_E_DOWN. */
+ * status HSR_E_UNKNOWN / HSR_E_HOME_GONE / HSR_E_NO_ANSWER / HSR_E_DOWN. */
 int hsr_forward(hsr_t *r, const char *token, uint64_t reqid, const char *body, size_t len, hsr_status_cb cb,
                 void *ud);
+/* The session's home is gone (swept): this node becomes its home, as
+ * `inst`, keeping its queue and seq, and `event` (a JSON object) is
+ * appended as the next seq, in the same script. cb value: that seq, -1
+ * unknown, -2 another node's (its home is alive). */
+int hsr_rehome(hsr_t *r, const char *token, const char *inst, const char *event, size_t len, hsr_status_cb cb,
+               void *ud);
 /* The home's answer to a forwarded send, to the node that asked. */
 void hsr_answer(hsr_t *r, const char *node, uint64_t reqid, int status, int json, const char *body, size_t len);
 

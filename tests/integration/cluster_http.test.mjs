@@ -249,7 +249,7 @@ test('TTL: kept alive by requests on other nodes and by a long poll held elsewhe
   await w.close();
 });
 
-test('the home node killed (kill -9): sends get 404 at once, the member leaves once within the presence TTL, then polls 404', async () => {
+test('the home node killed (kill -9): the member leaves once, the session moves to the next node asked (same token, name, queue)', async () => {
   const room = 'hdead';
   const home = await startNode(['--presence-ttl', '2']);
   extra.push(home);
@@ -257,20 +257,53 @@ test('the home node killed (kill -9): sends get 404 at once, the member leaves o
   const h = await HttpChat.open(home, { name: 'orphan' });
   await post(home, `/http/send?session=${h.token}`, { type: 'join', room });
   await w.until((m) => m.type === 'presence' && m.event === 'join' && m.name === 'orphan');
+  w.send({ type: 'send', room, text: 'before the death', ref: 1 });
+  await w.until((m) => m.type === 'ack' && m.ref === 1);
+  // what the session was owed before the death (not acknowledged yet)
+  let owed;
+  for (const deadline = Date.now() + 5000; ;) {
+    owed = await get(nodes[1], `/http/poll?session=${h.token}`);
+    if (owed.body.some((e) => e.text === 'before the death') || Date.now() > deadline) break;
+    await sleep(50);
+  }
+  assert.ok(owed.body.some((e) => e.text === 'before the death'), owed.text);
+  const lastSeq = owed.body[owed.body.length - 1].seq;
   await sleep(300);
   await home.kill9();
   const t0 = Date.now();
   const s = await post(nodes[1], `/http/send?session=${h.token}`, { type: 'send', room, text: 'lost?' });
-  assert.equal(s.status, 404, s.text);
-  assert.match(s.text, /node is gone/);
+  assert.equal(s.status, 503, s.text);
+  assert.match(s.text, /not answering|moves to this node/);
   await w.until((m) => m.type === 'presence' && m.event === 'leave' && m.name === 'orphan', 10000);
   assert.ok(Date.now() - t0 < 4000, `left within the presence TTL (${Date.now() - t0} ms)`);
-  const p = await get(nodes[2], `/http/poll?session=${h.token}`);
-  assert.equal(p.status, 404, p.text);
-  assert.match(p.text, /node is gone|unknown session/);
+  // the next requests move it to the node they land on (node 3), then it is served anywhere again
+  let p;
+  const statuses = [];
+  for (const deadline = Date.now() + 10000; ;) {
+    p = await get(nodes[2], `/http/poll?session=${h.token}`);
+    statuses.push(p.status);
+    if (p.status === 200 || Date.now() > deadline) break;
+    assert.equal(p.status, 503, p.text);
+    await sleep(100);
+  }
+  assert.equal(p.status, 200, `${statuses}: ${p.text}`);
+  const seqs = p.body.map((e) => e.seq);
+  assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, k) => k + 1), 'the queue was kept: seq dense from 1');
+  assert.ok(p.body.some((e) => e.text === 'before the death'), 'what was owed is still there');
+  const moved = p.body.find((e) => e.code === 'moved');
+  assert.ok(moved, p.text);
+  assert.equal(moved.seq, lastSeq + 1, 'the moved error right after what was queued');
+  // join again through another node: the name is kept, the room sees one join
+  const j = await post(nodes[0], `/http/send?session=${h.token}`, { type: 'join', room, since: 1 });
+  assert.equal(j.status, 200, j.text);
+  assert.equal(j.body.type, 'joined');
+  await w.until((m) => m.type === 'presence' && m.event === 'join' && m.name === 'orphan');
+  const a = await post(nodes[1], `/http/send?session=${h.token}`, { type: 'send', room, text: 'back', ref: 'b' });
+  assert.equal(a.body.type, 'ack', a.text);
+  assert.equal((await w.until((m) => m.type === 'message' && m.text === 'back')).from, 'orphan');
   await sleep(1500);
   assert.equal(w.all.filter((m) => m.type === 'presence' && m.event === 'leave').length, 1, 'exactly one leave');
-  assert.equal(w.all.filter((m) => m.type === 'message').length, 0, 'the send after the death was not stored');
+  assert.ok(!w.all.some((m) => m.type === 'message' && m.text === 'lost?'), 'the send refused after the death was not stored');
   await w.close();
 });
 
