@@ -17,6 +17,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/hmap.h"
 #include "base/metrics.h"
 #include "h3/request.h"
 #include "h3/udp.h"
@@ -26,7 +27,6 @@
 #define RX_BUF (64 * 1024)
 #define RX_MMSG 16                  /* datagrams per recvmmsg (libuv: one 64 KiB chunk each) */
 #define TX_PER_FLUSH 256            /* packets per connection per loop iteration */
-#define CID_BUCKETS 8192
 #define TICK_MS 250
 #define RESETS_PER_SEC 200          /* stateless resets sent at most */
 #define REFUSALS_PER_SEC 200        /* CONNECTION_REFUSED answers at most */
@@ -67,8 +67,11 @@ struct h3_stream {
 
 enum { PEND_RESET = 1, PEND_STOP_READ = 2 };
 
+/* One connection ID of a connection: the value in the server's CID map
+ * (base/hmap, keyed by SipHash: the client chooses the first one), the key
+ * pointing at `id`; also on its connection's list, to drop them all. */
 typedef struct cid_node {
-  struct cid_node *next;
+  struct cid_node *next;          /* the connection's other IDs */
   h3_conn_t *c;
   uint8_t len;
   uint8_t id[NGTCP2_MAX_CIDLEN];
@@ -86,6 +89,7 @@ struct h3_conn {
   h3_conn_t *prev, *next;         /* all connections */
   h3_conn_t *next_dirty;
   h3_stream_t *streams;
+  cid_node_t *cids;               /* its connection IDs (in srv->cids) */
   ngtcp2_connection_close_error ccerr;
   uint8_t *close_pkt;             /* our CONNECTION_CLOSE, resent while closing */
   size_t close_pkt_len;
@@ -103,7 +107,7 @@ struct h3_server {
   int fd;
   gnutls_certificate_credentials_t cred;
   uint8_t secret[32];             /* stateless reset and Retry tokens */
-  cid_node_t *cids[CID_BUCKETS];
+  wsc_hmap_t cids;                /* connection ID -> cid_node_t */
   h3_conn_t *conns, *dirty;
   size_t n_conns, n_handshaking;
   int max_conns, retry_above;
@@ -125,52 +129,51 @@ static void conn_free(h3_conn_t *c);
 
 /* --- connection IDs ------------------------------------------------------------------ */
 
-static uint32_t cid_hash(const uint8_t *id, size_t len) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < len; i++) h = (h ^ id[i]) * 16777619u;
-  return h % CID_BUCKETS;
-}
-
 static h3_conn_t *cid_find(h3_server_t *srv, const uint8_t *id, size_t len) {
-  for (cid_node_t *n = srv->cids[cid_hash(id, len)]; n; n = n->next)
-    if (n->len == len && memcmp(n->id, id, len) == 0) return n->c;
-  return NULL;
+  cid_node_t *n = wsc_hmap_get(&srv->cids, (const char *)id, len);
+  return n ? n->c : NULL;
 }
 
+/* Returns 0, or -1 when out of memory or when the ID already names
+ * another connection (two clients' Initials with one DCID: the second is
+ * refused rather than taking the first one's packets). */
 static int cid_add(h3_server_t *srv, const uint8_t *id, size_t len, h3_conn_t *c) {
+  if (len > NGTCP2_MAX_CIDLEN) return -1;
+  cid_node_t *old = wsc_hmap_get(&srv->cids, (const char *)id, len);
+  if (old) return old->c == c ? 0 : -1;
   cid_node_t *n = malloc(sizeof *n);
   if (!n) return -1;
-  uint32_t b = cid_hash(id, len);
   n->c = c;
   n->len = (uint8_t)len;
   memcpy(n->id, id, len);
-  n->next = srv->cids[b];
-  srv->cids[b] = n;
+  if (wsc_hmap_put(&srv->cids, (const char *)n->id, len, n) != 0) {
+    free(n);
+    return -1;
+  }
+  n->next = c->cids;
+  c->cids = n;
   return 0;
 }
 
 static void cid_remove(h3_server_t *srv, const uint8_t *id, size_t len) {
-  for (cid_node_t **p = &srv->cids[cid_hash(id, len)]; *p; p = &(*p)->next) {
-    if ((*p)->len == len && memcmp((*p)->id, id, len) == 0) {
-      cid_node_t *n = *p;
+  cid_node_t *n = wsc_hmap_del(&srv->cids, (const char *)id, len);
+  if (!n) return;
+  for (cid_node_t **p = &n->c->cids; *p; p = &(*p)->next) {
+    if (*p == n) {
       *p = n->next;
-      free(n);
-      return;
+      break;
     }
   }
+  free(n);
 }
 
 static void cid_remove_conn(h3_server_t *srv, h3_conn_t *c) {
-  for (size_t b = 0; b < CID_BUCKETS; b++)
-    for (cid_node_t **p = &srv->cids[b]; *p;) {
-      if ((*p)->c == c) {
-        cid_node_t *n = *p;
-        *p = n->next;
-        free(n);
-      } else {
-        p = &(*p)->next;
-      }
-    }
+  while (c->cids) {
+    cid_node_t *n = c->cids;
+    c->cids = n->next;
+    wsc_hmap_del(&srv->cids, (const char *)n->id, n->len);
+    free(n);
+  }
 }
 
 static void rand_bytes(uint8_t *p, size_t n) {
@@ -1264,6 +1267,7 @@ int h3_server_start(h3_server_t **out, uv_loop_t *loop, const wsc_config_t *conf
   }
   srv->loop = loop;
   srv->config = config;
+  wsc_hmap_init(&srv->cids, WSC_HMAP_EXACT);
   srv->opt = *opt;
   srv->max_conns = opt->max_connections > 0 ? opt->max_connections : H3_MAX_CONNECTIONS;
   srv->retry_above = opt->retry_above >= 0 ? opt->retry_above : H3_RETRY_ABOVE;
@@ -1359,6 +1363,7 @@ static void srv_handle_closed(uv_handle_t *h) {
 void h3_server_free(h3_server_t *srv) {
   if (!srv) return;
   while (srv->conns) conn_free(srv->conns);
+  wsc_hmap_free(&srv->cids);
   tx_flush(srv);
   gnutls_certificate_free_credentials(srv->cred);
   srv->handles = 5;
