@@ -2,8 +2,8 @@
  * connections, corked and bounded writes, and one loop-wide timer.
  *
  * Sockets: a connection is a bare non-blocking fd in an epoll set of net's
- * own, not a libuv handle (libuv's uv_tcp_t is 248 bytes; an idle
- * connection here is ~100). libuv watches that epoll set (and the
+ * own, not a libuv handle (libuv's uv_tcp_t is 248 bytes; a net_conn_t
+ * is 112). libuv watches that epoll set (and the
  * listeners, which are in it too) through one uv_poll_t, so the loop is
  * still libuv's: timers, checks, the thread pool and the other handles are
  * unchanged. net reads with read(2) and writes with writev(2); what the
@@ -24,8 +24,9 @@
  * bounded by config->send_queue_limit: net_conn_send refuses bytes past it
  * and the caller decides (chat closes the slow consumer with 1013).
  *
- * TLS (net/tls): a second listener (--tls-port) whose connections carry an
- * SSL (conn->tls, NULL on plain ones). net decrypts what it reads before
+ * TLS (net/tls): a second listener (--tls-port) whose connections carry
+ * TLS state (conn->tls, NULL on plain ones: OpenSSL's SSL during the
+ * handshake, then for TLS 1.3 only net/tls13_rec's keys). net decrypts what it reads before
  * handler->on_data and, at flush, encrypts what the connection is owed
  * this iteration into as few records as fit; handlers see plaintext only.
  * A TLS connection gets its handler (on_accept) only once the handshake
