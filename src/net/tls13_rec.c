@@ -305,9 +305,11 @@ static int rec_start(tls13_sealer_t *s) {
   uint8_t nonce[TLS13_IV];
   make_nonce(&r->wr, nonce);
   int outl;
-  /* Keyed for every record: cheap next to the record, and the one
-   * context can never carry another connection's key into this one. */
-  if (aead_init(c, cipher, r->wr.key, nonce, 1) != 0) return seal_fail(s);
+  /* Keyed at the batch's first record, only the nonce after that: nothing
+   * else uses the one context between begin and end, so it can never carry
+   * another connection's key into this batch. */
+  if (aead_init(c, cipher, s->keyed ? NULL : r->wr.key, nonce, 1) != 0) return seal_fail(s);
+  s->keyed = 1;
   if (EVP_CipherUpdate(c, NULL, &outl, h, TLS13_HDR) != 1) return seal_fail(s);
   s->len += TLS13_HDR;
   s->in_rec = rl;

@@ -29,8 +29,9 @@
  * the suite, plus a partial-record buffer allocated only while a record is
  * incomplete (at most TLS13_MAX_CIPHER bytes) and freed when it completes.
  * The AEAD context is one per process (the event loop thread), keyed with
- * the connection's key for each record: a seal (begin .. end) must not be
- * interleaved with any other seal or open.
+ * the connection's key once per seal batch (then only the nonce changes
+ * per record) and for each record opened: a seal (begin .. end) must not
+ * be interleaved with any other seal or open.
  *
  * Ownership: the caller owns the tls13_rec_t (embedded anywhere) and
  * calls tls13_rec_clear when done. Output goes to caller buffers sized
@@ -126,6 +127,7 @@ typedef struct tls13_sealer {
   size_t left;          /* plaintext bytes still to come */
   size_t in_rec;        /* plaintext bytes still to come in this record */
   uint8_t type;
+  uint8_t keyed;        /* the AEAD context holds r's write key */
   int err;
 } tls13_sealer_t;
 
