@@ -899,7 +899,12 @@ typedef struct rsend {
   hsess_waiter_t *w;
   uint64_t reqid;
   char key[24];
+  char token[HSESS_TOKEN_MAX + 1];
 } rsend_t;
+
+/* reqid 0 in a forward: not a client message but a reply whose request is
+ * gone, for the home to queue as an event (as one node does). */
+#define HSESS_REQID_EVENT 0
 
 /* The reference an async call keeps: what to find again. */
 typedef struct cref {
@@ -1221,6 +1226,15 @@ static const hsess_carrier_ops_t remote_carrier = {.hold = remote_hold, .respond
 static void on_remote_send(void *ud, uint64_t reqid, const char *node, const char *token, const char *body,
                            size_t len) {
   hsess_server_t *hs = ud;
+  if (reqid == HSESS_REQID_EVENT) {
+    hsess_t *s = session_get(hs, token);
+    wsc_buf_t *e = s && !s->rehoming && len >= 2 && body[0] == '{' ? outbuf_text(body, len) : NULL;
+    if (e) {
+      push_msg(s, e, 1);
+      wsc_buf_unref(e);
+    }
+    return;
+  }
   rconn_t *rc = strlen(node) <= HSESS_NODE_MAX ? malloc(sizeof *rc) : NULL;
   if (!rc) return;   /* the asking node answers 503 at its timeout */
   rc->hs = hs;
@@ -1295,7 +1309,9 @@ static void on_forwarded(void *ud, int status, int64_t v) {
 static void on_remote_reply(void *ud, uint64_t reqid, int status, int json, const char *body, size_t len) {
   hsess_server_t *hs = ud;
   rsend_t *rs = rsend_find(hs, reqid);
-  if (!rs) return;   /* its request is gone (or timed out): dropped */
+  if (!rs) return;   /* timed out: dropped (the home queued it as an event at its own timeout) */
+  if (!rs->w->conn && json && hs->hsr)   /* its client went away: the home queues it as an event */
+    hsr_forward(hs->hsr, rs->token, HSESS_REQID_EVENT, body, len, NULL, NULL);
   if (status < 100 || status > 599) status = 502;
   rsend_finish(hs, rs, status, json ? JSON_TYPE : TEXT_TYPE, body, len);
 }
@@ -1327,6 +1343,7 @@ static int cluster_send_elsewhere(hsess_server_t *hs, const hsess_carrier_ops_t 
   rs->hs = hs;
   rs->reqid = reqid;
   rs->w = w;
+  snprintf(rs->token, sizeof rs->token, "%s", q.session);
   snprintf(rs->key, sizeof rs->key, "%" PRIu64, reqid);
   if (wsc_hmap_put(&hs->rsends, rs->key, strlen(rs->key), rs) < 0) goto oom;
   if (hsr_forward(hs->hsr, q.session, reqid, (const char *)body, body_len, on_forwarded, r) < 0) {
@@ -1606,8 +1623,8 @@ static void cluster_waiter_gone(hsess_waiter_t *w) {
     cpoll_end(hs, cp, 0);
     return;
   }
-  /* a forwarded send: its answer, when it comes, is dropped (the home cannot
-   * tell; the reply is not queued as an event as it is on one node) */
+  /* a forwarded send: its answer, when it comes, goes back to the home to
+   * be queued as an event (on_remote_reply), as one node does */
   rsend_t *rs = w->cx;
   if (w->conn) rs->hs->n_held--;
   wsc_metrics.http_held = (int64_t)rs->hs->n_held;

@@ -47,6 +47,16 @@ const post = async (node, p, body) => {
   return { status: r.status, text, body: (r.headers.get('content-type') || '').startsWith('application/json') ? JSON.parse(text) : text };
 };
 
+// Long-polls the session on `node` until a presence event came; the last seq.
+async function pollUntilPresence(node, token) {
+  let ack = 0;
+  for (let seen = false; !seen;) {
+    const r = await get(node, `/http/longpoll?session=${token}&ack=${ack}&timeout=5`);
+    for (const e of r.body) { ack = e.seq; if (e.type === 'presence') seen = true; }
+  }
+  return ack;
+}
+
 before(async () => {
   rd = await startRedis();
   for (let i = 0; i < 3; i++) nodes.push(await startNode());
@@ -143,11 +153,7 @@ test('a long poll held on node 3 is answered promptly by an event made on node 1
   const h = await HttpChat.open(nodes[0], {});
   await post(nodes[0], `/http/send?session=${h.token}`, { type: 'join', room });
   const w = await join(nodes[0], room);
-  let ack = 0;
-  for (let seen = false; !seen;) {   /* the member's presence join first */
-    const r = await get(nodes[1], `/http/longpoll?session=${h.token}&ack=${ack}&timeout=5`);
-    for (const e of r.body) { ack = e.seq; if (e.type === 'presence') seen = true; }
-  }
+  const ack = await pollUntilPresence(nodes[1], h.token);
   const t0 = Date.now();
   const held = get(nodes[2], `/http/longpoll?session=${h.token}&ack=${ack}&timeout=20`);
   await sleep(300);
@@ -361,11 +367,7 @@ test('the node holding a long poll killed (kill -9): the session goes on, the ne
   const h = await HttpChat.open(nodes[0], {});
   await post(nodes[0], `/http/send?session=${h.token}`, { type: 'join', room });
   const w = await join(nodes[2], room);
-  let ack = 0;
-  for (let seen = false; !seen;) {   /* the member's presence join first */
-    const r = await get(nodes[1], `/http/longpoll?session=${h.token}&ack=${ack}&timeout=5`);
-    for (const e of r.body) { ack = e.seq; if (e.type === 'presence') seen = true; }
-  }
+  const ack = await pollUntilPresence(nodes[1], h.token);
   const dying = fetch(holder.http(`/http/longpoll?session=${h.token}&ack=${ack}&timeout=20`)).catch(() => null);
   await sleep(300);
   await holder.kill9();
@@ -379,6 +381,34 @@ test('the node holding a long poll killed (kill -9): the session goes on, the ne
   assert.ok(Date.now() - t0 < 3000, `woken promptly (${Date.now() - t0} ms)`);
   assert.deepEqual(r.body.map((e) => [e.seq, e.text]), [[ack + 1, 'after the poller died']]);
   await w.close();
+});
+
+test('a forwarded send whose client went away: its reply is queued as an event, as on one node', async () => {
+  const room = 'horphan';
+  const home = nodes[0];
+  const h = await HttpChat.open(home, {});
+  assert.equal((await post(home, `/http/send?session=${h.token}`, { type: 'join', room })).status, 200);
+  home.proc.kill('SIGSTOP');   /* the home holds the reply back */
+  const ac = new AbortController();
+  const req = fetch(nodes[1].http(`/http/send?session=${h.token}`), {
+    method: 'POST', body: JSON.stringify({ type: 'send', room, text: 'orphaned', ref: 'o1' }), signal: ac.signal,
+  }).catch(() => 'aborted');
+  await sleep(200);
+  ac.abort();
+  assert.equal(await req, 'aborted');
+  await sleep(100);
+  home.proc.kill('SIGCONT');
+  let events = [];
+  for (const deadline = Date.now() + 10000; Date.now() < deadline;) {
+    const r = await get(nodes[2], `/http/poll?session=${h.token}`);
+    assert.equal(r.status, 200, r.text);
+    events = r.body;
+    if (events.some((e) => e.type === 'ack' && e.ref === 'o1')) break;
+    await sleep(100);
+  }
+  const ack = events.find((e) => e.type === 'ack' && e.ref === 'o1');
+  assert.ok(ack, `the ack came as an event: ${JSON.stringify(events)}`);
+  assert.equal(events.find((e) => e.type === 'message' && e.id === ack.id)?.text, 'orphaned');
 });
 
 test('the nodes shut down clean: exit 0, no sanitizer report (sessions, held polls and forwarded sends freed)', async () => {
