@@ -291,12 +291,20 @@ static void submit(h2_stream_t *s, int status, const char *content_type, const c
   h2_field_t extra[RESP_MAX_FIELDS];
   int n_extra = extra_headers ? h2_resp_fields(extra_headers, extra, RESP_MAX_FIELDS, lower, sizeof lower) : 0;
   if (n_extra < 0) n_extra = 0;
-  nghttp2_nv nva[4 + RESP_MAX_FIELDS];
+  nghttp2_nv nva[5 + RESP_MAX_FIELDS];
   size_t nv = 0;
   nva[nv++] = NV(":status", st, 3);
   nva[nv++] = NV("content-type", content_type, strlen(content_type));
   nva[nv++] = NV("content-length", len, (size_t)ln);
   nva[nv++] = NV("x-content-type-options", "nosniff", 7);
+  /* HTTPS responses advertise HTTP/3 when it is on (RFC 7838), as over
+   * HTTP/1.1: a browser that negotiated h2 learns of h3 only from here. */
+  char alt[40];
+  const wsc_config_t *cfg = net_conn_server(s->conn->net)->config;
+  if (net_conn_is_tls(s->conn->net) && cfg->h3_port) {
+    int al = snprintf(alt, sizeof alt, "h3=\":%d\"; ma=86400", cfg->h3_port);
+    nva[nv++] = NV("alt-svc", alt, (size_t)al);
+  }
   for (int i = 0; i < n_extra; i++)
     nva[nv++] = (nghttp2_nv){(uint8_t *)extra[i].name, (uint8_t *)extra[i].value, extra[i].name_len,
                              extra[i].value_len, NGHTTP2_NV_FLAG_NONE};

@@ -40,7 +40,7 @@ describe('h3 front', () => {
     assert.match(res[3].body.toString(), /^wschat_h3_connections 1$/m);
   });
 
-  test('HTTPS responses advertise HTTP/3 (Alt-Svc), plain HTTP ones do not', T, async () => {
+  test('HTTPS responses advertise HTTP/3 (Alt-Svc) over HTTP/1.1 and HTTP/2, plain HTTP ones do not', T, async () => {
     const https = await import('node:https');
     const alt = await new Promise((resolve, reject) => {
       https.get({ host: '127.0.0.1', port: srv.tlsPort, path: '/healthz', rejectUnauthorized: false, agent: false },
@@ -48,6 +48,23 @@ describe('h3 front', () => {
     });
     assert.equal(alt, `h3=":${srv.h3port}"; ma=86400`);
     assert.equal((await fetch(srv.http('/healthz'))).headers.get('alt-svc'), null);
+    // Over HTTP/2 (ALPN h2, what a browser on https negotiates) too; not over h2c.
+    const http2 = await import('node:http2');
+    const h2alt = async (url, opts) => {
+      const session = http2.connect(url, opts);
+      try {
+        return await new Promise((resolve, reject) => {
+          const req = session.request({ ':path': '/healthz' });
+          req.on('response', (h) => { req.resume(); resolve(h['alt-svc'] ?? null); });
+          req.on('error', reject);
+          req.end();
+        });
+      } finally {
+        session.close();
+      }
+    };
+    assert.equal(await h2alt(`https://127.0.0.1:${srv.tlsPort}`, { rejectUnauthorized: false }), `h3=":${srv.h3port}"; ma=86400`);
+    assert.equal(await h2alt(`http://127.0.0.1:${srv.port}`), null);
   });
 
   test('errors: 404, 405 and WebSocket paths without extended CONNECT', T, async () => {
