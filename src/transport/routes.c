@@ -85,7 +85,7 @@ static int is_ws_path(const http_request_t *req) {
  * the version's (GET to upgrade, CONNECT on HTTP/2), the room name and the
  * query are valid. Returns 0, or -1 after answering with the error. */
 static int ws_target(routes_t *r, http_reply_t out, const http_request_t *req, const char *method,
-                     ws_target_t *t) {
+                     const char *wrong_method, ws_target_t *t) {
   memset(&t->params, 0, sizeof t->params);
   int echo = path_is(req, "/echo");
   if (echo && r->config->echo == 0) {
@@ -93,8 +93,7 @@ static int ws_target(routes_t *r, http_reply_t out, const http_request_t *req, c
     return -1;
   }
   if (strcmp(req->method, method) != 0) {
-    if (strcmp(method, "GET") == 0) http_reply_error(out, 405, "WebSocket endpoints take GET only", "Allow: GET\r\n");
-    else http_reply_error(out, 405, "WebSocket endpoints over HTTP/2 take extended CONNECT (RFC 8441)", "Allow: CONNECT\r\n");
+    http_reply_error(out, 405, wrong_method, strcmp(method, "GET") == 0 ? "Allow: GET\r\n" : "Allow: CONNECT\r\n");
     return -1;
   }
   t->kind = echo ? WS_KIND_ECHO : WS_KIND_CHAT;
@@ -128,7 +127,7 @@ static void hs_error(http_reply_t out, const ws_hs_result_t *res) {
 static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, uint8_t *rest, size_t rest_len) {
   http_reply_t out = http1_reply(c);
   ws_target_t t;
-  if (ws_target(r, out, req, "GET", &t) != 0) return;
+  if (ws_target(r, out, req, "GET", "WebSocket endpoints take GET only", &t) != 0) return;
   ws_hs_request_t hs = {req->method, req->http_major, req->http_minor, req->headers, req->n_headers};
   ws_hs_result_t res;
   if (ws_handshake_check(&hs, &r->origin_policy, &res) != 0) {
@@ -146,21 +145,23 @@ static void upgrade(routes_t *r, net_conn_t *c, const http_request_t *req, uint8
   ws_transport_start_tcp(r->ws, c, t.kind, &t.params, &res.pmd, rest, rest_len);
 }
 
-/* RFC 8441: the stream becomes the WebSocket's carrier; :status 200, no
- * Sec-WebSocket-Accept. The same checks and limits as the Upgrade. */
-static void connect_ws(routes_t *r, h2_stream_t *s, const http_request_t *req) {
-  http_reply_t out = h2_stream_reply(s);
+/* RFC 8441 / RFC 9220: the stream becomes the WebSocket's carrier;
+ * :status 200, no Sec-WebSocket-Accept. The same checks and limits as the
+ * Upgrade. */
+static void connect_ws(routes_t *r, const routes_stream_t *st, const http_request_t *req) {
   ws_target_t t;
-  if (ws_target(r, out, req, "CONNECT", &t) != 0) return;
+  if (ws_target(r, st->out, req, "CONNECT", st->connect_only, &t) != 0) return;
   ws_hs_request_t hs = {req->method, req->http_major, req->http_minor, req->headers, req->n_headers};
+  ws_hs_policy_t policy = r->origin_policy;
+  if (!st->deflate) policy.deflate = 0;
   ws_hs_result_t res;
-  if (ws_handshake_check_connect(&hs, req->protocol, &r->origin_policy, &res) != 0) {
-    hs_error(out, &res);
+  if (ws_handshake_check_connect(&hs, req->protocol, &policy, &res) != 0) {
+    hs_error(st->out, &res);
     return;
   }
   char ext[128] = "";
   if (res.pmd.enabled && ws_pmd_response(&res.pmd, ext, sizeof ext) == 0) res.pmd.enabled = 0;
-  ws_transport_start(r->ws, h2_stream_websocket(s, res.subprotocol, ext), t.kind, &t.params, &res.pmd);
+  ws_transport_start(r->ws, st->websocket(st->stream, res.subprotocol, ext), t.kind, &t.params, &res.pmd);
 }
 
 /* --- HTTP sessions: an HTTP/1.1 connection as their carrier --------------------- */
@@ -224,22 +225,31 @@ static void on_request(void *app, net_conn_t *c, const http_request_t *req, uint
   else route_plain(r, http1_reply(c), req);
 }
 
-void routes_h2_request(void *app, h2_stream_t *s, const http_request_t *req) {
-  routes_t *r = app;
+void routes_stream_request(routes_t *r, const routes_stream_t *st, const http_request_t *req) {
   if (is_ws_path(req)) {
-    connect_ws(r, s, req);
+    connect_ws(r, st, req);
     return;
   }
   if (req->protocol) {
-    http_reply_error(h2_stream_reply(s), 404, "no WebSocket endpoint at this path", NULL);
+    http_reply_error(st->out, 404, "no WebSocket endpoint at this path", NULL);
     return;
   }
-  if (r->sessions && hsess_path(req->path, req->path_len)) {
-    hsess_handle(r->sessions, &h2_carrier, s, req->method, req->path, req->path_len, req->query,
+  if (st->sessions && r->sessions && hsess_path(req->path, req->path_len)) {
+    hsess_handle(r->sessions, st->sessions, st->stream, req->method, req->path, req->path_len, req->query,
                  req->query_len, req->body, req->body_len);
     return;
   }
-  route_plain(r, h2_stream_reply(s), req);
+  route_plain(r, st->out, req);
+}
+
+static wsc_carrier_t h2_websocket(void *stream, const char *subprotocol, const char *extensions) {
+  return h2_stream_websocket(stream, subprotocol, extensions);
+}
+
+void routes_h2_request(void *app, h2_stream_t *s, const http_request_t *req) {
+  const routes_stream_t st = {h2_stream_reply(s), s, h2_websocket, 1,
+                              "WebSocket endpoints over HTTP/2 take extended CONNECT (RFC 8441)", &h2_carrier};
+  routes_stream_request(app, &st, req);
 }
 
 static void on_h2_preface(void *app, net_conn_t *c, uint8_t *data, size_t len) {

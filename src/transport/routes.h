@@ -44,4 +44,20 @@ void routes_enable_h2(routes_t *r, h2_server_t *h2);
 /* h2_request_fn: a request on an HTTP/2 stream (app is the routes_t). */
 void routes_h2_request(void *app, h2_stream_t *s, const http_request_t *req);
 
+/* A request on a stream of a multiplexed HTTP version (HTTP/2, HTTP/3):
+ * how to answer it and how the stream becomes a WebSocket's carrier. One
+ * set of routes and checks serves them all (routes_stream_request). */
+typedef struct routes_stream {
+  http_reply_t out;
+  void *stream;
+  /* After the checks pass: the stream as the WebSocket's carrier, its
+   * :status 200 carrying the subprotocol and extensions (may be ""). */
+  wsc_carrier_t (*websocket)(void *stream, const char *subprotocol, const char *extensions);
+  int deflate;                          /* permessage-deflate may be negotiated */
+  const char *connect_only;             /* the 405 text for a WebSocket path without CONNECT */
+  const hsess_carrier_ops_t *sessions;  /* HTTP sessions over it, or NULL (then 404) */
+} routes_stream_t;
+
+void routes_stream_request(routes_t *r, const routes_stream_t *s, const http_request_t *req);
+
 #endif

@@ -72,8 +72,12 @@ describe('h3 front', () => {
     assert.equal(res[0].status, 404);
     assert.equal(res[0].body.toString(), 'not found\n');
     assert.equal(res[1].status, 405);
+    // The same routes as HTTP/1.1 and HTTP/2 (transport/routes): the 405s say what is allowed.
+    assert.equal(res[1].headers.allow, 'CONNECT');
+    assert.equal(res[1].body.toString(), 'WebSocket endpoints over HTTP/3 take extended CONNECT (RFC 9220)\n');
     const { res: post } = await gtlsclient(srv.h3port, ['/healthz'], { args: ['-m', 'POST'] });
     assert.equal(post[0].status, 405);
+    assert.equal(post[0].headers.allow, 'GET, HEAD');
   });
 
   test('migration (NAT rebinding, new local address) and key update keep the connection', T, async () => {
