@@ -1,4 +1,4 @@
-// The protocol contract (../shared/PROTOCOL.md and docs/PROTOCOL.md) rule by
+// The protocol contract (docs/PROTOCOL.md) rule by
 // rule, as a strict black-box checker would read it: exact field sets,
 // exact order of replies, exact error codes and the presence or absence of
 // `ref`, the raw JSON text where it matters (a number `ref` echoed as

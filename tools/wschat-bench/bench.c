@@ -1,5 +1,5 @@
 /* wschat-bench — load generator for wschat and the servers it is compared
- * with (docs/BENCHMARKS.md, ../shared/PROTOCOL.md "Benchmark contract").
+ * with (docs/BENCHMARKS.md, docs/PROTOCOL.md "Benchmark contract").
  *
  *   wschat-bench fanout  --url ws://127.0.0.1:8000 --rooms R --conns C [--pubs P]
  *                        [--size S] [--window W | --rate N] [--duration s] [--warmup s]
