@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "base/config.h"
+#include "base/heap.h"
 #include "base/log.h"
 #include "bus/bus.h"
 #include "bus/dir.h"
@@ -60,6 +61,8 @@ typedef struct app {
   h3_server_t *h3;                /* --h3-port; NULL when off */
   int h3_pending, net_pending;    /* shutdown: not done yet */
   uv_signal_t sigint, sigterm, sighup;
+  uv_timer_t heap_timer;          /* base/heap: free pages back after a burst */
+  wsc_heap_watch_t heap;
   int exit_code;
 } app_t;
 
@@ -107,6 +110,11 @@ static void raise_open_files_limit(int wanted) {
   else
     LOG_INFO("main", "open files limit raised from %llu to %llu", (unsigned long long)before,
              (unsigned long long)rl.rlim_cur);
+}
+
+static void on_heap_timer(uv_timer_t *h) {
+  app_t *app = h->data;
+  wsc_heap_tidy(&app->heap);
 }
 
 /* --- shutdown --------------------------------------------------------------------- */
@@ -292,6 +300,10 @@ int main(int argc, char **argv) {
   app.sighup.data = &app;
   uv_signal_start(&app.sighup, on_sighup, SIGHUP);
   uv_unref((uv_handle_t *)&app.sighup);
+  uv_timer_init(app.loop, &app.heap_timer);
+  app.heap_timer.data = &app;
+  uv_timer_start(&app.heap_timer, on_heap_timer, WSC_HEAP_TIDY_MS, WSC_HEAP_TIDY_MS);
+  uv_unref((uv_handle_t *)&app.heap_timer);
   LOG_INFO("main", "listening url=http://%s:%d/ %s=%s echo=%s version=%s", app.opts.config.host,
            app.opts.config.port, app.redis ? "redis" : "db", app.redis ? app.opts.config.redis_url : app.opts.config.db_path,
            app.opts.config.echo ? "on" : "off", wschat_opts.version);
@@ -308,6 +320,7 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&app.sigint, NULL);
   uv_close((uv_handle_t *)&app.sigterm, NULL);
   uv_close((uv_handle_t *)&app.sighup, NULL);
+  uv_close((uv_handle_t *)&app.heap_timer, NULL);
   store_close(app.store);
   chat_server_free(app.chat);
   bus_free(app.bus);

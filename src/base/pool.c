@@ -6,6 +6,8 @@
 
 #define SLAB_HEADER 16 /* the link to the previous slab, keeping 16-byte alignment */
 
+static wsc_pool_t *g_pools;   /* every pool that made a slab (static objects) */
+
 void *wsc_pool_alloc(wsc_pool_t *p) {
   void *obj = p->free_list;
   if (obj) {
@@ -21,6 +23,11 @@ void *wsc_pool_alloc(wsc_pool_t *p) {
       p->slab = slab;
       p->used = SLAB_HEADER;
       p->cap = cap;
+      if (!p->listed) {
+        p->listed = 1;
+        p->next_pool = g_pools;
+        g_pools = p;
+      }
     }
     obj = p->slab + p->used;
     p->used += p->size;
@@ -35,4 +42,26 @@ void wsc_pool_free(wsc_pool_t *p, void *obj) {
   memcpy(obj, &p->free_list, sizeof(void *));
   p->free_list = obj;
   p->live--;
+}
+
+size_t wsc_pool_release_idle(void) {
+  size_t bytes = 0;
+  for (wsc_pool_t *p = g_pools; p; p = p->next_pool) {
+    if (p->live || !p->slab) continue;
+    /* The newest slab is p->cap bytes; older ones were full-size slabs. */
+    size_t cap = p->cap;
+    char *slab = p->slab;
+    while (slab) {
+      char *prev;
+      memcpy(&prev, slab, sizeof prev);
+      free(slab);
+      bytes += cap;
+      cap = SLAB_HEADER + (WSC_POOL_SLAB_BYTES < p->size ? p->size : WSC_POOL_SLAB_BYTES);
+      slab = prev;
+    }
+    p->slab = NULL;
+    p->free_list = NULL;
+    p->used = p->cap = 0;
+  }
+  return bytes;
 }

@@ -8,7 +8,11 @@
  * malloc header, no interleaving.
  *
  * Slabs are kept once made (reused by later connections), so a pool holds
- * the high-water mark of its objects. Single-threaded (the loop thread).
+ * the high-water mark of its objects while any of them is in use; a pool
+ * with none in use gives all its slabs back in wsc_pool_release_idle (the
+ * queue arrays of a presence storm, say, once every queue has drained).
+ * Single-threaded (the loop thread); pools are static objects (the first
+ * slab links the pool into a list of every pool, for release_idle).
  */
 #ifndef WSC_BASE_POOL_H
 #define WSC_BASE_POOL_H
@@ -23,6 +27,8 @@ typedef struct wsc_pool {
   char *slab;         /* current slab: objects after `used` never handed out */
   size_t used, cap;   /* bytes of the current slab handed out / in it */
   size_t live;        /* objects handed out and not freed */
+  struct wsc_pool *next_pool;  /* the list of pools that made a slab */
+  int listed;
 } wsc_pool_t;
 
 #define WSC_POOL_INIT_SIZE(bytes) {.size = ((bytes) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *)}
@@ -32,5 +38,8 @@ typedef struct wsc_pool {
 void *wsc_pool_alloc(wsc_pool_t *p);
 /* Returns an object to its pool (NULL is ignored). */
 void wsc_pool_free(wsc_pool_t *p, void *obj);
+/* Frees the slabs of every pool that has no object in use; returns the
+ * bytes given back to malloc. */
+size_t wsc_pool_release_idle(void);
 
 #endif

@@ -75,12 +75,18 @@ typedef struct chat_membership {
   int64_t floor;               /* ids <= floor reached it in its replay */
 } chat_membership_t;
 
+/* Names this short (guest-xxxx) live in the session itself; longer ones
+ * are malloc'd. The size fills the struct's padding (80 bytes either way). */
+#define CHAT_NAME_INLINE 14
+
 typedef struct chat_session {
   chat_client_t *client;       /* the connection holding the name, or NULL */
-  char *name;                  /* current name (the names map key while held) */
-  size_t name_len;
+  char *name;                  /* current name (the names map key while held): name_buf,
+                                  or malloc'd when longer; NULL until named */
   struct chat_session *idle_prev, *idle_next;  /* idle list, while client == NULL */
   char token[CHAT_TOKEN_HEX + 1];  /* the sessions map key */
+  uint8_t name_len;            /* <= CHAT_NAME_MAX_BYTES */
+  char name_buf[CHAT_NAME_INLINE];
 } chat_session_t;
 
 enum chat_client_state {
@@ -94,7 +100,7 @@ struct chat_client {
   const chat_transport_ops_t *ops;
   void *ud;
   chat_session_t *session;     /* NULL unless LIVE */
-  chat_membership_t *rooms;
+  chat_membership_t *rooms;    /* &room0 while cap_rooms is 1, else malloc'd */
   uint32_t n_rooms, cap_rooms;
   uint32_t idx;                /* in srv->clients */
   uint32_t refs;
@@ -111,6 +117,7 @@ struct chat_client {
                                   welcome yet): the attach, holding what the client sent */
   double tokens;               /* rate limit bucket (when config.rate_limit > 0) */
   int64_t tokens_ms;
+  chat_membership_t room0;     /* the first membership: most clients are in one room */
 };
 
 struct chat_server {

@@ -8,7 +8,6 @@
 #include "chat/internal.h"
 
 #define ROOM_MIN_CAP 4
-#define CLIENT_ROOMS_MIN_CAP 1  /* most connections are in one room */
 
 chat_room_t *chat_room_get(chat_server_t *srv, const char *name, size_t len) {
   return wsc_hmap_get(&srv->rooms, name, len);
@@ -50,9 +49,22 @@ static int grow(void **arr, uint32_t n, uint32_t *cap, size_t sz, uint32_t min) 
   return 0;
 }
 
+/* A client's memberships start in c->room0 (cap 1) and move to a malloc'd
+ * array from the second room on. */
+static int grow_rooms(chat_client_t *c) {
+  if (c->n_rooms < c->cap_rooms) return 0;
+  if (c->rooms != &c->room0) return grow((void **)&c->rooms, c->n_rooms, &c->cap_rooms, sizeof *c->rooms, 1);
+  chat_membership_t *a = malloc(2 * sizeof *a);
+  if (!a) return -1;
+  memcpy(a, c->rooms, c->n_rooms * sizeof *a);
+  c->rooms = a;
+  c->cap_rooms = 2;
+  return 0;
+}
+
 int chat_room_add(chat_room_t *room, chat_client_t *c) {
   if (grow((void **)&room->members, room->n, &room->cap, sizeof *room->members, ROOM_MIN_CAP) < 0 ||
-      grow((void **)&c->rooms, c->n_rooms, &c->cap_rooms, sizeof *c->rooms, CLIENT_ROOMS_MIN_CAP) < 0)
+      grow_rooms(c) < 0)
     return -1;
   uint32_t mi = c->n_rooms++, ri = room->n++;
   c->rooms[mi] = (chat_membership_t){

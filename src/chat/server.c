@@ -129,15 +129,23 @@ static int name_held(chat_server_t *srv, const char *name, size_t len) {
   return wsc_hmap_get(&srv->names, name, len) != NULL;
 }
 
-/* Sets the session's name (not yet held) to a copy of name[0..len). */
+static void session_drop_name(chat_session_t *s) {
+  if (s->name != s->name_buf) free(s->name);
+  s->name = NULL;
+  s->name_len = 0;
+}
+
+/* Sets the session's name (not yet held) to a copy of name[0..len) (which
+ * must not point into the session): in name_buf when short, else malloc'd. */
 static int session_set_name(chat_session_t *s, const char *name, size_t len) {
-  char *copy = malloc(len + 1);
+  if (len > CHAT_NAME_MAX_BYTES) return -1;
+  char *copy = len < sizeof s->name_buf ? s->name_buf : malloc(len + 1);
   if (!copy) return -1;
+  if (s->name != copy) session_drop_name(s);
   memcpy(copy, name, len);
   copy[len] = '\0';
-  free(s->name);
   s->name = copy;
-  s->name_len = len;
+  s->name_len = (uint8_t)len;
   return 0;
 }
 
@@ -190,7 +198,7 @@ static chat_session_t *session_new_token(chat_server_t *srv, const char *token) 
 }
 
 static void session_free(chat_session_t *s) {
-  free(s->name);
+  session_drop_name(s);
   wsc_pool_free(&g_session_pool, s);
 }
 
@@ -224,28 +232,33 @@ static void idle_push(chat_server_t *srv, chat_session_t *s) {
 int chat_rename(chat_client_t *c, const char *name, size_t len) {
   chat_server_t *srv = c->srv;
   chat_session_t *s = c->session;
+  /* The old name is kept for the presence: a malloc'd one is taken over,
+   * an inline one copied (name_buf is reused by the new name). */
+  char old_buf[sizeof s->name_buf];
   char *old = s->name;
   size_t old_len = s->name_len;
-  s->name = NULL;                       /* keep `old` alive for the presence */
+  release_name(srv, s);                 /* the map's key is the old name: drop it first */
+  if (old == s->name_buf) old = memcpy(old_buf, s->name_buf, sizeof old_buf);
+  else s->name = NULL;                  /* keep the malloc'd `old` alive */
   if (session_set_name(s, name, len) < 0) {
-    s->name = old;
+    if (old != old_buf) s->name = old;  /* an inline old name is still in name_buf */
+    s->name_len = (uint8_t)old_len;
+    if (hold_name(srv, s) < 0) LOG_ERROR(LOG_COMP, "out of memory holding a name");
     return -1;
   }
-  /* The old key points into `old`: swap the entry before freeing it. */
-  wsc_hmap_del(&srv->names, old, old_len);
   if (hold_name(srv, s) < 0) LOG_ERROR(LOG_COMP, "out of memory holding a name");
   for (uint32_t i = 0; i < c->n_rooms; i++) {
     chat_room_t *r = c->rooms[i].room;
     chat_rename_presence(c, r->name, s->name, old, r->n);
   }
-  free(old);
+  if (old != old_buf) free(old);
   return 0;
 }
 
 /* ---- client lifetime ----------------------------------------------------- */
 
 static void client_free(chat_client_t *c) {
-  free(c->rooms);
+  if (c->rooms != &c->room0) free(c->rooms);
   wsc_pool_free(&g_client_pool, c);
 }
 
@@ -586,6 +599,8 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
   c->srv = srv;
   c->ops = ops;
   c->ud = transport_ud;
+  c->rooms = &c->room0;
+  c->cap_rooms = 1;
   c->refs = 1;
   c->idx = srv->n_clients;
   c->cid = ++srv->next_cid;

@@ -1,0 +1,94 @@
+/* base/pool's release of idle pools and base/heap's tidy rule: when it
+ * trims (the heap stopped growing and a burst freed enough), when it does
+ * not (still growing, too little freed, already tidied), and that a pool
+ * with no object in use gives its slabs back and still works after. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "base/heap.h"
+#include "base/pool.h"
+
+#define MIB (1024 * 1024)
+
+static void test_rule_trims_once_after_a_burst(void **state) {
+  (void)state;
+  wsc_heap_watch_t w = {0};
+  /* A storm: use grows, frees leave holes; no tidy while it grows. */
+  assert_false(wsc_heap_should_tidy(&w, 10 * MIB, 0));
+  assert_false(wsc_heap_should_tidy(&w, 20 * MIB, 1 * MIB));
+  assert_false(wsc_heap_should_tidy(&w, 30 * MIB, 4 * MIB));
+  /* Calm: use stopped growing and 4 MiB are free: due. */
+  assert_true(wsc_heap_should_tidy(&w, 30 * MIB, 4 * MIB));
+  wsc_heap_tidied(&w, 30 * MIB, 4 * MIB);
+  assert_int_equal(w.trims, 1);
+  /* The same holes next time: nothing new to give back. */
+  assert_false(wsc_heap_should_tidy(&w, 30 * MIB, 4 * MIB));
+  assert_false(wsc_heap_should_tidy(&w, 29 * MIB, 4 * MIB + MIB / 2));
+  /* A second burst frees 2 MiB more: due again once calm. */
+  assert_false(wsc_heap_should_tidy(&w, 40 * MIB, 5 * MIB));
+  assert_true(wsc_heap_should_tidy(&w, 38 * MIB, 6 * MIB));
+}
+
+static void test_rule_holes_reused_lower_the_base(void **state) {
+  (void)state;
+  wsc_heap_watch_t w = {0};
+  wsc_heap_tidied(&w, 10 * MIB, 3 * MIB);
+  /* The holes are filled again (free drops to 0) and then freed: a new
+   * MiB of free pages that the last tidy never saw. */
+  assert_false(wsc_heap_should_tidy(&w, 10 * MIB, 0));
+  assert_true(wsc_heap_should_tidy(&w, 9 * MIB, 1 * MIB));
+  /* Small frees are not worth a trim. */
+  wsc_heap_tidied(&w, 9 * MIB, 1 * MIB);
+  assert_false(wsc_heap_should_tidy(&w, 9 * MIB, 1 * MIB + MIB / 2));
+}
+
+typedef struct obj {
+  uint64_t a, b, c;
+} obj_t;
+
+static wsc_pool_t g_pool = WSC_POOL_INIT(obj_t);
+
+static void test_pool_release_idle(void **state) {
+  (void)state;
+  enum { N = 10000 };   /* several slabs */
+  static obj_t *objs[N];
+  for (int i = 0; i < N; i++) {
+    objs[i] = wsc_pool_alloc(&g_pool);
+    assert_non_null(objs[i]);
+    objs[i]->a = (uint64_t)i;
+  }
+  /* In use: nothing is given back. */
+  assert_int_equal(wsc_pool_release_idle(), 0);
+  for (int i = 0; i < N - 1; i++) wsc_pool_free(&g_pool, objs[i]);
+  assert_int_equal(wsc_pool_release_idle(), 0);
+  assert_int_equal(objs[N - 1]->a, N - 1);
+  wsc_pool_free(&g_pool, objs[N - 1]);
+  /* None in use: every slab goes (at least the objects' bytes). */
+  size_t freed = wsc_pool_release_idle();
+  assert_true(freed >= (size_t)N * sizeof(obj_t));
+  assert_int_equal(wsc_pool_release_idle(), 0);
+  /* The pool works after (new slabs, zeroed objects; ASan checks that no
+   * freed slab is touched). */
+  for (int i = 0; i < N; i++) {
+    objs[i] = wsc_pool_alloc(&g_pool);
+    assert_non_null(objs[i]);
+    assert_int_equal(objs[i]->a | objs[i]->b | objs[i]->c, 0);
+    objs[i]->b = 7;
+  }
+  for (int i = 0; i < N; i++) wsc_pool_free(&g_pool, objs[i]);
+  assert_true(wsc_pool_release_idle() >= (size_t)N * sizeof(obj_t));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_rule_trims_once_after_a_burst),
+      cmocka_unit_test(test_rule_holes_reused_lower_the_base),
+      cmocka_unit_test(test_pool_release_idle),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
