@@ -64,6 +64,9 @@ typedef struct wsc_metrics {
   uint64_t h3_send_calls;          /* sendmmsg/sendmsg system calls that sent them */
   uint64_t h3_datagrams_in;        /* UDP datagrams received */
   uint64_t h3_recv_calls;          /* recvmmsg/recvmsg system calls that read them */
+  uint64_t h3_flushes;             /* loop iterations that wrote to at least one connection */
+  uint64_t h3_conn_writes;         /* connection writes (at most one per connection per flush) */
+  uint64_t h3_expiries;            /* connection timers that fired (loss, ACK delay, idle) */
   int64_t http_sessions;           /* gauge: HTTP chat sessions (polling) */
   int64_t http_held;               /* gauge: HTTP requests held open (long polls, sends) */
   uint64_t http_polls, http_polls_empty; /* poll/longpoll answers, and those that were [] */

@@ -91,6 +91,8 @@ struct h3_conn {
   h3_stream_t *streams;
   cid_node_t *cids;               /* its connection IDs (in srv->cids) */
   ngtcp2_connection_close_error ccerr;
+  size_t pkt_max;                 /* our packets' size at most once the handshake is done
+                                     (larger than PKT_MAX for a loopback peer) */
   uint8_t *close_pkt;             /* our CONNECTION_CLOSE, resent while closing */
   size_t close_pkt_len;
   uint8_t dirty, closing, draining, dead, handshake_done, in_handshake_count;
@@ -126,6 +128,7 @@ static void conn_write(h3_conn_t *c);
 static void conn_arm_timer(h3_conn_t *c);
 static void stream_release(h3_stream_t *s);
 static void conn_free(h3_conn_t *c);
+static int conn_expire(h3_conn_t *c, ngtcp2_tstamp ts);
 
 /* --- connection IDs ------------------------------------------------------------------ */
 
@@ -817,24 +820,29 @@ static void conn_start_closing(h3_conn_t *c) {
   conn_arm_timer(c);
 }
 
+/* ngtcp2's timers at ts (loss detection, ACK delay, pacing, idle).
+ * Returns 0, or -1 when c is closed or freed. */
+static int conn_expire(h3_conn_t *c, ngtcp2_tstamp ts) {
+  int rv = ngtcp2_conn_handle_expiry(c->q, ts);
+  if (rv == 0) return 0;
+  if (rv == NGTCP2_ERR_IDLE_CLOSE) {
+    LOG_DEBUG("h3", "idle timeout");
+    conn_free(c);
+    return -1;
+  }
+  ngtcp2_connection_close_error_set_transport_error_liberr(&c->ccerr, rv, NULL, 0);
+  conn_start_closing(c);
+  return -1;
+}
+
 static void conn_on_timer(uv_timer_t *t) {
   h3_conn_t *c = t->data;
   if (c->closing || c->draining) {
     conn_free(c);
     return;
   }
-  int rv = ngtcp2_conn_handle_expiry(c->q, now_ts());
-  if (rv != 0) {
-    if (rv == NGTCP2_ERR_IDLE_CLOSE) {
-      LOG_DEBUG("h3", "idle timeout");
-      conn_free(c);
-      return;
-    }
-    ngtcp2_connection_close_error_set_transport_error_liberr(&c->ccerr, rv, NULL, 0);
-    conn_start_closing(c);
-    return;
-  }
-  conn_write(c);
+  wsc_metrics.h3_expiries++;
+  if (conn_expire(c, now_ts()) == 0) conn_write(c);
 }
 
 static void conn_arm_timer(h3_conn_t *c) {
@@ -893,11 +901,36 @@ static void stream_written(h3_conn_t *c, int64_t sid, size_t n) {
   }
 }
 
+/* Tells ngtcp2's pacer what this write sent. ngtcp2 0.12 spaces writes by
+ * bytes / (cwnd / srtt * 1.25) and holds the next one back until then; a
+ * chat connection's write per loop iteration is small, and holding it
+ * only delays messages (and costs a timer and a second write). So, as RFC
+ * 9002 7.7 allows, a write of at most the initial window goes unpaced (the
+ * pacer is told it was sent that much earlier); larger bursts are paced.
+ * The congestion window bounds what is in flight either way. */
+static void conn_pace(h3_conn_t *c, ngtcp2_tstamp ts, size_t bytes) {
+  size_t mds = c->handshake_done ? c->pkt_max : PKT_MAX;
+  size_t burst = 2 * mds > 14720 ? 2 * mds : 14720;
+  if (burst > 10 * mds) burst = 10 * mds;
+  if (bytes && bytes <= burst) {
+    ngtcp2_conn_stat st;
+    ngtcp2_conn_get_conn_stat(c->q, &st);
+    double rate = st.pacing_rate > 0 ? st.pacing_rate
+                                     : (double)st.cwnd / (double)(st.smoothed_rtt ? st.smoothed_rtt : 1) * 1.25;
+    if (rate > 0) {
+      ngtcp2_duration iv = (ngtcp2_duration)((double)bytes / rate) + 1;
+      ts = iv < ts ? ts - iv : 0;
+    }
+  }
+  ngtcp2_conn_update_pkt_tx_time(c->q, ts);
+}
+
 /* Writes everything c may send now (stream data from nghttp3, ACKs,
  * retransmissions) into the server's packet batch. */
 static void conn_write(h3_conn_t *c) {
   h3_server_t *srv = c->srv;
   if (c->closing || c->draining || c->dead) return;
+  wsc_metrics.h3_conn_writes++;
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi;
@@ -907,7 +940,9 @@ static void conn_write(h3_conn_t *c) {
     else if (s->pending & PEND_STOP_READ) ngtcp2_conn_shutdown_stream_read(c->q, s->id, NGHTTP3_H3_NO_ERROR);
     s->pending = 0;
   }
-  int pkts = 0;
+  int pkts = 0, settled = 0;
+  size_t bytes = 0;
+again:
   while (pkts < TX_PER_FLUSH) {
     int64_t sid = -1;
     int fin = 0;
@@ -924,8 +959,11 @@ static void conn_write(h3_conn_t *c) {
     }
     ngtcp2_ssize ndatalen = -1;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE | (fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
-    uint8_t *slot = tx_slot(srv);
-    ngtcp2_ssize n = ngtcp2_conn_writev_stream(c->q, &ps.path, &pi, slot, PKT_MAX, &ndatalen, flags,
+    /* Larger packets only once the handshake is done (ngtcp2 also keeps
+     * them within the peer's max_udp_payload_size). */
+    size_t room = c->handshake_done ? c->pkt_max : PKT_MAX;
+    uint8_t *slot = h3_udp_slot_n(&srv->tx, room);
+    ngtcp2_ssize n = ngtcp2_conn_writev_stream(c->q, &ps.path, &pi, slot, room, &ndatalen, flags,
                                                sid, (const ngtcp2_vec *)vec, (size_t)nvec, ts);
     if (n < 0) {
       switch (n) {
@@ -958,8 +996,19 @@ static void conn_write(h3_conn_t *c) {
     /* A connection's packets in a row go out as one GSO datagram. */
     h3_udp_commit(&srv->tx, (size_t)n, (struct sockaddr *)ps.path.remote.addr, ps.path.remote.addrlen, 1);
     pkts++;
+    bytes += (size_t)n;
   }
-  ngtcp2_conn_update_pkt_tx_time(c->q, ts);
+  conn_pace(c, ts, bytes);
+  bytes = 0;
+  /* ngtcp2 counts a pacing deadline within 1 ms as passed, but only
+   * handle_expiry clears it: without this every write would cost a timer
+   * callback and a second, empty write. Whatever else fell due (an ACK, a
+   * probe) is written at once, by one more pass. */
+  if (!settled && pkts < TX_PER_FLUSH && ngtcp2_conn_get_expiry(c->q) <= ts + NGTCP2_MILLISECONDS) {
+    settled = 1;
+    if (conn_expire(c, ts) != 0) return;
+    goto again;
+  }
   if (pkts == TX_PER_FLUSH) uv_timer_start(&c->timer, conn_on_timer, 0, 0); /* more next iteration */
   else conn_arm_timer(c);
 }
@@ -1078,7 +1127,13 @@ static h3_conn_t *conn_new(h3_server_t *srv, const ngtcp2_pkt_hd *hd, const ngtc
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);
   settings.initial_ts = now_ts();
-  settings.max_tx_udp_payload_size = PKT_MAX;
+  /* A loopback peer may get packets as large as the loopback route allows
+   * (as TCP sends 64 KiB segments there): fewer packets, fewer system
+   * calls and decryptions per message. Anything else gets PKT_MAX, with no
+   * Path MTU Discovery (ngtcp2 0.12 would probe no further than PKT_MAX). */
+  c->pkt_max = h3_udp_local_payload(from, fromlen);
+  settings.max_tx_udp_payload_size = c->pkt_max;
+  if (c->pkt_max > PKT_MAX) settings.no_tx_udp_payload_size_shaping = 1;
   settings.no_pmtud = 1;
   settings.handshake_timeout = (ngtcp2_duration)H3_HANDSHAKE_TIMEOUT_MS * NGTCP2_MILLISECONDS;
   settings.max_window = CONN_WINDOW * 2;
@@ -1226,6 +1281,7 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
 /* End of each loop iteration: every connection with something to send
  * writes it, and the packets of all of them leave in batches. */
 static void flush_all(h3_server_t *srv) {
+  if (srv->dirty) wsc_metrics.h3_flushes++;
   while (srv->dirty) {
     h3_conn_t *c = srv->dirty;
     srv->dirty = c->next_dirty;

@@ -6,6 +6,7 @@
 #include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/metrics.h"
@@ -91,9 +92,40 @@ void h3_udp_flush(h3_udp_t *u) {
   u->used = 0;
 }
 
-uint8_t *h3_udp_slot(h3_udp_t *u) {
-  if (u->used + H3_UDP_PKT_MAX > sizeof u->arena) h3_udp_flush(u);
+uint8_t *h3_udp_slot_n(h3_udp_t *u, size_t need) {
+  if (need > H3_UDP_PKT_LOCAL_MAX) need = H3_UDP_PKT_LOCAL_MAX;
+  if (u->used + need > sizeof u->arena) h3_udp_flush(u);
   return u->arena + u->used;
+}
+
+uint8_t *h3_udp_slot(h3_udp_t *u) { return h3_udp_slot_n(u, H3_UDP_PKT_MAX); }
+
+static int is_loopback(const struct sockaddr *a, socklen_t len) {
+  if (a->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in))
+    return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+  if (a->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+    const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(v6)) return 1;
+    return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127;
+  }
+  return 0;
+}
+
+size_t h3_udp_local_payload(const struct sockaddr *to, socklen_t tolen) {
+  if (!is_loopback(to, tolen)) return H3_UDP_PKT_MAX;
+  int v6 = to->sa_family == AF_INET6;
+  int fd = socket(to->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return H3_UDP_PKT_MAX;
+  int mtu = 0;
+  socklen_t ml = sizeof mtu;
+  /* connect() on UDP only picks the route; IP_MTU then reports its MTU. */
+  if (connect(fd, to, tolen) != 0 ||
+      getsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU, &mtu, &ml) != 0)
+    mtu = 0;
+  close(fd);
+  long payload = (long)mtu - (v6 ? 40 : 20) - 8;
+  if (payload <= H3_UDP_PKT_MAX) return H3_UDP_PKT_MAX;
+  return payload > H3_UDP_PKT_LOCAL_MAX ? H3_UDP_PKT_LOCAL_MAX : (size_t)payload;
 }
 
 void h3_udp_seal(h3_udp_t *u) {
@@ -101,10 +133,10 @@ void h3_udp_seal(h3_udp_t *u) {
 }
 
 void h3_udp_commit(h3_udp_t *u, size_t len, const struct sockaddr *to, socklen_t tolen, int coalesce) {
-  if (len == 0 || len > H3_UDP_PKT_MAX || tolen > sizeof(struct sockaddr_storage)) return;
+  if (len == 0 || len > H3_UDP_PKT_LOCAL_MAX || tolen > sizeof(struct sockaddr_storage)) return;
   h3_udp_dgram_t *last = u->n ? &u->d[u->n - 1] : NULL;
   if (coalesce && u->gso && last && last->open && last->off + last->len == u->used && len <= last->seg &&
-      last->nseg < H3_UDP_GSO_SEGS && last->addr_len == tolen && memcmp(&last->addr, to, tolen) == 0) {
+      last->nseg < H3_UDP_GSO_SEGS && last->len + len <= H3_UDP_GSO_BYTES && last->addr_len == tolen && memcmp(&last->addr, to, tolen) == 0) {
     last->len += (uint32_t)len;
     last->nseg++;
     u->used += len;

@@ -13,6 +13,13 @@
  * on an old kernel) it is turned off for good and that datagram is sent
  * packet by packet.
  *
+ * Packets are normally at most H3_UDP_PKT_MAX bytes (what fits any path).
+ * A peer on the loopback interface may get larger ones, up to
+ * H3_UDP_PKT_LOCAL_MAX, when the kernel's route to it says so
+ * (h3_udp_local_payload: as TCP sends 64 KiB segments over loopback);
+ * h3_udp_slot_n asks for room for such a packet. A GSO datagram holds at
+ * most H3_UDP_GSO_BYTES.
+ *
  * A send error other than EINTR (EAGAIN: the socket buffer is full) drops
  * the rest of the batch: for QUIC that is a loss on the path, which its
  * loss recovery repairs.
@@ -31,6 +38,8 @@
 #define H3_UDP_BATCH 64                         /* datagrams per sendmmsg */
 #define H3_UDP_ARENA (256 * H3_UDP_PKT_MAX)     /* packet bytes held before a flush */
 #define H3_UDP_GSO_SEGS 40                      /* packets per GSO datagram (< 64 KiB) */
+#define H3_UDP_GSO_BYTES 61440                  /* bytes per GSO datagram, at most */
+#define H3_UDP_PKT_LOCAL_MAX 16384              /* a packet to a loopback peer, at most */
 
 typedef struct h3_udp_dgram {
   uint32_t off, len;                            /* in the arena */
@@ -55,6 +64,14 @@ void h3_udp_init(h3_udp_t *u, int fd, int want_gso);
 /* Where the next packet goes: room for H3_UDP_PKT_MAX bytes (flushes first
  * when the arena is full). Valid until the next call of any h3_udp_*. */
 uint8_t *h3_udp_slot(h3_udp_t *u);
+/* The same with room for need bytes (at most H3_UDP_PKT_LOCAL_MAX). */
+uint8_t *h3_udp_slot_n(h3_udp_t *u, size_t need);
+/* The UDP payload a packet to `to` may have beyond H3_UDP_PKT_MAX: for a
+ * loopback address, the loopback route's MTU less the IP and UDP headers
+ * (asked of the kernel with a connected probe socket, no packet sent),
+ * capped at H3_UDP_PKT_LOCAL_MAX; H3_UDP_PKT_MAX for any other address, or
+ * when the route's MTU is not larger (a loopback with a 1500-byte MTU). */
+size_t h3_udp_local_payload(const struct sockaddr *to, socklen_t tolen);
 /* The len bytes written at the slot are a packet for `to`. coalesce: it may
  * join the previous packet's datagram as a GSO segment. */
 void h3_udp_commit(h3_udp_t *u, size_t len, const struct sockaddr *to, socklen_t tolen, int coalesce);

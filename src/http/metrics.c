@@ -97,6 +97,9 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_h3_send_calls_total", "counter", "System calls that sent QUIC packets (sendmmsg, sendmsg).", (double)m->h3_send_calls);
   emit(&o, "wschat_h3_datagrams_in_total", "counter", "UDP datagrams received on the HTTP/3 port.", (double)m->h3_datagrams_in);
   emit(&o, "wschat_h3_recv_calls_total", "counter", "System calls that read UDP datagrams on the HTTP/3 port.", (double)m->h3_recv_calls);
+  emit(&o, "wschat_h3_flushes_total", "counter", "Loop iterations that wrote QUIC packets for at least one connection.", (double)m->h3_flushes);
+  emit(&o, "wschat_h3_conn_writes_total", "counter", "QUIC connection writes (one per connection with something owed, per flush).", (double)m->h3_conn_writes);
+  emit(&o, "wschat_h3_expiries_total", "counter", "QUIC connection timers that fired (loss detection, ACK delay, idle).", (double)m->h3_expiries);
   emit_hist(&o, "wschat_store_commit_duration_seconds", "Time to commit one batch of history appends.",
             &m->store_commit_seconds);
   emit_hist(&o, "wschat_delivery_duration_seconds",

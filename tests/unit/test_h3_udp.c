@@ -69,6 +69,13 @@ static void put(fx_t *f, const struct sockaddr_in *to, size_t len, uint8_t tag, 
   h3_udp_commit(f->u, len, (const struct sockaddr *)to, sizeof *to, coalesce);
 }
 
+/* The same with a packet larger than H3_UDP_PKT_MAX (up to H3_UDP_PKT_LOCAL_MAX). */
+static void put_big(fx_t *f, const struct sockaddr_in *to, size_t len, uint8_t tag, int coalesce) {
+  uint8_t *p = h3_udp_slot_n(f->u, len);
+  for (size_t i = 0; i < len; i++) p[i] = (uint8_t)(tag + i);
+  h3_udp_commit(f->u, len, (const struct sockaddr *)to, sizeof *to, coalesce);
+}
+
 /* Receives one datagram on fd: it must be len bytes made by put(.., tag). */
 static void expect(int fd, size_t len, uint8_t tag) {
   uint8_t buf[65536];
@@ -202,6 +209,53 @@ static void test_gso_refused_falls_back(void **state) {
   expect(f->rx, 1200, 51);
 }
 
+/* Packets up to H3_UDP_PKT_LOCAL_MAX go out whole; a GSO datagram of large
+ * segments stops at H3_UDP_GSO_BYTES; a packet past the maximum is dropped. */
+static void test_large_packets(void **state) {
+  fx_t *f = *state;
+  h3_udp_init(f->u, f->tx, 1);
+  size_t big = H3_UDP_PKT_LOCAL_MAX;
+  int n = (int)(H3_UDP_GSO_BYTES / big) + 2;
+  for (int i = 0; i < n; i++) put_big(f, &f->to, big, (uint8_t)(60 + i), 1);
+  if (f->u->gso) {
+    assert_int_equal(f->u->d[0].nseg, (int)(H3_UDP_GSO_BYTES / big));
+    assert_true(f->u->d[0].len <= H3_UDP_GSO_BYTES);
+  }
+  uint8_t *p = h3_udp_slot_n(f->u, big + 1);
+  (void)p;
+  int before = f->u->n;
+  h3_udp_commit(f->u, big + 1, (const struct sockaddr *)&f->to, sizeof f->to, 1);
+  assert_int_equal(f->u->n, before); /* refused: larger than any packet we send */
+  h3_udp_flush(f->u);
+  for (int i = 0; i < n; i++) expect(f->rx, big, (uint8_t)(60 + i));
+  expect_nothing(f->rx);
+}
+
+/* Larger packets only for a loopback peer, as large as its route's MTU
+ * allows: never for another address. */
+static void test_local_payload(void **state) {
+  (void)state;
+  struct sockaddr_in lo = {.sin_family = AF_INET, .sin_port = htons(9)};
+  lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  size_t p = h3_udp_local_payload((struct sockaddr *)&lo, sizeof lo);
+  assert_true(p >= H3_UDP_PKT_MAX && p <= H3_UDP_PKT_LOCAL_MAX);
+  /* the loopback's MTU, asked of the kernel as the code does */
+  int fd = socket(AF_INET, SOCK_DGRAM, 0), mtu = 0;
+  socklen_t ml = sizeof mtu;
+  assert_int_equal(connect(fd, (struct sockaddr *)&lo, sizeof lo), 0);
+  assert_int_equal(getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &ml), 0);
+  close(fd);
+  if (mtu - 28 > H3_UDP_PKT_LOCAL_MAX) assert_int_equal(p, H3_UDP_PKT_LOCAL_MAX);
+  else if (mtu - 28 > H3_UDP_PKT_MAX) assert_int_equal(p, (size_t)(mtu - 28));
+  else assert_int_equal(p, H3_UDP_PKT_MAX);
+  struct sockaddr_in other = {.sin_family = AF_INET, .sin_port = htons(9)};
+  other.sin_addr.s_addr = htonl(0xC0000201); /* 192.0.2.1 (TEST-NET-1): never larger */
+  assert_int_equal(h3_udp_local_payload((struct sockaddr *)&other, sizeof other), H3_UDP_PKT_MAX);
+  struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(9), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  size_t p6 = h3_udp_local_payload((struct sockaddr *)&v6, sizeof v6);
+  assert_true(p6 >= H3_UDP_PKT_MAX && p6 <= H3_UDP_PKT_LOCAL_MAX);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_gso_rules, setup, teardown),
@@ -209,6 +263,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_without_gso_each_packet_alone, setup, teardown),
       cmocka_unit_test_setup_teardown(test_full_table_and_arena, setup, teardown),
       cmocka_unit_test_setup_teardown(test_gso_refused_falls_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_large_packets, setup, teardown),
+      cmocka_unit_test(test_local_payload),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
