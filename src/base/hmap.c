@@ -20,16 +20,18 @@ static inline uint32_t hash_key(const wsc_hmap_t *m, const char *key, size_t len
   return (uint32_t)wsc_hash(key, len, m->ci);
 }
 
-static int key_eq(const wsc_hmap_slot_t *s, const char *key, size_t len, uint32_t h, int ci) {
+static int key_eq(const wsc_hmap_t *m, const wsc_hmap_slot_t *s, const char *key, size_t len, uint32_t h) {
   if (s->hash != h || s->len != len) return 0;
-  if (!ci) return memcmp(s->key, key, len) == 0;
+  const char *k = m->key_of(s->val);
+  if (!m->ci) return memcmp(k, key, len) == 0;
   for (size_t i = 0; i < len; i++)
-    if (fold((unsigned char)s->key[i]) != fold((unsigned char)key[i])) return 0;
+    if (fold((unsigned char)k[i]) != fold((unsigned char)key[i])) return 0;
   return 1;
 }
 
-void wsc_hmap_init(wsc_hmap_t *m, int flags) {
+void wsc_hmap_init(wsc_hmap_t *m, int flags, wsc_hmap_key_fn key_of) {
   m->slots = NULL;
+  m->key_of = key_of;
   m->cap = 0;
   m->n = 0;
   m->ci = (flags & WSC_HMAP_CASE_FOLD) != 0;
@@ -44,14 +46,14 @@ void wsc_hmap_free(wsc_hmap_t *m) {
 /* Index of the key's slot, or of the empty slot where it would go. */
 static uint32_t find_slot(const wsc_hmap_t *m, const char *key, size_t len, uint32_t h) {
   uint32_t mask = m->cap - 1, i = h & mask;
-  while (m->slots[i].key && !key_eq(&m->slots[i], key, len, h, m->ci)) i = (i + 1) & mask;
+  while (m->slots[i].val && !key_eq(m, &m->slots[i], key, len, h)) i = (i + 1) & mask;
   return i;
 }
 
 void *wsc_hmap_get(const wsc_hmap_t *m, const char *key, size_t len) {
   if (!m->n) return NULL;
   uint32_t i = find_slot(m, key, len, hash_key(m, key, len));
-  return m->slots[i].key ? m->slots[i].val : NULL;
+  return m->slots[i].val;
 }
 
 static int grow(wsc_hmap_t *m) {
@@ -64,9 +66,9 @@ static int grow(wsc_hmap_t *m) {
   m->slots = ns;
   m->cap = ncap;
   for (uint32_t i = 0; i < ocap; i++) {
-    if (!old[i].key) continue;
+    if (!old[i].val) continue;
     uint32_t j = old[i].hash & (ncap - 1);
-    while (ns[j].key) j = (j + 1) & (ncap - 1);
+    while (ns[j].val) j = (j + 1) & (ncap - 1);
     ns[j] = old[i];
   }
   free(old);
@@ -75,14 +77,15 @@ static int grow(wsc_hmap_t *m) {
 
 int wsc_hmap_put(wsc_hmap_t *m, const char *key, size_t len, void *val) {
   if (len > UINT32_MAX) return -E2BIG;
+  if (!val) return -EINVAL;
   uint32_t h = hash_key(m, key, len);
   if ((uint64_t)(m->n + 1) * HMAP_LOAD_DEN > (uint64_t)m->cap * HMAP_LOAD_NUM) {
     int rc = grow(m);
     if (rc < 0) return rc;
   }
   uint32_t i = find_slot(m, key, len, h);
-  if (!m->slots[i].key) m->n++;
-  m->slots[i] = (wsc_hmap_slot_t){key, (uint32_t)len, h, val};
+  if (!m->slots[i].val) m->n++;
+  m->slots[i] = (wsc_hmap_slot_t){val, h, (uint32_t)len};
   return 0;
 }
 
@@ -90,14 +93,14 @@ void *wsc_hmap_del(wsc_hmap_t *m, const char *key, size_t len) {
   if (!m->n) return NULL;
   uint32_t mask = m->cap - 1;
   uint32_t i = find_slot(m, key, len, hash_key(m, key, len));
-  if (!m->slots[i].key) return NULL;
+  if (!m->slots[i].val) return NULL;
   void *val = m->slots[i].val;
   /* Backward shift: pull later entries of the probe run into the hole when
    * the hole lies on their path from home slot to current slot. */
   uint32_t j = i;
   for (;;) {
     j = (j + 1) & mask;
-    if (!m->slots[j].key) break;
+    if (!m->slots[j].val) break;
     uint32_t home = m->slots[j].hash & mask;
     int on_path = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
     if (on_path) {
@@ -105,7 +108,6 @@ void *wsc_hmap_del(wsc_hmap_t *m, const char *key, size_t len) {
       i = j;
     }
   }
-  m->slots[i].key = NULL;
   m->slots[i].val = NULL;
   m->n--;
   return val;
@@ -115,6 +117,6 @@ uint64_t wsc_hmap_probes(const wsc_hmap_t *m) {
   uint64_t total = 0;
   uint32_t mask = m->cap - 1;
   for (uint32_t i = 0; i < m->cap; i++)
-    if (m->slots[i].key) total += ((i - (m->slots[i].hash & mask)) & mask) + 1;
+    if (m->slots[i].val) total += ((i - (m->slots[i].hash & mask)) & mask) + 1;
   return total;
 }

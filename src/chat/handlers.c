@@ -88,7 +88,7 @@ static int rate_ok(chat_client_t *c) {
   if (rate <= 0) return 1;
   double burst = 2 * rate < 1 ? 1 : 2 * rate;
   int64_t now = wsc_mono_ms();
-  c->tokens += (double)(now - c->tokens_ms) * rate / 1000.0;
+  c->tokens += (float)((double)(now - c->tokens_ms) * rate / 1000.0);
   if (c->tokens > burst) c->tokens = burst;
   c->tokens_ms = now;
   if (c->tokens < 1) return 0;
@@ -481,7 +481,7 @@ static void handle_typing(chat_client_t *c, chat_req_t *req) {
   chat_room_t *r;
   int mi = membership(c, req->room.p, req->room.len, &r);
   if (mi < 0) { not_member(c, req->ref); return; }
-  int64_t now = wsc_mono_ms();
+  uint32_t now = (uint32_t)wsc_mono_ms();
   if (now - c->rooms[mi].typing_ms < CHAT_TYPING_INTERVAL_MS) return;   /* dropped silently */
   c->rooms[mi].typing_ms = now;
   chat_broadcast(c->srv, r->name, chat_enc_typing(&c->srv->jw, r->name, chat_client_name(c)), c);

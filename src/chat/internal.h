@@ -71,7 +71,8 @@ typedef struct chat_membership {
   uint32_t ri;                 /* index in room->members */
   uint32_t gen;                /* which join made it (pending fetches check it) */
   uint32_t replaying;          /* join fetches in flight: broadcasts skip it */
-  int64_t typing_ms;           /* monotonic ms of the last typing relayed */
+  uint32_t typing_ms;          /* monotonic ms of the last typing relayed, low 32 bits
+                                  (compared as a difference; 32 bytes in all) */
   int64_t floor;               /* ids <= floor reached it in its replay */
 } chat_membership_t;
 
@@ -101,7 +102,7 @@ struct chat_client {
   void *ud;
   chat_session_t *session;     /* NULL unless LIVE */
   chat_membership_t *rooms;    /* &room0 while cap_rooms is 1, else malloc'd */
-  uint32_t n_rooms, cap_rooms;
+  uint16_t n_rooms, cap_rooms; /* <= CHAT_ROOMS_PER_CLIENT_MAX */
   uint32_t idx;                /* in srv->clients */
   uint32_t refs;
   uint32_t next_gen;
@@ -109,13 +110,13 @@ struct chat_client {
   uint8_t send_failed;         /* ops->send said over limit: send nothing more */
   uint8_t detach_deferred;
   uint8_t attaching;           /* the directory has not confirmed the name yet: no welcome */
+  float tokens;                /* rate limit bucket (when config.rate_limit > 0) */
   const char *endpoint_room;   /* /ws/{room}: plain text goes here; else NULL (shared:
                                   the server's endpoints map, one copy per name) */
   uint64_t cid;                /* connection id, unique on this node (the directory's key;
                                   its 8 bytes are the conns map key) */
   struct attach_op *attach;    /* while the directory has not confirmed the name (no
                                   welcome yet): the attach, holding what the client sent */
-  double tokens;               /* rate limit bucket (when config.rate_limit > 0) */
   int64_t tokens_ms;
   chat_membership_t room0;     /* the first membership: most clients are in one room */
 };

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/metrics.h"
 #include "chat/internal.h"
 
@@ -53,12 +54,13 @@ static int grow(void **arr, uint32_t n, uint32_t *cap, size_t sz, uint32_t min) 
  * array from the second room on. */
 static int grow_rooms(chat_client_t *c) {
   if (c->n_rooms < c->cap_rooms) return 0;
-  if (c->rooms != &c->room0) return grow((void **)&c->rooms, c->n_rooms, &c->cap_rooms, sizeof *c->rooms, 1);
-  chat_membership_t *a = malloc(2 * sizeof *a);
+  if (c->cap_rooms > UINT16_MAX / 2) return -1;
+  uint16_t cap = (uint16_t)(c->cap_rooms * 2);
+  chat_membership_t *a = c->rooms == &c->room0 ? malloc(cap * sizeof *a) : realloc(c->rooms, cap * sizeof *a);
   if (!a) return -1;
-  memcpy(a, c->rooms, c->n_rooms * sizeof *a);
+  if (c->rooms == &c->room0) memcpy(a, c->rooms, c->n_rooms * sizeof *a);
   c->rooms = a;
-  c->cap_rooms = 2;
+  c->cap_rooms = cap;
   return 0;
 }
 
@@ -69,7 +71,8 @@ int chat_room_add(chat_room_t *room, chat_client_t *c) {
   uint32_t mi = c->n_rooms++, ri = room->n++;
   c->rooms[mi] = (chat_membership_t){
       .room = room, .ri = ri, .gen = ++c->next_gen, .replaying = 0,
-      .typing_ms = INT64_MIN / 2,   /* "long ago": the first typing always goes out */
+      /* "long ago": the first typing always goes out */
+      .typing_ms = (uint32_t)(wsc_mono_ms() - CHAT_TYPING_INTERVAL_MS),
       .floor = INT64_MAX,           /* set by its join read */
   };
   room->members[ri] = (chat_member_t){c, mi};

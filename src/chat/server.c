@@ -681,6 +681,13 @@ void chat_client_receive(chat_client_t *c, const char *text, size_t len) {
 
 /* ---- server lifetime ----------------------------------------------------- */
 
+/* Where the maps' values keep their keys (base/hmap). */
+static const char *room_key(const void *v) { return ((const chat_room_t *)v)->name; }
+static const char *name_key(const void *v) { return ((const chat_session_t *)v)->name; }
+static const char *token_key(const void *v) { return ((const chat_session_t *)v)->token; }
+static const char *cid_key(const void *v) { return (const char *)&((const chat_client_t *)v)->cid; }
+static const char *endpoint_key(const void *v) { return ((const chat_endpoint_t *)v)->name; }
+
 chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, store_t *store) {
   chat_server_t *srv = calloc(1, sizeof *srv);
   if (!srv) return NULL;
@@ -692,11 +699,11 @@ chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, stor
   srv->lim.history_default = config->history_default > 0 ? config->history_default : 1;
   if (srv->lim.history_default > srv->lim.history_max_limit)
     srv->lim.history_default = srv->lim.history_max_limit;
-  wsc_hmap_init(&srv->rooms, WSC_HMAP_EXACT);
-  wsc_hmap_init(&srv->names, WSC_HMAP_CASE_FOLD);
-  wsc_hmap_init(&srv->sessions, WSC_HMAP_EXACT);
-  wsc_hmap_init(&srv->conns, WSC_HMAP_EXACT);
-  wsc_hmap_init(&srv->endpoints, WSC_HMAP_EXACT);
+  wsc_hmap_init(&srv->rooms, WSC_HMAP_EXACT, room_key);
+  wsc_hmap_init(&srv->names, WSC_HMAP_CASE_FOLD, name_key);
+  wsc_hmap_init(&srv->sessions, WSC_HMAP_EXACT, token_key);
+  wsc_hmap_init(&srv->conns, WSC_HMAP_EXACT, cid_key);
+  wsc_hmap_init(&srv->endpoints, WSC_HMAP_EXACT, endpoint_key);
   srv->own_dir = srv->dir = dir_local_new();
   if (!srv->dir) {
     free(srv);
@@ -714,7 +721,7 @@ void chat_server_set_dir(chat_server_t *srv, dir_t *dir) {
   /* Only another node looks a connection up by its id: index the clients
    * while the directory is a shared one, not for the local one. */
   wsc_hmap_free(&srv->conns);
-  wsc_hmap_init(&srv->conns, WSC_HMAP_EXACT);
+  wsc_hmap_init(&srv->conns, WSC_HMAP_EXACT, cid_key);
   if (srv->dir == srv->own_dir) return;
   for (uint32_t i = 0; i < srv->n_clients; i++) {
     chat_client_t *c = srv->clients[i];
@@ -815,7 +822,7 @@ void chat_server_free(chat_server_t *srv) {
   wsc_metrics.chat_clients = wsc_metrics.chat_members = 0;
   for (uint32_t i = 0; i < srv->rooms.cap; i++) {
     chat_room_t *r = srv->rooms.slots[i].val;
-    if (!srv->rooms.slots[i].key) continue;
+    if (!r) continue;
     if (srv->bus) bus_unsubscribe(srv->bus, r->name);
     free(r->members);
     free(r);
@@ -823,7 +830,7 @@ void chat_server_free(chat_server_t *srv) {
   wsc_metrics.chat_rooms = 0;
   for (uint32_t i = 0; i < srv->sessions.cap; i++) {
     chat_session_t *s = srv->sessions.slots[i].val;
-    if (!srv->sessions.slots[i].key) continue;
+    if (!s) continue;
     session_free(s);
   }
   wsc_hmap_free(&srv->rooms);
@@ -831,7 +838,7 @@ void chat_server_free(chat_server_t *srv) {
   wsc_hmap_free(&srv->sessions);
   wsc_hmap_free(&srv->conns);
   for (uint32_t i = 0; i < srv->endpoints.cap; i++)
-    if (srv->endpoints.slots[i].key) free(srv->endpoints.slots[i].val);
+    if (srv->endpoints.slots[i].val) free(srv->endpoints.slots[i].val);
   wsc_hmap_free(&srv->endpoints);
   dir_free(srv->own_dir);
   srv->own_dir = NULL;

@@ -77,6 +77,8 @@ typedef struct cid_node {
   uint8_t id[NGTCP2_MAX_CIDLEN];
 } cid_node_t;
 
+static const char *cid_key(const void *v) { return (const char *)((const cid_node_t *)v)->id; }
+
 struct h3_conn {
   h3_server_t *srv;
   ngtcp2_conn *q;
@@ -1323,7 +1325,7 @@ int h3_server_start(h3_server_t **out, uv_loop_t *loop, const wsc_config_t *conf
   }
   srv->loop = loop;
   srv->config = config;
-  wsc_hmap_init(&srv->cids, WSC_HMAP_EXACT);
+  wsc_hmap_init(&srv->cids, WSC_HMAP_EXACT, cid_key);
   srv->opt = *opt;
   srv->max_conns = opt->max_connections > 0 ? opt->max_connections : H3_MAX_CONNECTIONS;
   srv->retry_above = opt->retry_above >= 0 ? opt->retry_above : H3_RETRY_ABOVE;

@@ -902,6 +902,11 @@ typedef struct rsend {
   char token[HSESS_TOKEN_MAX + 1];
 } rsend_t;
 
+/* Where the maps' values keep their keys (base/hmap). */
+static const char *hsess_key(const void *v) { return ((const hsess_t *)v)->token; }
+static const char *cpoll_key(const void *v) { return ((const cpoll_t *)v)->token; }
+static const char *rsend_key(const void *v) { return ((const rsend_t *)v)->key; }
+
 /* reqid 0 in a forward: not a client message but a reply whose request is
  * gone, for the home to queue as an event (as one node does). */
 #define HSESS_REQID_EVENT 0
@@ -1691,9 +1696,9 @@ hsess_server_t *hsess_server_new(uv_loop_t *loop, const wsc_config_t *config, ch
   hs->loop = loop;
   hs->cfg = config;
   hs->chat = chat;
-  wsc_hmap_init(&hs->by_token, WSC_HMAP_EXACT);
-  wsc_hmap_init(&hs->cpolls, WSC_HMAP_EXACT);
-  wsc_hmap_init(&hs->rsends, WSC_HMAP_EXACT);
+  wsc_hmap_init(&hs->by_token, WSC_HMAP_EXACT, hsess_key);
+  wsc_hmap_init(&hs->cpolls, WSC_HMAP_EXACT, cpoll_key);
+  wsc_hmap_init(&hs->rsends, WSC_HMAP_EXACT, rsend_key);
   if (redis) {
     hsr_handler_t h = {.wake = on_wake, .supersede = on_supersede, .send = on_remote_send,
                        .reply = on_remote_reply, .ud = hs};
@@ -1720,12 +1725,12 @@ void hsess_server_free(hsess_server_t *hs) {
   if (!hs) return;
   while (hs->lru_head) session_end(hs->lru_head, END_SHUTDOWN);
   for (uint32_t i = 0; i < hs->cpolls.cap; i++)
-    if (hs->cpolls.slots[i].key) {
+    if (hs->cpolls.slots[i].val) {
       cpoll_answer_text(hs, hs->cpolls.slots[i].val, 503, "the server is shutting down");
       i = (uint32_t)-1;   /* the map changed: from the start */
     }
   for (uint32_t i = 0; i < hs->rsends.cap; i++)
-    if (hs->rsends.slots[i].key) {
+    if (hs->rsends.slots[i].val) {
       rsend_finish(hs, hs->rsends.slots[i].val, 503, NULL, "the server is shutting down", 0);
       i = (uint32_t)-1;
     }

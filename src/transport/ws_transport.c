@@ -19,6 +19,9 @@
 struct ws_transport {
   const wsc_config_t *config;
   chat_server_t *chat;
+  /* The session callbacks with each kind's message limit, shared by every
+   * WebSocket of that kind ([WS_KIND_ECHO], [WS_KIND_CHAT]). */
+  ws_session_cb_t session_cb[2];
   /* Heartbeat rounds: one clock for every WebSocket instead of a timer
    * per connection. */
   uint32_t round;
@@ -32,7 +35,8 @@ typedef struct ws_conn {
   chat_client_t *chat;        /* NULL for echo, or once detached */
   int64_t deadline;           /* closing: give up on the peer's close;
                                  open, in back-pressure: stall limit */
-  uint32_t pinged_round;      /* heartbeat round of our last ping */
+  uint16_t pinged_round;      /* heartbeat round of our last ping (its low 16 bits:
+                                 only compared with the current one; 128 bytes in all) */
   uint8_t missed_pongs;
   uint8_t kind;
   ws_pmd_t pmd;               /* permessage-deflate (3 bytes; fits the padding) */
@@ -42,11 +46,25 @@ typedef struct ws_conn {
  * connection pool, not transport state). */
 static wsc_pool_t g_ws_pool = WSC_POOL_INIT(ws_conn_t);
 
+static void on_message(void *ud, int opcode, const uint8_t *data, size_t len);
+static void on_write(void *ud, const uint8_t *data, size_t len);
+static void on_pong(void *ud);
+static void on_closed(void *ud, int code);
+
 ws_transport_t *ws_transport_new(const wsc_config_t *config, chat_server_t *chat) {
   ws_transport_t *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->config = config;
   t->chat = chat;
+  for (int k = 0; k < 2; k++) {
+    t->session_cb[k] = (ws_session_cb_t){
+        .on_message = on_message,
+        .on_write = on_write,
+        .on_pong = on_pong,
+        .on_closed = on_closed,
+        .max_message = k == WS_KIND_ECHO ? config->max_message : config->max_chat_message,
+    };
+  }
   t->round_at = wsc_mono_ms();
   return t;
 }
@@ -207,12 +225,6 @@ static void on_closed(void *ud, int code) {
   w->carrier.ops->close(w->carrier.h);
 }
 
-static const ws_session_cb_t session_cb = {
-    .on_message = on_message,
-    .on_write = on_write,
-    .on_pong = on_pong,
-    .on_closed = on_closed,
-};
 
 /* --- carrier callbacks (the same for every carrier) ------------------------------ */
 
@@ -228,8 +240,8 @@ static void heartbeat(ws_conn_t *w, int64_t now) {
     t->round++;
     t->round_at = now;
   }
-  if (w->pinged_round == t->round) return;
-  w->pinged_round = t->round;
+  if (w->pinged_round == (uint16_t)t->round) return;
+  w->pinged_round = (uint16_t)t->round;
   if (w->missed_pongs >= MISSED_PONGS_LIMIT) {
     wsc_metrics.cutoffs[WSC_CUTOFF_HEARTBEAT]++;
     LOG_INFO("ws", "heartbeat timeout missed_pongs=%d carrier=%s", w->missed_pongs, w->carrier.ops->name);
@@ -299,9 +311,8 @@ static ws_conn_t *conn_new(ws_transport_t *t, wsc_carrier_t carrier, ws_kind_t k
   w->carrier = carrier;
   w->t = t;
   w->kind = (uint8_t)kind;
-  w->pinged_round = t->round;
-  size_t limit = kind == WS_KIND_ECHO ? t->config->max_message : t->config->max_chat_message;
-  ws_session_init(&w->session, &session_cb, w, limit);
+  w->pinged_round = (uint16_t)t->round;
+  ws_session_init(&w->session, &t->session_cb[kind == WS_KIND_ECHO ? WS_KIND_ECHO : WS_KIND_CHAT], w);
   wsc_metrics.websockets_open++;
   wsc_metrics.websockets_by_carrier[carrier.ops->kind]++;
   return w;

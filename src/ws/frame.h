@@ -75,17 +75,19 @@ typedef struct ws_frame_cb {
   void (*on_error)(void *ud, int close_code, const char *reason);
 } ws_frame_cb_t;
 
+/* 32 bytes (every open WebSocket has one): the flags are bits. */
 typedef struct ws_frame_parser {
+  uint64_t remaining;      /* payload bytes left in the current frame */
   uint8_t state;
   uint8_t hdr_have;        /* header bytes collected so far */
   uint8_t hdr[14];         /* the header as it arrives (max 2 + 8 + 4) */
-  uint8_t fin, opcode, masked;
+  uint8_t opcode;
   uint8_t mask[4];
   uint8_t mask_pos;        /* rotation of the mask for the next payload byte */
-  uint8_t allow_rsv1;      /* set when an extension owns RSV1 */
-  uint8_t require_mask;    /* 1 for a server parsing client frames (unmasked
-                              ones are refused); 0 accepts both */
-  uint64_t remaining;      /* payload bytes left in the current frame */
+  unsigned fin : 1, masked : 1;
+  unsigned allow_rsv1 : 1;     /* set when an extension owns RSV1 */
+  unsigned require_mask : 1;   /* 1 for a server parsing client frames (unmasked
+                                  ones are refused); 0 accepts both */
 } ws_frame_parser_t;
 
 void ws_frame_parser_init(ws_frame_parser_t *p, int require_mask);

@@ -79,10 +79,12 @@ static void send_close(ws_session_t *s, unsigned code, const char *reason) {
 
 /* --- state changes --------------------------------------------------------------- */
 
+static inline size_t held_len(const ws_held_t *h) { return h ? h->len : 0; }
+static inline const uint8_t *held_data(const ws_held_t *h) { return h ? h->data : no_bytes; }
+
 static void free_message(ws_session_t *s) {
   free(s->msg);
   s->msg = NULL;
-  s->msg_len = s->msg_cap = 0;
   s->msg_opcode = 0;
   s->msg_compressed = 0;
 }
@@ -90,7 +92,6 @@ static void free_message(ws_session_t *s) {
 static void free_control(ws_session_t *s) {
   free(s->ctl);
   s->ctl = NULL;
-  s->ctl_len = 0;
 }
 
 /* Ends the session: buffers go first, so an owner that calls
@@ -125,7 +126,7 @@ static int check_data_header(ws_session_t *s, int opcode, uint64_t len, int rsv1
     ws_utf8_init(&s->utf8);
   }
   /* msg_len <= max_message always holds, so this cannot wrap. */
-  if (len > s->max_message - s->msg_len) return fail(s, WS_CLOSE_TOO_BIG, "message too big");
+  if (len > s->cb->max_message - held_len(s->msg)) return fail(s, WS_CLOSE_TOO_BIG, "message too big");
   return 0;
 }
 
@@ -137,7 +138,7 @@ static int check_data_header(ws_session_t *s, int opcode, uint64_t len, int rsv1
 static int deliver_compressed(ws_session_t *s, const uint8_t *data, size_t len) {
   const uint8_t *out;
   size_t out_len;
-  int rc = ws_inflate(data, len, s->max_message, &out, &out_len);
+  int rc = ws_inflate(data, len, s->cb->max_message, &out, &out_len);
   if (rc == WS_INFLATE_TOO_BIG) return fail(s, WS_CLOSE_TOO_BIG, "message too big (inflated)");
   if (rc == WS_INFLATE_NOMEM) return fail(s, WS_CLOSE_INTERNAL, "out of memory");
   if (rc != WS_INFLATE_OK) return fail(s, WS_CLOSE_INVALID_DATA, "invalid permessage-deflate data");
@@ -170,23 +171,25 @@ static int deliver(ws_session_t *s, const uint8_t *data, size_t len) {
  * max_message, nor past the message's final size when it is known (last
  * frame: what is held plus what the frame still announces). */
 static int grow(ws_session_t *s, size_t need) {
-  size_t cap = s->msg_cap ? s->msg_cap : MSG_MIN_CAP;
+  size_t cap = s->msg ? s->msg->cap : MSG_MIN_CAP;
   while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  size_t limit = s->max_message;
+  size_t limit = s->cb->max_message;
   if (s->parser.fin && need + s->parser.remaining < limit) limit = need + (size_t)s->parser.remaining;
   if (cap > limit) cap = limit;
-  uint8_t *msg = realloc(s->msg, cap);
+  if (cap > SIZE_MAX - sizeof(ws_held_t)) return -1;
+  ws_held_t *msg = realloc(s->msg, sizeof *msg + cap);
   if (!msg) return -1;
+  if (!s->msg) msg->len = 0;
   s->msg = msg;
-  s->msg_cap = cap;
+  s->msg->cap = cap;
   return 0;
 }
 
 static int append(ws_session_t *s, const uint8_t *p, size_t n) {
-  size_t need = s->msg_len + n;   /* <= max_message: checked at the header */
-  if (need > s->msg_cap && grow(s, need) != 0) return fail(s, WS_CLOSE_INTERNAL, "out of memory");
-  memcpy(s->msg + s->msg_len, p, n);
-  s->msg_len = need;
+  size_t need = held_len(s->msg) + n;   /* <= max_message: checked at the header */
+  if ((!s->msg || need > s->msg->cap) && grow(s, need) != 0) return fail(s, WS_CLOSE_INTERNAL, "out of memory");
+  if (n) memcpy(s->msg->data + s->msg->len, p, n);
+  s->msg->len = need;
   return 0;
 }
 
@@ -194,7 +197,7 @@ static int data_payload(ws_session_t *s, const uint8_t *p, size_t n) {
   if (s->msg_opcode == WS_OP_TEXT && !s->msg_compressed && ws_utf8_feed(&s->utf8, p, n) != 0)
     return fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
   int whole_frame_here = s->parser.remaining == 0;   /* see ws/frame.h */
-  if (s->parser.fin && whole_frame_here && s->msg_len == 0) {
+  if (s->parser.fin && whole_frame_here && held_len(s->msg) == 0) {
     s->frame_done = 1;
     return deliver(s, p, n);
   }
@@ -237,9 +240,13 @@ static int control_payload(ws_session_t *s, const uint8_t *p, size_t n) {
     s->frame_done = 1;
     return control_frame(s, p, n);
   }
-  if (!s->ctl && !(s->ctl = malloc(n + left))) return fail(s, WS_CLOSE_INTERNAL, "out of memory");
-  memcpy(s->ctl + s->ctl_len, p, n);
-  s->ctl_len = (uint8_t)(s->ctl_len + n);
+  if (!s->ctl) {
+    if (!(s->ctl = malloc(sizeof *s->ctl + n + left))) return fail(s, WS_CLOSE_INTERNAL, "out of memory");
+    s->ctl->len = 0;
+    s->ctl->cap = n + left;
+  }
+  if (n) memcpy(s->ctl->data + s->ctl->len, p, n);
+  s->ctl->len += n;
   return 0;
 }
 
@@ -268,12 +275,12 @@ static int on_frame_end(void *ud) {
   ws_session_t *s = ud;
   if (s->state == WS_SESSION_CLOSED) return 1;
   if (is_control(s->frame_opcode)) {
-    int stop = s->frame_done ? 0 : control_frame(s, s->ctl ? s->ctl : no_bytes, s->ctl_len);
+    int stop = s->frame_done ? 0 : control_frame(s, held_data(s->ctl), held_len(s->ctl));
     free_control(s);
     return stop || s->state == WS_SESSION_CLOSED;
   }
   if (s->state != WS_SESSION_OPEN || s->frame_done || !s->parser.fin) return 0;
-  return deliver(s, s->msg, s->msg_len);
+  return deliver(s, held_data(s->msg), held_len(s->msg));
 }
 
 static void on_error(void *ud, int close_code, const char *reason) {
@@ -289,12 +296,11 @@ static const ws_frame_cb_t frame_callbacks = {
 
 /* --- public ----------------------------------------------------------------------------- */
 
-void ws_session_init(ws_session_t *s, const ws_session_cb_t *cb, void *ud, size_t max_message) {
+void ws_session_init(ws_session_t *s, const ws_session_cb_t *cb, void *ud) {
   memset(s, 0, sizeof *s);
   ws_frame_parser_init(&s->parser, 1);
   s->cb = cb;
   s->ud = ud;
-  s->max_message = max_message;
   s->state = WS_SESSION_OPEN;
 }
 

@@ -64,7 +64,18 @@ typedef struct ws_session_cb {
    * TCP connection. `code` is the close code that ended it (sent, or
    * received), for logs and metrics. Called once. */
   void (*on_closed)(void *ud, int code);
+  /* The largest message (1009 past it): a limit of every session that
+   * shares this table. */
+  size_t max_message;
 } ws_session_cb_t;
+
+/* A buffer a session holds only while a message or control frame is in
+ * progress, with its length and capacity in it (an idle session keeps
+ * just the NULL pointer). */
+typedef struct ws_held {
+  size_t len, cap;
+  uint8_t data[];
+} ws_held_t;
 
 enum ws_session_state {
   WS_SESSION_OPEN = 0,
@@ -72,11 +83,14 @@ enum ws_session_state {
   WS_SESSION_CLOSED,          /* finished (on_closed was called) */
 };
 
+/* 80 bytes: what every open WebSocket keeps (the callbacks and the limit
+ * are one table shared by many sessions). */
 typedef struct ws_session {
   ws_frame_parser_t parser;
   const ws_session_cb_t *cb;
   void *ud;
-  size_t max_message;
+  ws_held_t *msg;             /* assembly buffer, NULL while idle */
+  ws_held_t *ctl;             /* control payload being read, NULL while idle */
   uint8_t state;
   uint8_t msg_opcode;         /* opcode of the message in progress, 0 if none */
   uint8_t frame_opcode;       /* opcode of the frame being read */
@@ -84,13 +98,10 @@ typedef struct ws_session {
   uint8_t deflate;            /* permessage-deflate negotiated */
   uint8_t msg_compressed;     /* the message in progress had RSV1 */
   ws_utf8_t utf8;             /* validator of the text message in progress */
-  uint8_t *msg;               /* assembly buffer, NULL while idle */
-  size_t msg_len, msg_cap;
-  uint8_t *ctl;               /* control payload being read, NULL while idle */
-  uint8_t ctl_len;
 } ws_session_t;
 
-void ws_session_init(ws_session_t *s, const ws_session_cb_t *cb, void *ud, size_t max_message);
+/* cb (with its max_message) must outlive the session. */
+void ws_session_init(ws_session_t *s, const ws_session_cb_t *cb, void *ud);
 /* permessage-deflate was negotiated: RSV1 now marks compressed messages. */
 void ws_session_enable_deflate(ws_session_t *s);
 /* Feeds received bytes (may be modified in place: unmasking). Returns 0

@@ -24,7 +24,7 @@ typedef struct run {
 
 static void on_message(void *ud, int opcode, const uint8_t *data, size_t len) {
   run_t *r = ud;
-  if (r->closed || len > r->s.max_message) abort();
+  if (r->closed || len > r->s.cb->max_message) abort();
   if (opcode == WS_OP_TEXT && !ws_utf8_valid(data, len)) abort();
 }
 static void on_write(void *ud, const uint8_t *data, size_t len) { (void)ud; (void)data; (void)len; }
@@ -34,7 +34,7 @@ static void on_closed(void *ud, int code) {
   if (r->closed) abort();
   r->closed = 1;
 }
-static const ws_session_cb_t cbs = {on_message, on_write, NULL, on_closed};
+static const ws_session_cb_t cbs = {on_message, on_write, NULL, on_closed, 0};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
@@ -68,7 +68,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* 3. a session with deflate */
   run_t r;
   memset(&r, 0, sizeof r);
-  ws_session_init(&r.s, &cbs, &r, limit);
+  ws_session_cb_t cb = cbs;
+  cb.max_message = limit;
+  ws_session_init(&r.s, &cb, &r);
   ws_session_enable_deflate(&r.s);
   uint8_t *copy = malloc(size ? size : 1);
   if (size) memcpy(copy, data, size);

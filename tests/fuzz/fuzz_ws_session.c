@@ -32,7 +32,7 @@ static void mix(run_t *r, const void *p, size_t n) {
 
 static void on_message(void *ud, int opcode, const uint8_t *data, size_t len) {
   run_t *r = ud;
-  if (r->closed || r->close_written || len > r->s.max_message) abort();
+  if (r->closed || r->close_written || len > r->s.cb->max_message) abort();
   if (opcode == WS_OP_TEXT && !ws_utf8_valid(data, len)) abort();
   mix(r, "M", 1);
   mix(r, &opcode, sizeof opcode);
@@ -68,7 +68,7 @@ static void on_closed(void *ud, int code) {
   mix(r, &code, sizeof code);
 }
 
-static const ws_session_cb_t cbs = {on_message, on_write, on_pong, on_closed};
+static const ws_session_cb_t cbs = {on_message, on_write, on_pong, on_closed, 0};
 
 static uint64_t run_stream(const uint8_t *data, size_t n, size_t max_message, int close_on_message,
                            const size_t *cuts, int n_cuts) {
@@ -76,14 +76,16 @@ static uint64_t run_stream(const uint8_t *data, size_t n, size_t max_message, in
   memset(&r, 0, sizeof r);
   r.digest = UINT64_C(14695981039346656037);
   r.close_on_message = close_on_message;
-  ws_session_init(&r.s, &cbs, &r, max_message);
+  ws_session_cb_t cb = cbs;
+  cb.max_message = max_message;
+  ws_session_init(&r.s, &cb, &r);
   uint8_t *copy = malloc(n ? n : 1);   /* the session unmasks in place */
   if (n) memcpy(copy, data, n);
   size_t start = 0;
   for (int i = 0; i <= n_cuts; i++) {
     size_t end = i < n_cuts ? cuts[i] : n;
     ws_session_feed(&r.s, copy + start, end - start);
-    if (r.s.msg_cap > max_message) abort();
+    if (r.s.msg && r.s.msg->cap > max_message) abort();
     if (r.s.state != WS_SESSION_OPEN && ws_session_can_send(&r.s)) abort();
     start = end;
   }

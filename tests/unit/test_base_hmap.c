@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,24 +38,29 @@ static void test_siphash_vectors(void **state) {
 
 /* ---- hash map --------------------------------------------------------------- */
 
+/* The values of these maps are their keys (NUL-terminated strings). */
+static const char *str_key(const void *v) { return v; }
+
 static void test_hmap_basic(void **state) {
   (void)state;
   wsc_hmap_t m;
-  wsc_hmap_init(&m, WSC_HMAP_CASE_FOLD);
-  int a = 1, b = 2;
+  wsc_hmap_init(&m, WSC_HMAP_CASE_FOLD, str_key);
+  char a[] = "Alice", b[] = "ALICE", room[] = "Room";
   assert_null(wsc_hmap_get(&m, "x", 1));
   assert_null(wsc_hmap_del(&m, "x", 1));
-  assert_int_equal(wsc_hmap_put(&m, "Alice", 5, &a), 0);
-  assert_ptr_equal(wsc_hmap_get(&m, "aLiCe", 5), &a);
+  assert_int_equal(wsc_hmap_put(&m, a, 5, a), 0);
+  assert_ptr_equal(wsc_hmap_get(&m, "aLiCe", 5), a);
   assert_null(wsc_hmap_get(&m, "Alic", 4));
-  assert_int_equal(wsc_hmap_put(&m, "ALICE", 5, &b), 0);   /* replaces */
+  assert_int_equal(wsc_hmap_put(&m, b, 5, b), 0);   /* replaces */
   assert_int_equal(wsc_hmap_count(&m), 1);
-  assert_ptr_equal(wsc_hmap_del(&m, "alice", 5), &b);
+  assert_ptr_equal(wsc_hmap_get(&m, "alice", 5), b);
+  assert_int_equal(wsc_hmap_put(&m, a, 5, NULL), -EINVAL);   /* values are never NULL */
+  assert_ptr_equal(wsc_hmap_del(&m, "alice", 5), b);
   assert_int_equal(wsc_hmap_count(&m), 0);
   wsc_hmap_free(&m);
 
-  wsc_hmap_init(&m, WSC_HMAP_EXACT);
-  assert_int_equal(wsc_hmap_put(&m, "Room", 4, &a), 0);
+  wsc_hmap_init(&m, WSC_HMAP_EXACT, str_key);
+  assert_int_equal(wsc_hmap_put(&m, room, 4, room), 0);
   assert_null(wsc_hmap_get(&m, "room", 4));                /* case-sensitive */
   wsc_hmap_free(&m);
 }
@@ -68,7 +74,7 @@ static void test_hmap_random(void **state) {
   static char keys[KEYS][12];
   static int present[KEYS];
   wsc_hmap_t m;
-  wsc_hmap_init(&m, WSC_HMAP_EXACT);
+  wsc_hmap_init(&m, WSC_HMAP_EXACT, str_key);
   for (int i = 0; i < KEYS; i++) snprintf(keys[i], sizeof keys[i], "k%d", i * 7919);
   srand(12345);
   for (int step = 0; step < N; step++) {
@@ -200,7 +206,7 @@ static void test_hmap_hostile_keys(void **state) {
    * every key takes, summed, stay a small multiple of the key count, and
    * doubling the keys about doubles them. Probes are counted, not timed. */
   wsc_hmap_t m;
-  wsc_hmap_init(&m, WSC_HMAP_EXACT);
+  wsc_hmap_init(&m, WSC_HMAP_EXACT, str_key);
   uint64_t probes_half = 0;
   for (uint32_t k = 0; k < HOSTILE_N; k++) {
     assert_int_equal(wsc_hmap_put(&m, keys + (size_t)k * KEY_LEN, KEY_LEN, keys + (size_t)k * KEY_LEN), 0);
