@@ -73,6 +73,9 @@ struct dir {
 
 /* The in-process directory (no other nodes). */
 dir_t *dir_local_new(void);
+/* 1 for a directory other nodes share (they may ask this node about its
+ * connections), 0 for an in-process one. */
+int dir_is_shared(const dir_t *d);
 
 /* Each call returns 0 (cb will run, maybe already has) or < 0 (cb will not
  * run). Strings are copied when kept. */

@@ -52,6 +52,8 @@ static const dir_ops_t local_ops = {
   .free = local_free,
 };
 
+int dir_is_shared(const dir_t *d) { return d->ops != &local_ops; }
+
 dir_t *dir_local_new(void) {
   dir_t *d = malloc(sizeof *d);
   if (d) d->ops = &local_ops;

@@ -105,10 +105,12 @@ void chat_client_receive(chat_client_t *c, const char *text, size_t len);
  * only releases the client. */
 void chat_client_detach(chat_client_t *c);
 
+/* Room for a session token as text (32 hex digits and the NUL). */
+#define CHAT_TOKEN_TEXT 33
 /* The session token of an attached client (what its `welcome` carries),
- * or NULL once it was replaced or detached. Valid until the client's
- * session changes hands. */
-const char *chat_client_token(const chat_client_t *c);
+ * written into buf as text; returns buf, or NULL once it was replaced or
+ * detached. */
+const char *chat_client_token(const chat_client_t *c, char buf[CHAT_TOKEN_TEXT]);
 
 /* 1 while the client's name waits for the directory (many nodes on Redis):
  * its `welcome` comes later, through ops->reply. */

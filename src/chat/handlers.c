@@ -425,7 +425,8 @@ static void on_hello_claimed(void *ud, int status, int taken) {
       snprintf(msg, sizeof msg, "the name %s is in use", op->name);
       chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, op->ref);
     } else {
-      chat_send_own(c, chat_enc_welcome(&srv->jw, op->name, s->token));
+      char tok[CHAT_TOKEN_TEXT];
+      chat_send_own(c, chat_enc_welcome(&srv->jw, op->name, chat_session_token(s, tok)));
       int same = s->name_len == len && memcmp(s->name, op->name, len) == 0;
       if (!same && chat_rename(c, op->name, len) < 0)
         chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", op->ref);
@@ -447,14 +448,16 @@ static void handle_hello(chat_client_t *c, chat_req_t *req) {
     { chat_send_error(c, CHAT_ERR_NAME_TAKEN, msg, req->ref); return; }
   }
   if (s->name_len == req->name.len && memcmp(s->name, req->name.p, req->name.len) == 0) {
-    chat_send_own(c, chat_enc_welcome(&srv->jw, name, s->token));   /* the same name: nothing changes */
+    char tok[CHAT_TOKEN_TEXT];   /* the same name: nothing changes */
+    chat_send_own(c, chat_enc_welcome(&srv->jw, name, chat_session_token(s, tok)));
     return;
   }
   /* The directory holds it for the whole cluster first. */
   chat_op_t *op = op_new(c, "", req->ref);
   if (!op) { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", req->ref); return; }
   snprintf(op->name, sizeof op->name, "%s", name);
-  int rc = dir_claim(srv->dir, s->token, name, c->cid, on_hello_claimed, op);
+  char tok[CHAT_TOKEN_TEXT];
+  int rc = dir_claim(srv->dir, chat_session_token(s, tok), name, c->cid, on_hello_claimed, op);
   if (rc < 0) on_hello_claimed(op, rc, 0);
 }
 

@@ -77,15 +77,16 @@ typedef struct chat_membership {
 } chat_membership_t;
 
 /* Names this short (guest-xxxx) live in the session itself; longer ones
- * are malloc'd. The size fills the struct's padding (80 bytes either way). */
-#define CHAT_NAME_INLINE 14
+ * are malloc'd. The size fills the struct's padding (64 bytes either way). */
+#define CHAT_NAME_INLINE 15
 
 typedef struct chat_session {
   chat_client_t *client;       /* the connection holding the name, or NULL */
   char *name;                  /* current name (the names map key while held): name_buf,
                                   or malloc'd when longer; NULL until named */
   struct chat_session *idle_prev, *idle_next;  /* idle list, while client == NULL */
-  char token[CHAT_TOKEN_HEX + 1];  /* the sessions map key */
+  uint8_t token[CHAT_TOKEN_BYTES];  /* the sessions map key: the token's bytes, not
+                                       its hex text (chat_session_token) */
   uint8_t name_len;            /* <= CHAT_NAME_MAX_BYTES */
   char name_buf[CHAT_NAME_INLINE];
 } chat_session_t;
@@ -129,8 +130,9 @@ struct chat_server {
   chat_limits_t lim;
   wsc_hmap_t rooms, names, sessions;
   wsc_hmap_t conns;           /* cid (its 8 bytes) -> chat_client_t, for kicks and DMs
-                                 from other nodes: kept only while the directory is not
-                                 the local one (nobody else looks a connection up) */
+                                 from other nodes: kept only while the directory is a
+                                 shared one (dir_is_shared; nobody else looks a
+                                 connection up) */
   wsc_hmap_t endpoints;       /* /ws/{room} names of the clients -> chat_endpoint_t */
   dir_t *dir;                  /* the directory (names, sessions, members beyond this node) */
   dir_t *own_dir;              /* the local one made by chat_server_new, until set_dir */
@@ -161,6 +163,8 @@ void chat_send_error(chat_client_t *c, chat_err_t e, const char *msg, const json
  * the caller's reference. */
 void chat_broadcast(chat_server_t *srv, const char *room, wsc_buf_t *b, chat_client_t *exclude);
 const char *chat_client_name(const chat_client_t *c);
+/* The session's token as text (32 hex digits) into out; returns out. */
+const char *chat_session_token(const chat_session_t *s, char out[CHAT_TOKEN_TEXT]);
 void chat_client_unref(chat_client_t *c);
 /* Index of c's membership of room, or -1. */
 int chat_find_membership(const chat_client_t *c, const chat_room_t *room);

@@ -56,8 +56,40 @@ static void random_bytes(unsigned char *p, size_t n) {
 
 const char *chat_client_name(const chat_client_t *c) { return c->session ? c->session->name : ""; }
 
-const char *chat_client_token(const chat_client_t *c) {
-  return c->state == CHAT_CLIENT_LIVE && c->session ? c->session->token : NULL;
+const char *chat_session_token(const chat_session_t *s, char out[CHAT_TOKEN_TEXT]) {
+  chat_hex(out, s->token, sizeof s->token);
+  return out;
+}
+
+const char *chat_client_token(const chat_client_t *c, char buf[CHAT_TOKEN_TEXT]) {
+  return c->state == CHAT_CLIENT_LIVE && c->session ? chat_session_token(c->session, buf) : NULL;
+}
+
+static int hex_digit(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  return -1;
+}
+
+/* A token's text (exactly CHAT_TOKEN_HEX lowercase hex digits, as made
+ * here) into its bytes: 0, or -1 when it is not one. */
+static int token_bytes(const char *t, uint8_t out[CHAT_TOKEN_BYTES]) {
+  if (!t || strlen(t) != CHAT_TOKEN_HEX) return -1;
+  for (size_t i = 0; i < CHAT_TOKEN_BYTES; i++) {
+    int hi = hex_digit(t[2 * i]), lo = hex_digit(t[2 * i + 1]);
+    if (hi < 0 || lo < 0) return -1;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+_Static_assert(CHAT_TOKEN_TEXT == CHAT_TOKEN_HEX + 1, "chat.h and names.h agree on the token text");
+
+/* The session of a token given as text, or NULL. */
+static chat_session_t *session_by_token(chat_server_t *srv, const char *t) {
+  uint8_t raw[CHAT_TOKEN_BYTES];
+  if (token_bytes(t, raw) < 0) return NULL;
+  return wsc_hmap_get(&srv->sessions, (const char *)raw, sizeof raw);
 }
 
 int chat_client_attaching(const chat_client_t *c) { return c && c->attaching; }
@@ -177,8 +209,8 @@ static chat_session_t *session_new(chat_server_t *srv) {
   if (!s) return NULL;
   unsigned char raw[CHAT_TOKEN_BYTES];
   random_bytes(raw, sizeof raw);
-  chat_hex(s->token, raw, sizeof raw);
-  if (wsc_hmap_put(&srv->sessions, s->token, CHAT_TOKEN_HEX, s) < 0) {
+  memcpy(s->token, raw, sizeof s->token);
+  if (wsc_hmap_put(&srv->sessions, (const char *)s->token, sizeof s->token, s) < 0) {
     wsc_pool_free(&g_session_pool, s);
     return NULL;
   }
@@ -189,8 +221,8 @@ static chat_session_t *session_new(chat_server_t *srv) {
 static chat_session_t *session_new_token(chat_server_t *srv, const char *token) {
   chat_session_t *s = wsc_pool_alloc(&g_session_pool);
   if (!s) return NULL;
-  snprintf(s->token, sizeof s->token, "%s", token);
-  if (wsc_hmap_put(&srv->sessions, s->token, CHAT_TOKEN_HEX, s) < 0) {
+  if (token_bytes(token, s->token) < 0 ||
+      wsc_hmap_put(&srv->sessions, (const char *)s->token, sizeof s->token, s) < 0) {
     wsc_pool_free(&g_session_pool, s);
     return NULL;
   }
@@ -224,7 +256,7 @@ static void idle_push(chat_server_t *srv, chat_session_t *s) {
   while (srv->n_idle > srv->idle_max) {
     chat_session_t *old = srv->idle_head;
     idle_remove(srv, old);
-    wsc_hmap_del(&srv->sessions, old->token, CHAT_TOKEN_HEX);
+    wsc_hmap_del(&srv->sessions, (const char *)old->token, sizeof old->token);
     session_free(old);
   }
 }
@@ -325,7 +357,9 @@ static void unlink_client(chat_client_t *c) {
     leave_all(c);
     if (c->session) {
       release_name(srv, c->session);
-      if (c->session->name && srv->dir) dir_release(srv->dir, c->session->token, c->session->name, c->cid);
+      char tok[CHAT_TOKEN_TEXT];
+      if (c->session->name && srv->dir)
+        dir_release(srv->dir, chat_session_token(c->session, tok), c->session->name, c->cid);
       c->session->client = NULL;
       idle_push(srv, c->session);
       c->session = NULL;
@@ -442,7 +476,8 @@ static void attach_finish(attach_op_t *op) {
   chat_server_t *srv = c->srv;
   c->attaching = 0;
   c->attach = NULL;
-  chat_send_own(c, chat_enc_welcome(&srv->jw, c->session->name, c->session->token));
+  char tok[CHAT_TOKEN_TEXT];
+  chat_send_own(c, chat_enc_welcome(&srv->jw, c->session->name, chat_session_token(c->session, tok)));
   if (op->room) attach_room(c, op);
   else if (op->since || op->epoch)
     chat_send_error(c, CHAT_ERR_BAD_REQUEST, "since and epoch resume a room: give room too", NULL);
@@ -464,7 +499,9 @@ static void on_attach_claimed(void *ud, int status, int taken);
 
 static void attach_claim(attach_op_t *op) {
   chat_client_t *c = op->c;
-  int rc = dir_claim(c->srv->dir, c->session->token, c->session->name, c->cid, on_attach_claimed, op);
+  char tok[CHAT_TOKEN_TEXT];
+  int rc = dir_claim(c->srv->dir, chat_session_token(c->session, tok), c->session->name, c->cid,
+                     on_attach_claimed, op);
   if (rc < 0) on_attach_claimed(op, rc, 0);
 }
 
@@ -510,7 +547,7 @@ static void on_attach_claimed(void *ud, int status, int taken) {
 static int attach_session(attach_op_t *op, const char *remote_name) {
   chat_client_t *c = op->c;
   chat_server_t *srv = c->srv;
-  chat_session_t *s = op->session ? wsc_hmap_get(&srv->sessions, op->session, strlen(op->session)) : NULL;
+  chat_session_t *s = op->session ? session_by_token(srv, op->session) : NULL;
   if (s) {
     if (s->client) {
       replace_client(s->client, c, s);
@@ -559,10 +596,8 @@ static int attach_session(attach_op_t *op, const char *remote_name) {
 }
 
 static int token_shape(const char *t) {
-  if (!t || strlen(t) != CHAT_TOKEN_HEX) return 0;
-  for (const char *p = t; *p; p++)
-    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
-  return 1;
+  uint8_t raw[CHAT_TOKEN_BYTES];
+  return token_bytes(t, raw) == 0;
 }
 
 static void on_attach_lookup(void *ud, int status, const char *name) {
@@ -620,7 +655,7 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
     return NULL;
   }
   wsc_metrics.chat_clients++;
-  if (srv->dir != srv->own_dir) wsc_hmap_put(&srv->conns, (const char *)&c->cid, sizeof c->cid, c);
+  if (dir_is_shared(srv->dir)) wsc_hmap_put(&srv->conns, (const char *)&c->cid, sizeof c->cid, c);
   op->c = c;
   c->refs++;
   srv->pending++;
@@ -632,7 +667,7 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
   op->epoch = dup_or_null(params->epoch);
   op->session = dup_or_null(params->session);
   chat_enter(srv);
-  int known_here = op->session && wsc_hmap_get(&srv->sessions, op->session, strlen(op->session));
+  int known_here = op->session && session_by_token(srv, op->session);
   if (op->session && !known_here && token_shape(op->session)) {
     /* Maybe a session of another node: ask the directory. */
     if (dir_lookup(srv->dir, op->session, on_attach_lookup, op) < 0) on_attach_lookup(op, STORE_EUNAVAILABLE, NULL);
@@ -684,7 +719,7 @@ void chat_client_receive(chat_client_t *c, const char *text, size_t len) {
 /* Where the maps' values keep their keys (base/hmap). */
 static const char *room_key(const void *v) { return ((const chat_room_t *)v)->name; }
 static const char *name_key(const void *v) { return ((const chat_session_t *)v)->name; }
-static const char *token_key(const void *v) { return ((const chat_session_t *)v)->token; }
+static const char *token_key(const void *v) { return (const char *)((const chat_session_t *)v)->token; }
 static const char *cid_key(const void *v) { return (const char *)&((const chat_client_t *)v)->cid; }
 static const char *endpoint_key(const void *v) { return ((const chat_endpoint_t *)v)->name; }
 
@@ -722,7 +757,7 @@ void chat_server_set_dir(chat_server_t *srv, dir_t *dir) {
    * while the directory is a shared one, not for the local one. */
   wsc_hmap_free(&srv->conns);
   wsc_hmap_init(&srv->conns, WSC_HMAP_EXACT, cid_key);
-  if (srv->dir == srv->own_dir) return;
+  if (!dir_is_shared(srv->dir)) return;
   for (uint32_t i = 0; i < srv->n_clients; i++) {
     chat_client_t *c = srv->clients[i];
     if (wsc_hmap_put(&srv->conns, (const char *)&c->cid, sizeof c->cid, c) < 0)
@@ -746,7 +781,7 @@ static void on_dir_kick(void *ud, uint64_t cid) {
   chat_session_t *s = c->session;
   leave_all(c);
   release_name(srv, s);
-  wsc_hmap_del(&srv->sessions, s->token, CHAT_TOKEN_HEX);
+  wsc_hmap_del(&srv->sessions, (const char *)s->token, sizeof s->token);
   session_free(s);
   c->session = NULL;
   c->state = CHAT_CLIENT_ZOMBIE;

@@ -718,8 +718,9 @@ static void cluster_publish(hsess_t *s, const hsess_carrier_ops_t *ops, void *co
 static void open_finish(hsess_t *s, const hsess_carrier_ops_t *ops, void *conn) {
   hsess_server_t *hs = s->hs;
   const char *token = NULL;
+  char tbuf[CHAT_TOKEN_TEXT];
   s->attaching = 0;
-  if (!s->welcome || !(token = chat_client_token(s->chat)) || strlen(token) > HSESS_TOKEN_MAX) {
+  if (!s->welcome || !(token = chat_client_token(s->chat, tbuf)) || strlen(token) > HSESS_TOKEN_MAX) {
     open_fail(s, ops, conn);
     return;
   }
@@ -1108,7 +1109,8 @@ static void rehome_attached(hsess_t *s) {
     wsc_buf_unref(s->welcome);
     s->welcome = NULL;
   }
-  const char *tok = chat_client_token(s->chat);
+  char tbuf[CHAT_TOKEN_TEXT];
+  const char *tok = chat_client_token(s->chat, tbuf);
   if (!tok || strcmp(tok, s->token) != 0) {   /* the directory no longer knew the token */
     session_end(s, END_EXPIRED);
     return;

@@ -1,6 +1,7 @@
 /* base/pool's release of idle pools and base/heap's tidy rule: when it
- * trims (the heap stopped growing and a burst freed enough), when it does
- * not (still growing, too little freed, already tidied), and that a pool
+ * trims (the heap stopped growing and a burst freed enough; a churned heap
+ * again after a while), when it does not (still growing, too little freed,
+ * already tidied, idle), and that a pool
  * with no object in use gives its slabs back and still works after. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,32 +20,50 @@ static void test_rule_trims_once_after_a_burst(void **state) {
   (void)state;
   wsc_heap_watch_t w = {0};
   /* A storm: use grows, frees leave holes; no tidy while it grows. */
-  assert_false(wsc_heap_should_tidy(&w, 10 * MIB, 0));
-  assert_false(wsc_heap_should_tidy(&w, 20 * MIB, 1 * MIB));
-  assert_false(wsc_heap_should_tidy(&w, 30 * MIB, 4 * MIB));
+  assert_false(wsc_heap_should_tidy(&w, 0, 10 * MIB, 0));
+  assert_false(wsc_heap_should_tidy(&w, 0, 20 * MIB, 1 * MIB));
+  assert_false(wsc_heap_should_tidy(&w, 0, 30 * MIB, 4 * MIB));
   /* Calm: use stopped growing and 4 MiB are free: due. */
-  assert_true(wsc_heap_should_tidy(&w, 30 * MIB, 4 * MIB));
-  wsc_heap_tidied(&w, 30 * MIB, 4 * MIB);
+  assert_true(wsc_heap_should_tidy(&w, 0, 30 * MIB, 4 * MIB));
+  wsc_heap_tidied(&w, 0, 30 * MIB, 4 * MIB);
   assert_int_equal(w.trims, 1);
   /* The same holes next time: nothing new to give back. */
-  assert_false(wsc_heap_should_tidy(&w, 30 * MIB, 4 * MIB));
-  assert_false(wsc_heap_should_tidy(&w, 29 * MIB, 4 * MIB + MIB / 2));
+  assert_false(wsc_heap_should_tidy(&w, 0, 30 * MIB, 4 * MIB));
+  assert_false(wsc_heap_should_tidy(&w, 0, 29 * MIB, 4 * MIB + MIB / 2));
   /* A second burst frees 2 MiB more: due again once calm. */
-  assert_false(wsc_heap_should_tidy(&w, 40 * MIB, 5 * MIB));
-  assert_true(wsc_heap_should_tidy(&w, 38 * MIB, 6 * MIB));
+  assert_false(wsc_heap_should_tidy(&w, 0, 40 * MIB, 5 * MIB));
+  assert_true(wsc_heap_should_tidy(&w, 0, 38 * MIB, 6 * MIB));
 }
 
 static void test_rule_holes_reused_lower_the_base(void **state) {
   (void)state;
   wsc_heap_watch_t w = {0};
-  wsc_heap_tidied(&w, 10 * MIB, 3 * MIB);
+  wsc_heap_tidied(&w, 0, 10 * MIB, 3 * MIB);
   /* The holes are filled again (free drops to 0) and then freed: a new
    * MiB of free pages that the last tidy never saw. */
-  assert_false(wsc_heap_should_tidy(&w, 10 * MIB, 0));
-  assert_true(wsc_heap_should_tidy(&w, 9 * MIB, 1 * MIB));
+  assert_false(wsc_heap_should_tidy(&w, 0, 10 * MIB, 0));
+  assert_true(wsc_heap_should_tidy(&w, 0, 9 * MIB, 1 * MIB));
   /* Small frees are not worth a trim. */
-  wsc_heap_tidied(&w, 9 * MIB, 1 * MIB);
-  assert_false(wsc_heap_should_tidy(&w, 9 * MIB, 1 * MIB + MIB / 2));
+  wsc_heap_tidied(&w, 0, 9 * MIB, 1 * MIB);
+  assert_false(wsc_heap_should_tidy(&w, 0, 9 * MIB, 1 * MIB + MIB / 2));
+}
+
+static void test_rule_again_after_churn(void **state) {
+  (void)state;
+  wsc_heap_watch_t w = {0};
+  wsc_heap_tidied(&w, 1000, 10 * MIB, 2 * MIB);
+  /* Trimmed holes used and freed again: the totals are back where they
+   * were, but the use moved in between. Not before AGAIN_MS... */
+  assert_false(wsc_heap_should_tidy(&w, 1500, 10 * MIB - 4096, 2 * MIB + 4096));
+  assert_false(wsc_heap_should_tidy(&w, 1000 + WSC_HEAP_TIDY_AGAIN_MS - 1, 10 * MIB - 4096, 2 * MIB + 4096));
+  /* ... then yes. */
+  assert_true(wsc_heap_should_tidy(&w, 1000 + WSC_HEAP_TIDY_AGAIN_MS, 10 * MIB - 4096, 2 * MIB + 4096));
+  wsc_heap_tidied(&w, 1000 + WSC_HEAP_TIDY_AGAIN_MS, 10 * MIB - 4096, 2 * MIB + 4096);
+  /* An idle heap (the same counters) is left alone, however long. */
+  assert_false(wsc_heap_should_tidy(&w, 1000000, 10 * MIB - 4096, 2 * MIB + 4096));
+  /* Less than WSC_HEAP_TIDY_MIN free: never. */
+  wsc_heap_tidied(&w, 0, 10 * MIB, MIB / 2);
+  assert_false(wsc_heap_should_tidy(&w, 1000000, 10 * MIB - 8192, MIB / 2 + 8192));
 }
 
 typedef struct obj {
@@ -88,6 +107,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rule_trims_once_after_a_burst),
       cmocka_unit_test(test_rule_holes_reused_lower_the_base),
+      cmocka_unit_test(test_rule_again_after_churn),
       cmocka_unit_test(test_pool_release_idle),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
