@@ -45,6 +45,12 @@ typedef struct wsc_metrics {
   uint64_t tls_handshakes;         /* TLS handshakes completed */
   uint64_t tls_handovers;          /* TLS 1.3 connections whose records moved to net/tls13_rec */
   uint64_t tls_failures;           /* TLS handshakes or records that failed, handshake timeouts */
+  uint64_t lazy_rounds;            /* lazy rounds (net.h: presence and typing writes) */
+  uint64_t lazy_writes;            /* connections written by lazy rounds */
+  uint64_t lazy_round_ns_total;    /* time spent in lazy rounds */
+  int64_t lazy_wait_ms;            /* gauge: the wait the last lazy round set (>= NET_LAZY_MS) */
+  int64_t lazy_wait_ms_max;        /* gauge: the longest such wait since start */
+  uint64_t lazy_full;              /* queues that collected NET_LAZY_FULL lazy buffers (sent at the cork) */
   /* ws */
   int64_t websockets_open;         /* gauge */
   int64_t websockets_by_carrier[WSC_METRICS_CARRIERS]; /* gauge: http1, h2, h3 (net/carrier.h) */

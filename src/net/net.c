@@ -90,13 +90,20 @@ static void mark_dirty(net_conn_t *c) {
 
 static void on_lazy_timer(uv_timer_t *t);
 
+/* Starts the timer of the next lazy round: NET_LAZY_MS from now, or later
+ * when the last round's budget wait has not passed yet (net.h). */
+static void lazy_arm(net_server_t *srv) {
+  int64_t ms = (srv->lazy_next_ns - wsc_mono_ns() + 999999) / 1000000;
+  if (ms < NET_LAZY_MS) ms = NET_LAZY_MS;
+  uv_timer_start(&srv->lazy_timer, on_lazy_timer, (uint64_t)ms, 0);
+}
+
 static void mark_lazy(net_conn_t *c) {
   net_server_t *srv = net_conn_server(c);
   c->flags |= F_LAZY;
   c->next_lazy = srv->lazy;
   srv->lazy = c;
-  if (!uv_is_active((uv_handle_t *)&srv->lazy_timer))
-    uv_timer_start(&srv->lazy_timer, on_lazy_timer, srv->lazy_ms ? srv->lazy_ms : NET_LAZY_MS, 0);
+  if (!uv_is_active((uv_handle_t *)&srv->lazy_timer)) lazy_arm(srv);
 }
 
 static void unmark_dirty(net_conn_t *c) {
@@ -143,7 +150,10 @@ static int queue_buf(net_conn_t *c, wsc_buf_t *b, int lazy) {
   o->bufs[o->n++] = wsc_buf_ref(b);
   c->queued += b->len;
   if (!lazy) mark_dirty(c);
-  else if (!(c->flags & (F_DIRTY | F_LAZY))) mark_lazy(c);
+  else if (o->n >= NET_LAZY_FULL && !(c->flags & F_DIRTY)) {
+    wsc_metrics.lazy_full++;
+    mark_dirty(c);   /* enough company: the next cork (net.h) */
+  } else if (!(c->flags & (F_DIRTY | F_LAZY))) mark_lazy(c);
   return 0;
 }
 
@@ -442,29 +452,43 @@ static void on_flush(uv_check_t *h) {
   reap_closed(srv);
 }
 
-/* Lazy bytes have waited long enough: flush them with this iteration's
- * cork (timers run before the check phase). */
+/* A lazy round: lazy bytes have waited long enough. Every connection
+ * holding only lazy bytes is written now (one writev each; those with
+ * ordinary bytes too go with this iteration's cork), and the round is
+ * timed: the next one waits (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT
+ * times as long after it (net.h), so however many connections a storm
+ * makes it write to, lazy rounds take about a quarter of the loop. */
 static void on_lazy_timer(uv_timer_t *t) {
   net_server_t *srv = t->data;
   net_conn_t *c = srv->lazy;
   srv->lazy = NULL;
-  size_t flushed = 0;
+  int64_t start = wsc_mono_ns();
+  uint64_t written = 0;
   while (c) {
-    net_conn_t *next = c->next_lazy;
+    net_conn_t *next = c->next_lazy;   /* freed only here or at the cork, not by a flush */
     c->flags &= (uint16_t)~F_LAZY;
     if (c->flags & F_FREE_LATER) wsc_pool_free(&g_conn_pool, c);
-    else if (!(c->flags & F_CLOSED) && c->out && c->out->n) {
-      mark_dirty(c);
-      flushed++;
+    else if (!(c->flags & (F_CLOSED | F_DIRTY)) && c->out && c->out->n) {
+      flush_conn(c);
+      written++;
     }
     c = next;
   }
-  /* Heavy lazy traffic (a join storm): wait longer next time, so each
-   * member's write carries more events; light: back to the short wait. */
-  uint32_t ms = srv->lazy_ms ? srv->lazy_ms : NET_LAZY_MS;
-  if (flushed >= NET_LAZY_BUSY) ms = ms * 2 > NET_LAZY_MAX_MS ? NET_LAZY_MAX_MS : ms * 2;
-  else ms = NET_LAZY_MS;
-  srv->lazy_ms = ms;
+  int64_t end = wsc_mono_ns(), took = end - start;
+  int64_t wait = took * (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT;
+  if (wait > (int64_t)NET_LAZY_MAX_MS * 1000000) wait = (int64_t)NET_LAZY_MAX_MS * 1000000;
+  srv->lazy_next_ns = end + wait;
+  wsc_metrics.lazy_rounds++;
+  wsc_metrics.lazy_writes += written;
+  wsc_metrics.lazy_round_ns_total += (uint64_t)took;
+  int64_t wait_ms = wait / 1000000 > NET_LAZY_MS ? wait / 1000000 : NET_LAZY_MS;
+  wsc_metrics.lazy_wait_ms = wait_ms;
+  if (wait_ms > wsc_metrics.lazy_wait_ms_max) wsc_metrics.lazy_wait_ms_max = wait_ms;
+  LOG_DEBUG("net", "lazy round conns=%llu took_us=%lld next_wait_ms=%lld", (unsigned long long)written,
+            (long long)(took / 1000), (long long)wait_ms);
+  /* Bytes made lazy during the round (a failed write's close sends
+   * presence leaves) wait for the next one, at the new budget. */
+  if (srv->lazy) lazy_arm(srv);
 }
 
 /* --- reading ------------------------------------------------------------------ */
@@ -953,7 +977,8 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
   srv->shutdown_timer.data = srv;
   uv_timer_init(loop, &srv->lazy_timer);
   srv->lazy_timer.data = srv;
-  srv->lazy_ms = NET_LAZY_MS;
+  srv->lazy_next_ns = 0;
+  wsc_metrics.lazy_wait_ms = NET_LAZY_MS;
   return 0;
 }
 

@@ -60,11 +60,16 @@
 #define NET_TICK_MS 250           /* granularity of timeouts and heartbeats */
 #define NET_LISTEN_BACKLOG 4096
 #define NET_CLOSE_GRACE_MS 5000   /* how long a graceful close may take */
-#define NET_LAZY_MS 15            /* how long lazy bytes may wait for company */
+#define NET_LAZY_MS 15            /* how long lazy bytes wait for company at least */
 #ifndef NET_LAZY_MAX_MS
-#define NET_LAZY_MAX_MS 240       /* ... at most, while lazy traffic is heavy (-D to compare) */
+#define NET_LAZY_MAX_MS 1000      /* ... and at most, however heavy the last round was */
 #endif
-#define NET_LAZY_BUSY 256         /* connections flushed by one lazy round that count as heavy */
+#ifndef NET_LAZY_FULL
+#define NET_LAZY_FULL 64          /* lazy buffers a queue holds before it goes with the next cork */
+#endif
+#ifndef NET_LAZY_BUDGET_PCT
+#define NET_LAZY_BUDGET_PCT 25    /* share of the loop's time lazy rounds may take (-D to compare) */
+#endif
 
 typedef struct net_conn net_conn_t;
 typedef struct net_server net_server_t;
@@ -132,9 +137,9 @@ struct net_server {
   net_conn_t *conns;             /* list of open connections */
   net_conn_t *dirty;             /* list of connections to flush */
   net_conn_t *lazy;              /* list of connections with lazy bytes */
-  uv_timer_t lazy_timer;         /* flushes the lazy list every lazy_ms */
-  uint32_t lazy_ms;              /* NET_LAZY_MS, doubled (up to NET_LAZY_MAX_MS) while
-                                    each round flushes NET_LAZY_BUSY connections or more */
+  uv_timer_t lazy_timer;         /* starts the next lazy round */
+  int64_t lazy_next_ns;          /* the next lazy round starts no earlier (mono ns):
+                                    the last one's end + its budget wait */
   size_t n_conns;
   size_t conn_cap;               /* connections held before refusing (503) */
   int shutting_down;
@@ -166,14 +171,26 @@ void net_server_close(net_server_t *srv);
  * when that would take the queue past the limit (nothing queued) or the
  * connection is closing. */
 int net_conn_send(net_conn_t *c, wsc_buf_t *b);
-/* Like net_conn_send, for bytes that may wait up to NET_LAZY_MS to share
- * a write with others (presence and typing events): a join storm in a big
- * room then costs each member one writev per NET_LAZY_MS, not one per
- * joiner. While lazy rounds are heavy (NET_LAZY_BUSY connections or more
- * each) the wait doubles per round up to NET_LAZY_MAX_MS, and drops back to
- * NET_LAZY_MS after the first light round: quiet rooms keep 15 ms, a storm
- * pays one write per member per 240 ms. Order is kept: lazy bytes sit in the same queue, and any
- * ordinary send flushes them with it. */
+/* Like net_conn_send, for bytes that may wait to share a write with others
+ * (presence and typing events): a join storm in a big room then costs each
+ * member one writev per lazy round, not one per joiner.
+ *
+ * The lazy round's rule is a CPU budget: a round writes every connection
+ * that holds only lazy bytes and is timed; the next round starts no earlier
+ * than (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT times that long
+ * after it ended (3x for 25 %), capped at NET_LAZY_MAX_MS, and never sooner
+ * than NET_LAZY_MS after the first lazy byte queued. So lazy rounds take at
+ * most about a quarter of the loop's time however many connections they
+ * write to, a quiet server keeps the 15 ms wait, and the first round after
+ * a storm (once its budget wait has passed) is back at 15 ms.
+ *
+ * A queue that collects NET_LAZY_FULL buffers goes out with the next cork
+ * without waiting for the round: one writev's fixed cost is then shared by
+ * enough events that waiting longer would save little, and a storm's queues
+ * (and the heap they leave behind: base/heap gives it back) stay small.
+ *
+ * Order is kept: lazy bytes sit in the same queue, and any ordinary send
+ * flushes them with it at the end of its loop iteration. */
 int net_conn_send_lazy(net_conn_t *c, wsc_buf_t *b);
 /* The same, ignoring the limit: for small control frames (pong, close)
  * that must go out even to a slow consumer. */
