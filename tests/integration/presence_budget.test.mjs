@@ -81,8 +81,9 @@ test('a join storm makes the lazy wait grow (capped at 1 s); a calm round return
     assert.deepEqual(counts, [...counts].sort((a, b) => a - b), 'counts in join order');
 
     const storm = await metrics(srv);
-    assert.ok(storm.rounds > before.rounds && storm.writes >= STORM, `rounds ran (${storm.rounds}, ${storm.writes} writes)`);
+    assert.ok(storm.rounds > before.rounds && storm.writes > 0, `lazy rounds ran (${storm.rounds}, ${storm.writes} writes)`);
     assert.ok(storm.waitMax > 0.015, `the storm made the wait grow (max ${storm.waitMax} s)`);
+    console.log(`storm: ${storm.rounds} lazy rounds, ${storm.writes} writes, longest wait ${storm.waitMax} s`);
     assert.ok(storm.waitMax <= 1.0, `and never past the 1 s cap (${storm.waitMax} s)`);
 
     // Calm: once the budget wait has passed, one join in a small room is a
