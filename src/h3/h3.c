@@ -50,6 +50,7 @@ struct h3_stream {
   h3_stream_t *prev, *next;       /* the connection's streams */
   h3_head_t head;                 /* the request's header section, while it arrives */
   uint8_t answered, tunnel, closing, paused, eof;
+  uint8_t deferred;               /* read_data said WOULDBLOCK: nghttp3 waits for a resume */
   /* send queue: segs[head .. head+n) in a ring; [0, given) went to nghttp3 */
   seg_t *segs;
   uint32_t seg_cap, seg_head, seg_n, given, acked_off;
@@ -293,8 +294,20 @@ static nghttp3_ssize read_data(nghttp3_conn *h, int64_t id, nghttp3_vec *vec, si
     s->given++;
   }
   if (s->given == s->seg_n && s->fin) *pflags |= NGHTTP3_DATA_FLAG_EOF;
-  else if (n == 0) return NGHTTP3_ERR_WOULDBLOCK;
+  else if (n == 0) {
+    s->deferred = 1;
+    return NGHTTP3_ERR_WOULDBLOCK;
+  }
   return (nghttp3_ssize)n;
+}
+
+/* More to give nghttp3 (bytes or the FIN): a stream it stopped asking
+ * (WOULDBLOCK) is resumed; one it still asks needs nothing, which spares a
+ * library call per message and recipient. */
+static void stream_more(h3_stream_t *s) {
+  if (!s->deferred) return;
+  s->deferred = 0;
+  nghttp3_conn_resume_stream(s->c->h, s->id);
 }
 
 static void stream_free(h3_stream_t *s) {
@@ -402,7 +415,7 @@ static int c_send(void *h, wsc_buf_t *b, unsigned flags) {
   if (s->closing || s->fin || s->c->closing || s->c->draining) return -1;
   if (!(flags & WSC_SEND_FORCE) && s->unsent + b->len > s->c->srv->config->send_queue_limit) return -1;
   if (seg_push(s, b) != 0) return -1;
-  nghttp3_conn_resume_stream(s->c->h, s->id);
+  stream_more(s);
   mark_dirty(s->c);
   return 0;
 }
@@ -416,7 +429,7 @@ static void c_close(void *h) {
   if (s->fin || s->closing) return;
   s->fin = 1;
   s->close_deadline = wsc_mono_ms() + H3_CLOSE_GRACE_MS;
-  nghttp3_conn_resume_stream(s->c->h, s->id);
+  stream_more(s);
   mark_dirty(s->c);
 }
 
@@ -944,13 +957,16 @@ static void conn_write(h3_conn_t *c) {
   }
   int pkts = 0, settled = 0;
   size_t bytes = 0;
-again:
+again:;
+  /* Once nghttp3 has nothing to write it stays so for this write (nothing
+   * below gives it more): it is not asked again, only ngtcp2 is. */
+  int h3_idle = 0;
   while (pkts < TX_PER_FLUSH) {
     int64_t sid = -1;
     int fin = 0;
     nghttp3_vec vec[16];
     nghttp3_ssize nvec = 0;
-    if (c->h && ngtcp2_conn_get_max_data_left(c->q)) {
+    if (c->h && !h3_idle && ngtcp2_conn_get_max_data_left(c->q)) {
       nvec = nghttp3_conn_writev_stream(c->h, &sid, &fin, vec, 16);
       if (nvec < 0) {
         ngtcp2_connection_close_error_set_application_error(
@@ -958,6 +974,7 @@ again:
         conn_fail(c, NGTCP2_ERR_CALLBACK_FAILURE);
         return;
       }
+      h3_idle = nvec == 0 && sid < 0;
     }
     ngtcp2_ssize ndatalen = -1;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE | (fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
@@ -1000,6 +1017,7 @@ again:
     pkts++;
     bytes += (size_t)n;
   }
+  ngtcp2_tstamp due = ngtcp2_conn_get_expiry(c->q); /* before the pacing deadline is set */
   conn_pace(c, ts, bytes);
   bytes = 0;
   /* ngtcp2 counts a pacing deadline within 1 ms as passed, but only
@@ -1009,7 +1027,7 @@ again:
   if (!settled && pkts < TX_PER_FLUSH && ngtcp2_conn_get_expiry(c->q) <= ts + NGTCP2_MILLISECONDS) {
     settled = 1;
     if (conn_expire(c, ts) != 0) return;
-    goto again;
+    if (due <= ts) goto again;
   }
   if (pkts == TX_PER_FLUSH) uv_timer_start(&c->timer, conn_on_timer, 0, 0); /* more next iteration */
   else conn_arm_timer(c);
