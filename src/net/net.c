@@ -453,43 +453,58 @@ static void on_flush(uv_check_t *h) {
 }
 
 /* A lazy round: lazy bytes have waited long enough. Every connection
- * holding only lazy bytes is written now (one writev each; those with
- * ordinary bytes too go with this iteration's cork), and the round is
+ * holding only lazy bytes is written (one writev each; those with ordinary
+ * bytes too go with the cork), NET_LAZY_SLICE_MS of it per loop iteration
+ * at most (the rest in the next iterations, so accepts and messages are not
+ * stuck behind a storm's round; slice_ns 0: all at once). The round is
  * timed: the next one waits (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT
- * times as long after it (net.h), so however many connections a storm
- * makes it write to, lazy rounds take about a quarter of the loop. */
-static void on_lazy_timer(uv_timer_t *t) {
-  net_server_t *srv = t->data;
-  net_conn_t *c = srv->lazy;
-  srv->lazy = NULL;
+ * times as long as its slices took (net.h), so however many connections a
+ * storm makes it write to, lazy rounds take about a quarter of the loop. */
+static void lazy_round(net_server_t *srv, int64_t slice_ns) {
+  if (!srv->lazy_walk) {   /* a new round takes the list */
+    srv->lazy_walk = srv->lazy;
+    srv->lazy = NULL;
+  }
   int64_t start = wsc_mono_ns();
-  uint64_t written = 0;
-  while (c) {
-    net_conn_t *next = c->next_lazy;   /* freed only here or at the cork, not by a flush */
+  uint32_t n = 0;
+  net_conn_t *c;
+  while ((c = srv->lazy_walk)) {
+    srv->lazy_walk = c->next_lazy;   /* freed only here or at the cork, not by a flush */
     c->flags &= (uint16_t)~F_LAZY;
     if (c->flags & F_FREE_LATER) wsc_pool_free(&g_conn_pool, c);
     else if (!(c->flags & (F_CLOSED | F_DIRTY)) && c->out && c->out->n) {
       flush_conn(c);
-      written++;
+      srv->lazy_round_conns++;
     }
-    c = next;
+    if (slice_ns && (++n & 15) == 0 && wsc_mono_ns() - start > slice_ns) break;
   }
-  int64_t end = wsc_mono_ns(), took = end - start;
+  int64_t end = wsc_mono_ns();
+  srv->lazy_round_ns += end - start;
+  if (srv->lazy_walk) {   /* the rest after this iteration's I/O */
+    uv_timer_start(&srv->lazy_timer, on_lazy_timer, 0, 0);
+    return;
+  }
+  int64_t took = srv->lazy_round_ns;
   int64_t wait = took * (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT;
   if (wait > (int64_t)NET_LAZY_MAX_MS * 1000000) wait = (int64_t)NET_LAZY_MAX_MS * 1000000;
   srv->lazy_next_ns = end + wait;
   wsc_metrics.lazy_rounds++;
-  wsc_metrics.lazy_writes += written;
+  wsc_metrics.lazy_writes += srv->lazy_round_conns;
   wsc_metrics.lazy_round_ns_total += (uint64_t)took;
   int64_t wait_ms = wait / 1000000 > NET_LAZY_MS ? wait / 1000000 : NET_LAZY_MS;
   wsc_metrics.lazy_wait_ms = wait_ms;
   if (wait_ms > wsc_metrics.lazy_wait_ms_max) wsc_metrics.lazy_wait_ms_max = wait_ms;
-  LOG_DEBUG("net", "lazy round conns=%llu took_us=%lld next_wait_ms=%lld", (unsigned long long)written,
-            (long long)(took / 1000), (long long)wait_ms);
+  LOG_DEBUG("net", "lazy round conns=%llu took_us=%lld next_wait_ms=%lld",
+            (unsigned long long)srv->lazy_round_conns, (long long)(took / 1000), (long long)wait_ms);
+  srv->lazy_round_ns = 0;
+  srv->lazy_round_conns = 0;
   /* Bytes made lazy during the round (a failed write's close sends
-   * presence leaves) wait for the next one, at the new budget. */
+   * presence leaves; a connection written early in the round) wait for
+   * the next one, at the new budget. */
   if (srv->lazy) lazy_arm(srv);
 }
+
+static void on_lazy_timer(uv_timer_t *t) { lazy_round(t->data, (int64_t)NET_LAZY_SLICE_MS * 1000000); }
 
 /* --- reading ------------------------------------------------------------------ */
 
@@ -1067,7 +1082,7 @@ void net_server_close(net_server_t *srv) {
   uv_close((uv_handle_t *)&srv->ticker, NULL);
   uv_timer_stop(&srv->shutdown_timer);
   uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
-  on_lazy_timer(&srv->lazy_timer); /* frees connections closed while lazy */
+  while (srv->lazy || srv->lazy_walk) lazy_round(srv, 0); /* frees connections closed while lazy */
   uv_timer_stop(&srv->lazy_timer);
   uv_close((uv_handle_t *)&srv->lazy_timer, NULL);
   if (srv->tls_ctx) {

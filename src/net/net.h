@@ -67,6 +67,7 @@
 #ifndef NET_LAZY_FULL
 #define NET_LAZY_FULL 64          /* lazy buffers a queue holds before it goes with the next cork */
 #endif
+#define NET_LAZY_SLICE_MS 4       /* a lazy round writes this long per loop iteration at most */
 #ifndef NET_LAZY_BUDGET_PCT
 #define NET_LAZY_BUDGET_PCT 25    /* share of the loop's time lazy rounds may take (-D to compare) */
 #endif
@@ -140,6 +141,9 @@ struct net_server {
   uv_timer_t lazy_timer;         /* starts the next lazy round */
   int64_t lazy_next_ns;          /* the next lazy round starts no earlier (mono ns):
                                     the last one's end + its budget wait */
+  net_conn_t *lazy_walk;         /* the round in progress: connections still to write */
+  int64_t lazy_round_ns;         /* time its slices took so far */
+  uint64_t lazy_round_conns;     /* connections it wrote so far */
   size_t n_conns;
   size_t conn_cap;               /* connections held before refusing (503) */
   int shutting_down;
@@ -176,7 +180,8 @@ int net_conn_send(net_conn_t *c, wsc_buf_t *b);
  * member one writev per lazy round, not one per joiner.
  *
  * The lazy round's rule is a CPU budget: a round writes every connection
- * that holds only lazy bytes and is timed; the next round starts no earlier
+ * that holds only lazy bytes (NET_LAZY_SLICE_MS per loop iteration at most,
+ * so other I/O runs between its slices) and is timed; the next round starts no earlier
  * than (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT times that long
  * after it ended (3x for 25 %), capped at NET_LAZY_MAX_MS, and never sooner
  * than NET_LAZY_MS after the first lazy byte queued. So lazy rounds take at
