@@ -20,9 +20,11 @@ static inline uint32_t hash_key(const wsc_hmap_t *m, const char *key, size_t len
   return (uint32_t)wsc_hash(key, len, m->ci);
 }
 
-static int key_eq(const wsc_hmap_t *m, const wsc_hmap_slot_t *s, const char *key, size_t len, uint32_t h) {
-  if (s->hash != h || s->len != len) return 0;
-  const char *k = m->key_of(s->val);
+static int key_eq(const wsc_hmap_t *m, uint32_t slot, const char *key, size_t len, uint32_t h) {
+  if (m->hashes[slot] != h) return 0;
+  size_t klen;
+  const char *k = m->key_of(m->vals[slot], &klen);
+  if (klen != len) return 0;
   if (!m->ci) return memcmp(k, key, len) == 0;
   for (size_t i = 0; i < len; i++)
     if (fold((unsigned char)k[i]) != fold((unsigned char)key[i])) return 0;
@@ -30,7 +32,8 @@ static int key_eq(const wsc_hmap_t *m, const wsc_hmap_slot_t *s, const char *key
 }
 
 void wsc_hmap_init(wsc_hmap_t *m, int flags, wsc_hmap_key_fn key_of) {
-  m->slots = NULL;
+  m->vals = NULL;
+  m->hashes = NULL;
   m->key_of = key_of;
   m->cap = 0;
   m->n = 0;
@@ -38,40 +41,46 @@ void wsc_hmap_init(wsc_hmap_t *m, int flags, wsc_hmap_key_fn key_of) {
 }
 
 void wsc_hmap_free(wsc_hmap_t *m) {
-  free(m->slots);
-  m->slots = NULL;
+  free(m->vals);
+  m->vals = NULL;
+  m->hashes = NULL;
   m->cap = m->n = 0;
 }
 
 /* Index of the key's slot, or of the empty slot where it would go. */
 static uint32_t find_slot(const wsc_hmap_t *m, const char *key, size_t len, uint32_t h) {
   uint32_t mask = m->cap - 1, i = h & mask;
-  while (m->slots[i].val && !key_eq(m, &m->slots[i], key, len, h)) i = (i + 1) & mask;
+  while (m->vals[i] && !key_eq(m, i, key, len, h)) i = (i + 1) & mask;
   return i;
 }
 
 void *wsc_hmap_get(const wsc_hmap_t *m, const char *key, size_t len) {
   if (!m->n) return NULL;
   uint32_t i = find_slot(m, key, len, hash_key(m, key, len));
-  return m->slots[i].val;
+  return m->vals[i];
 }
 
 static int grow(wsc_hmap_t *m) {
   if (m->cap >= WSC_HMAP_MAX_CAP) return -E2BIG;
   uint32_t ncap = m->cap ? m->cap * 2 : HMAP_MIN_CAP;
-  wsc_hmap_slot_t *ns = calloc(ncap, sizeof *ns);
-  if (!ns) return -ENOMEM;
-  wsc_hmap_slot_t *old = m->slots;
+  /* One block: the values, then the hashes. */
+  void **nv = calloc(ncap, sizeof(void *) + sizeof(uint32_t));
+  if (!nv) return -ENOMEM;
+  uint32_t *nh = (uint32_t *)(nv + ncap);
+  void **ov = m->vals;
+  uint32_t *oh = m->hashes;
   uint32_t ocap = m->cap;
-  m->slots = ns;
+  m->vals = nv;
+  m->hashes = nh;
   m->cap = ncap;
   for (uint32_t i = 0; i < ocap; i++) {
-    if (!old[i].val) continue;
-    uint32_t j = old[i].hash & (ncap - 1);
-    while (ns[j].val) j = (j + 1) & (ncap - 1);
-    ns[j] = old[i];
+    if (!ov[i]) continue;
+    uint32_t j = oh[i] & (ncap - 1);
+    while (nv[j]) j = (j + 1) & (ncap - 1);
+    nv[j] = ov[i];
+    nh[j] = oh[i];
   }
-  free(old);
+  free(ov);
   return 0;
 }
 
@@ -84,8 +93,9 @@ int wsc_hmap_put(wsc_hmap_t *m, const char *key, size_t len, void *val) {
     if (rc < 0) return rc;
   }
   uint32_t i = find_slot(m, key, len, h);
-  if (!m->slots[i].val) m->n++;
-  m->slots[i] = (wsc_hmap_slot_t){val, h, (uint32_t)len};
+  if (!m->vals[i]) m->n++;
+  m->vals[i] = val;
+  m->hashes[i] = h;
   return 0;
 }
 
@@ -93,22 +103,23 @@ void *wsc_hmap_del(wsc_hmap_t *m, const char *key, size_t len) {
   if (!m->n) return NULL;
   uint32_t mask = m->cap - 1;
   uint32_t i = find_slot(m, key, len, hash_key(m, key, len));
-  if (!m->slots[i].val) return NULL;
-  void *val = m->slots[i].val;
+  void *val = m->vals[i];
+  if (!val) return NULL;
   /* Backward shift: pull later entries of the probe run into the hole when
    * the hole lies on their path from home slot to current slot. */
   uint32_t j = i;
   for (;;) {
     j = (j + 1) & mask;
-    if (!m->slots[j].val) break;
-    uint32_t home = m->slots[j].hash & mask;
+    if (!m->vals[j]) break;
+    uint32_t home = m->hashes[j] & mask;
     int on_path = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
     if (on_path) {
-      m->slots[i] = m->slots[j];
+      m->vals[i] = m->vals[j];
+      m->hashes[i] = m->hashes[j];
       i = j;
     }
   }
-  m->slots[i].val = NULL;
+  m->vals[i] = NULL;
   m->n--;
   return val;
 }
@@ -117,6 +128,6 @@ uint64_t wsc_hmap_probes(const wsc_hmap_t *m) {
   uint64_t total = 0;
   uint32_t mask = m->cap - 1;
   for (uint32_t i = 0; i < m->cap; i++)
-    if (m->slots[i].val) total += ((i - (m->slots[i].hash & mask)) & mask) + 1;
+    if (m->vals[i]) total += ((i - (m->hashes[i] & mask)) & mask) + 1;
   return total;
 }

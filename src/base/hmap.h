@@ -7,11 +7,12 @@
  * chooses the keys (room names, display names, session tokens) cannot make
  * them collide: every table indexed by client-chosen strings uses this one.
  *
- * Keys live in the values: a slot is the value, the key's hash and its
- * length (16 bytes); the map's key_of function finds the key's bytes in a
- * value when a lookup meets a slot of the same hash and length. (A map of
- * 15,000 chat sessions at its load of ~46 % is 32,768 slots: 512 KiB, not
- * the 768 KiB that keeping the key pointer in the slot took.)
+ * Keys live in the values: a slot is the value and the key's 32-bit hash
+ * (12 bytes, in two arrays: probing reads only the hashes); the map's
+ * key_of function finds the key's bytes and length in a value when a
+ * lookup meets a slot of the same hash. (A map of 15,000 chat sessions at
+ * its load of ~46 % is 32,768 slots: 384 KiB, not the 768 KiB that keeping
+ * the key pointer and length in the slot took.)
  *
  * Ownership: the map owns only its slot array. Keys are NOT copied: the
  * key bytes (key_of(val), the same bytes as the key given to put) must
@@ -25,17 +26,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Where a value keeps its key (the bytes given to put with it). */
-typedef const char *(*wsc_hmap_key_fn)(const void *val);
-
-typedef struct wsc_hmap_slot {
-  void *val;          /* NULL: empty slot */
-  uint32_t hash;      /* low 32 bits of the key's SipHash */
-  uint32_t len;       /* the key's length */
-} wsc_hmap_slot_t;
+/* Where a value keeps its key (the bytes given to put with it): returns
+ * them and sets *len. */
+typedef const char *(*wsc_hmap_key_fn)(const void *val, size_t *len);
 
 typedef struct wsc_hmap {
-  wsc_hmap_slot_t *slots;
+  void **vals;        /* cap values, NULL: empty slot; one block with... */
+  uint32_t *hashes;   /* ... the low 32 bits of each key's SipHash */
   wsc_hmap_key_fn key_of;
   uint32_t cap;       /* 0 or a power of two */
   uint32_t n;
@@ -67,7 +64,7 @@ static inline uint32_t wsc_hmap_count(const wsc_hmap_t *m) { return m->n; }
  * average, probes / n, is the cost of one lookup. */
 uint64_t wsc_hmap_probes(const wsc_hmap_t *m);
 
-/* Iteration: for (uint32_t i = 0; i < m->cap; i++) if (m->slots[i].val) ...
+/* Iteration: for (uint32_t i = 0; i < m->cap; i++) if (m->vals[i]) ...
  * The map must not be modified while iterating. */
 
 #endif

@@ -5,7 +5,7 @@
  *   chat_server_t  owns the rooms map (-> chat_room_t), the names map
  *                  (display name -> chat_session_t, ASCII case-insensitive;
  *                  an entry exists while the session's name is held by a
- *                  connection), the sessions map (token -> chat_session_t,
+ *                  connection), the sessions map (the token's 16 bytes -> chat_session_t,
  *                  owned; a session without a connection is kept on the idle
  *                  list, up to idle_max of them, oldest dropped), the array
  *                  of attached clients and the JSON scratch writer. It also

@@ -179,7 +179,7 @@ static void on_bus_reconnected(void *ud) {
   chat_server_t *srv = ud;
   if (srv->freeing || !srv->bus) return;
   for (uint32_t i = 0; i < srv->rooms.cap; i++)
-    if (srv->rooms.slots[i].val) bus_subscribe(srv->bus, ((chat_room_t *)srv->rooms.slots[i].val)->name);
+    if (srv->rooms.vals[i]) bus_subscribe(srv->bus, ((chat_room_t *)srv->rooms.vals[i])->name);
 }
 
 void chat_server_bus_handler(chat_server_t *srv, bus_handler_t *h) {

@@ -717,11 +717,26 @@ void chat_client_receive(chat_client_t *c, const char *text, size_t len) {
 /* ---- server lifetime ----------------------------------------------------- */
 
 /* Where the maps' values keep their keys (base/hmap). */
-static const char *room_key(const void *v) { return ((const chat_room_t *)v)->name; }
-static const char *name_key(const void *v) { return ((const chat_session_t *)v)->name; }
-static const char *token_key(const void *v) { return (const char *)((const chat_session_t *)v)->token; }
-static const char *cid_key(const void *v) { return (const char *)&((const chat_client_t *)v)->cid; }
-static const char *endpoint_key(const void *v) { return ((const chat_endpoint_t *)v)->name; }
+static const char *room_key(const void *v, size_t *len) {
+  *len = ((const chat_room_t *)v)->name_len;
+  return ((const chat_room_t *)v)->name;
+}
+static const char *name_key(const void *v, size_t *len) {
+  *len = ((const chat_session_t *)v)->name_len;
+  return ((const chat_session_t *)v)->name;
+}
+static const char *token_key(const void *v, size_t *len) {
+  *len = CHAT_TOKEN_BYTES;
+  return (const char *)((const chat_session_t *)v)->token;
+}
+static const char *cid_key(const void *v, size_t *len) {
+  *len = sizeof(uint64_t);
+  return (const char *)&((const chat_client_t *)v)->cid;
+}
+static const char *endpoint_key(const void *v, size_t *len) {
+  *len = ((const chat_endpoint_t *)v)->len;
+  return ((const chat_endpoint_t *)v)->name;
+}
 
 chat_server_t *chat_server_new(uv_loop_t *loop, const wsc_config_t *config, store_t *store) {
   chat_server_t *srv = calloc(1, sizeof *srv);
@@ -856,7 +871,7 @@ void chat_server_free(chat_server_t *srv) {
   srv->n_clients = srv->n_deferred = 0;
   wsc_metrics.chat_clients = wsc_metrics.chat_members = 0;
   for (uint32_t i = 0; i < srv->rooms.cap; i++) {
-    chat_room_t *r = srv->rooms.slots[i].val;
+    chat_room_t *r = srv->rooms.vals[i];
     if (!r) continue;
     if (srv->bus) bus_unsubscribe(srv->bus, r->name);
     free(r->members);
@@ -864,7 +879,7 @@ void chat_server_free(chat_server_t *srv) {
   }
   wsc_metrics.chat_rooms = 0;
   for (uint32_t i = 0; i < srv->sessions.cap; i++) {
-    chat_session_t *s = srv->sessions.slots[i].val;
+    chat_session_t *s = srv->sessions.vals[i];
     if (!s) continue;
     session_free(s);
   }
@@ -873,7 +888,7 @@ void chat_server_free(chat_server_t *srv) {
   wsc_hmap_free(&srv->sessions);
   wsc_hmap_free(&srv->conns);
   for (uint32_t i = 0; i < srv->endpoints.cap; i++)
-    if (srv->endpoints.slots[i].val) free(srv->endpoints.slots[i].val);
+    if (srv->endpoints.vals[i]) free(srv->endpoints.vals[i]);
   wsc_hmap_free(&srv->endpoints);
   dir_free(srv->own_dir);
   srv->own_dir = NULL;

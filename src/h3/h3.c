@@ -78,7 +78,10 @@ typedef struct cid_node {
   uint8_t id[NGTCP2_MAX_CIDLEN];
 } cid_node_t;
 
-static const char *cid_key(const void *v) { return (const char *)((const cid_node_t *)v)->id; }
+static const char *cid_key(const void *v, size_t *len) {
+  *len = ((const cid_node_t *)v)->len;
+  return (const char *)((const cid_node_t *)v)->id;
+}
 
 struct h3_conn {
   h3_server_t *srv;

@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *room_key(const void *v) { return ((const store_room_t *)v)->name; }
+static const char *room_key(const void *v, size_t *len) {
+  *len = strlen(((const store_room_t *)v)->name);
+  return ((const store_room_t *)v)->name;
+}
 
 void store_rooms_init(store_room_map_t *m) {
   wsc_hmap_init(&m->map, WSC_HMAP_EXACT, room_key);
@@ -13,7 +16,7 @@ void store_rooms_init(store_room_map_t *m) {
 
 void store_rooms_free(store_room_map_t *m) {
   for (uint32_t i = 0; i < m->map.cap; i++)
-    if (m->map.slots[i].val) free(m->map.slots[i].val);
+    if (m->map.vals[i]) free(m->map.vals[i]);
   wsc_hmap_free(&m->map);
   m->count = 0;
 }

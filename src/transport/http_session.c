@@ -904,9 +904,18 @@ typedef struct rsend {
 } rsend_t;
 
 /* Where the maps' values keep their keys (base/hmap). */
-static const char *hsess_key(const void *v) { return ((const hsess_t *)v)->token; }
-static const char *cpoll_key(const void *v) { return ((const cpoll_t *)v)->token; }
-static const char *rsend_key(const void *v) { return ((const rsend_t *)v)->key; }
+static const char *hsess_key(const void *v, size_t *len) {
+  *len = strlen(((const hsess_t *)v)->token);
+  return ((const hsess_t *)v)->token;
+}
+static const char *cpoll_key(const void *v, size_t *len) {
+  *len = strlen(((const cpoll_t *)v)->token);
+  return ((const cpoll_t *)v)->token;
+}
+static const char *rsend_key(const void *v, size_t *len) {
+  *len = strlen(((const rsend_t *)v)->key);
+  return ((const rsend_t *)v)->key;
+}
 
 /* reqid 0 in a forward: not a client message but a reply whose request is
  * gone, for the home to queue as an event (as one node does). */
@@ -1727,13 +1736,13 @@ void hsess_server_free(hsess_server_t *hs) {
   if (!hs) return;
   while (hs->lru_head) session_end(hs->lru_head, END_SHUTDOWN);
   for (uint32_t i = 0; i < hs->cpolls.cap; i++)
-    if (hs->cpolls.slots[i].val) {
-      cpoll_answer_text(hs, hs->cpolls.slots[i].val, 503, "the server is shutting down");
+    if (hs->cpolls.vals[i]) {
+      cpoll_answer_text(hs, hs->cpolls.vals[i], 503, "the server is shutting down");
       i = (uint32_t)-1;   /* the map changed: from the start */
     }
   for (uint32_t i = 0; i < hs->rsends.cap; i++)
-    if (hs->rsends.slots[i].val) {
-      rsend_finish(hs, hs->rsends.slots[i].val, 503, NULL, "the server is shutting down", 0);
+    if (hs->rsends.vals[i]) {
+      rsend_finish(hs, hs->rsends.vals[i], 503, NULL, "the server is shutting down", 0);
       i = (uint32_t)-1;
     }
   wsc_hmap_free(&hs->cpolls);
