@@ -512,8 +512,8 @@ static void handle_dm(chat_client_t *c, chat_req_t *req) {
   if (chat_name_eq(to, to_len, c->session->name, c->session->name_len))
     { chat_send_error(c, CHAT_ERR_BAD_REQUEST, "you cannot send a dm to yourself", req->ref); return; }
   chat_session_t *s = wsc_hmap_get(&srv->names, to, to_len);
-  if (s && s->client) {
-    chat_send_own(s->client, chat_enc_dm(&srv->jw, c->session->name, s->name, req->text.p, req->text.len, wsc_now_ms()));
+  if (s && chat_session_client(s)) {
+    chat_send_own(chat_session_client(s), chat_enc_dm(&srv->jw, c->session->name, s->name, req->text.p, req->text.len, wsc_now_ms()));
     chat_send_own(c, chat_enc_ack(&srv->jw, req->ref, NULL, -1));
     return;
   }

@@ -77,19 +77,28 @@ typedef struct chat_membership {
 } chat_membership_t;
 
 /* Names this short (guest-xxxx) live in the session itself; longer ones
- * are malloc'd. The size fills the struct's padding (64 bytes either way). */
-#define CHAT_NAME_INLINE 15
+ * are malloc'd. The size fills the struct's padding (56 bytes either way). */
+#define CHAT_NAME_INLINE 14
 
 typedef struct chat_session {
-  chat_client_t *client;       /* the connection holding the name, or NULL */
+  union {
+    chat_client_t *client;     /* not idle: the connection holding the name, or NULL
+                                  (read it with chat_session_client) */
+    struct chat_session *idle_prev;   /* idle: the idle list */
+  };
+  struct chat_session *idle_next;
   char *name;                  /* current name (the names map key while held): name_buf,
                                   or malloc'd when longer; NULL until named */
-  struct chat_session *idle_prev, *idle_next;  /* idle list, while client == NULL */
   uint8_t token[CHAT_TOKEN_BYTES];  /* the sessions map key: the token's bytes, not
                                        its hex text (chat_session_token) */
   uint8_t name_len;            /* <= CHAT_NAME_MAX_BYTES */
+  uint8_t idle;                /* on the server's idle list (kept for ?session=) */
   char name_buf[CHAT_NAME_INLINE];
 } chat_session_t;
+
+static inline chat_client_t *chat_session_client(const chat_session_t *s) {
+  return s->idle ? NULL : s->client;
+}
 
 enum chat_client_state {
   CHAT_CLIENT_LIVE = 0,

@@ -235,18 +235,21 @@ static void session_free(chat_session_t *s) {
 }
 
 static void idle_remove(chat_server_t *srv, chat_session_t *s) {
+  if (!s->idle) return;   /* not on the list */
   if (s->idle_prev) s->idle_prev->idle_next = s->idle_next;
-  else if (srv->idle_head == s) srv->idle_head = s->idle_next;
-  else return;   /* not on the list */
+  else srv->idle_head = s->idle_next;
   if (s->idle_next) s->idle_next->idle_prev = s->idle_prev;
   else srv->idle_tail = s->idle_prev;
-  s->idle_prev = s->idle_next = NULL;
+  s->idle_next = NULL;
+  s->idle = 0;
+  s->client = NULL;       /* the union's other side */
   srv->n_idle--;
 }
 
 /* s lost its connection: keep it for ?session=, dropping the oldest idle
  * sessions over the cap (their tokens are then unknown: a new session). */
 static void idle_push(chat_server_t *srv, chat_session_t *s) {
+  s->idle = 1;
   s->idle_next = NULL;
   s->idle_prev = srv->idle_tail;
   if (srv->idle_tail) srv->idle_tail->idle_next = s;
@@ -549,8 +552,8 @@ static int attach_session(attach_op_t *op, const char *remote_name) {
   chat_server_t *srv = c->srv;
   chat_session_t *s = op->session ? session_by_token(srv, op->session) : NULL;
   if (s) {
-    if (s->client) {
-      replace_client(s->client, c, s);
+    if (chat_session_client(s)) {
+      replace_client(chat_session_client(s), c, s);
       attach_claim(op);
       return 0;
     }

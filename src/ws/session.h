@@ -83,21 +83,21 @@ enum ws_session_state {
   WS_SESSION_CLOSED,          /* finished (on_closed was called) */
 };
 
-/* 80 bytes: what every open WebSocket keeps (the callbacks and the limit
- * are one table shared by many sessions). */
+/* 72 bytes: what every open WebSocket keeps (the callbacks and the limit
+ * are one table shared by many sessions; the flags are bits). */
 typedef struct ws_session {
   ws_frame_parser_t parser;
   const ws_session_cb_t *cb;
   void *ud;
   ws_held_t *msg;             /* assembly buffer, NULL while idle */
   ws_held_t *ctl;             /* control payload being read, NULL while idle */
-  uint8_t state;
-  uint8_t msg_opcode;         /* opcode of the message in progress, 0 if none */
-  uint8_t frame_opcode;       /* opcode of the frame being read */
-  uint8_t frame_done;         /* current frame already handled in place */
-  uint8_t deflate;            /* permessage-deflate negotiated */
-  uint8_t msg_compressed;     /* the message in progress had RSV1 */
   ws_utf8_t utf8;             /* validator of the text message in progress */
+  unsigned state : 2;         /* enum ws_session_state */
+  unsigned msg_opcode : 4;    /* opcode of the message in progress, 0 if none */
+  unsigned frame_opcode : 4;  /* opcode of the frame being read */
+  unsigned frame_done : 1;    /* current frame already handled in place */
+  unsigned deflate : 1;       /* permessage-deflate negotiated */
+  unsigned msg_compressed : 1;  /* the message in progress had RSV1 */
 } ws_session_t;
 
 /* cb (with its max_message) must outlive the session. */

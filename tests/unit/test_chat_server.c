@@ -346,6 +346,47 @@ static void test_hello_rename(void **state) {
   assert_string_equal(str(expect(a, "presence"), "old"), "Al");
 }
 
+/* Names of up to 15 bytes live inside the session, longer ones are
+ * malloc'd: renames across that line keep the old name for the presence,
+ * free the old name in the names map and hold the new one. */
+static void test_rename_inline_and_long(void **state) {
+  fixture_t *fx = *state;
+  fake_t *a = connect_named(fx, 0, "short");
+  expect(a, "welcome");
+  fake_t *b = connect_named(fx, 1, "bob");
+  expect(b, "welcome");
+  join(fx, a, "r1");
+  join(fx, b, "r1");
+  expect(a, "presence");
+  const char *names[] = {"a-name-of-sixteen", "tiny", "exactly15bytes.", "exactly16bytes..", "s"};
+  const char *old = "short";
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    sayf(a, "{\"type\":\"hello\",\"name\":\"%s\"}", names[i]);
+    assert_string_equal(str(expect(a, "welcome"), "name"), names[i]);
+    json_t *p = expect(a, "presence");
+    assert_string_equal(str(p, "name"), names[i]);
+    assert_string_equal(str(p, "old"), old);
+    p = expect(b, "presence");
+    assert_string_equal(str(p, "event"), "rename");
+    assert_string_equal(str(p, "name"), names[i]);
+    assert_string_equal(str(p, "old"), old);
+    /* the new name is held, the old one free again */
+    sayf(b, "{\"type\":\"hello\",\"name\":\"%s\"}", names[i]);
+    expect_error(b, "name_taken");
+    sayf(b, "{\"type\":\"hello\",\"name\":\"%s\"}", old);
+    assert_string_equal(str(expect(b, "welcome"), "name"), old);
+    expect(b, "presence");
+    expect(a, "presence");
+    sayf(b, "{\"type\":\"hello\",\"name\":\"bob\"}");
+    expect(b, "welcome");
+    expect(b, "presence");
+    expect(a, "presence");
+    old = names[i];
+  }
+  expect_none(a);
+  expect_none(b);
+}
+
 static void test_session_reclaim(void **state) {
   fixture_t *fx = *state;
   fake_t *a = connect_named(fx, 0, "alice");
@@ -936,6 +977,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_welcome_and_names, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hello_rename, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rename_inline_and_long, setup, teardown),
       cmocka_unit_test_setup_teardown(test_session_reclaim, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reclaim_detach_in_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idle_sessions_capped, setup, teardown),
