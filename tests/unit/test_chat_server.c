@@ -346,7 +346,7 @@ static void test_hello_rename(void **state) {
   assert_string_equal(str(expect(a, "presence"), "old"), "Al");
 }
 
-/* Names of up to 15 bytes live inside the session, longer ones are
+/* Names of up to 13 bytes live inside the session, longer ones are
  * malloc'd: renames across that line keep the old name for the presence,
  * free the old name in the names map and hold the new one. */
 static void test_rename_inline_and_long(void **state) {
@@ -358,7 +358,7 @@ static void test_rename_inline_and_long(void **state) {
   join(fx, a, "r1");
   join(fx, b, "r1");
   expect(a, "presence");
-  const char *names[] = {"a-name-of-sixteen", "tiny", "exactly15bytes.", "exactly16bytes..", "s"};
+  const char *names[] = {"a-name-of-seventeen", "tiny", "thirteen-byte", "fourteen-bytes", "thirteen-BYTE", "s"};
   const char *old = "short";
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     sayf(a, "{\"type\":\"hello\",\"name\":\"%s\"}", names[i]);
