@@ -125,9 +125,13 @@ struct chat_client {
                                   the server's endpoints map, one copy per name) */
   uint64_t cid;                /* connection id, unique on this node (the directory's key;
                                   its 8 bytes are the conns map key) */
-  struct attach_op *attach;    /* while the directory has not confirmed the name (no
-                                  welcome yet): the attach, holding what the client sent */
-  int64_t tokens_ms;
+  union {
+    struct attach_op *attach;  /* while attaching (the directory has not confirmed the
+                                  name, no welcome yet): the attach, holding what the
+                                  client sent */
+    int64_t tokens_ms;         /* after: the rate limit bucket's last refill (nothing is
+                                  rate limited before the welcome) */
+  };
   chat_membership_t room0;     /* the first membership: most clients are in one room */
 };
 

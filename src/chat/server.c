@@ -436,7 +436,7 @@ static void attach_op_free(attach_op_t *op) {
   chat_server_t *srv = op->c->srv;
   /* Ended without welcome (a failed claim, the connection closing): what
    * the client sent meanwhile is dropped, as is anything it still sends. */
-  if (op->c->attach == op) op->c->attach = NULL;
+  if (op->c->attaching && op->c->attach == op) op->c->attach = NULL;
   for (uint32_t i = 0; i < op->n_inq; i++) free(op->inq[i]);
   free(op->inq);
   free(op->name);
@@ -479,6 +479,10 @@ static void attach_finish(attach_op_t *op) {
   chat_server_t *srv = c->srv;
   c->attaching = 0;
   c->attach = NULL;
+  if (srv->cfg->rate_limit > 0) {   /* the bucket starts full at the welcome */
+    c->tokens = 2 * srv->cfg->rate_limit;
+    c->tokens_ms = wsc_mono_ms();
+  }
   char tok[CHAT_TOKEN_TEXT];
   chat_send_own(c, chat_enc_welcome(&srv->jw, c->session->name, chat_session_token(c->session, tok)));
   if (op->room) attach_room(c, op);
@@ -642,10 +646,6 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
   c->refs = 1;
   c->idx = srv->n_clients;
   c->cid = ++srv->next_cid;
-  if (srv->cfg->rate_limit > 0) {
-    c->tokens = 2 * srv->cfg->rate_limit;
-    c->tokens_ms = wsc_mono_ms();
-  }
   if (params->room_endpoint && params->room && !(c->endpoint_room = endpoint_ref(srv, params->room))) {
     wsc_pool_free(&g_client_pool, c);
     return NULL;

@@ -1,6 +1,8 @@
 /* transport/ws_transport — see ws_transport.h. */
 #include "transport/ws_transport.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,9 +31,8 @@ struct ws_transport {
 };
 
 typedef struct ws_conn {
-  ws_session_t session;
+  ws_session_t session;       /* session.cb is &t->session_cb[kind]: transport_of */
   wsc_carrier_t carrier;      /* what carries the bytes (net/carrier.h) */
-  ws_transport_t *t;
   chat_client_t *chat;        /* NULL for echo, or once detached */
   int64_t deadline;           /* closing: give up on the peer's close;
                                  open, in back-pressure: stall limit */
@@ -71,6 +72,13 @@ ws_transport_t *ws_transport_new(const wsc_config_t *config, chat_server_t *chat
 
 void ws_transport_free(ws_transport_t *t) { free(t); }
 
+/* The transport of a WebSocket, from its session's callback table (the
+ * ws_conn keeps no pointer of its own: 8 bytes per connection). */
+static inline ws_transport_t *transport_of(const ws_conn_t *w) {
+  const ws_session_cb_t *cb = w->session.cb - (w->kind == WS_KIND_ECHO ? WS_KIND_ECHO : WS_KIND_CHAT);
+  return (ws_transport_t *)((char *)(uintptr_t)cb - offsetof(ws_transport_t, session_cb));
+}
+
 static inline size_t queued(const ws_conn_t *w) { return wsc_carrier_queued(w->carrier); }
 
 /* --- sending ------------------------------------------------------------------ */
@@ -101,13 +109,13 @@ static void cut_off_slow_consumer(ws_conn_t *w) {
  * its send-queue limit and is cut off. */
 static int chat_queue(ws_conn_t *w, wsc_buf_t *msg, unsigned flags) {
   if (!ws_session_can_send(&w->session)) return 0;
-  if ((flags & WSC_SEND_FORCE) && queued(w) > w->t->config->send_queue_limit) {
+  if ((flags & WSC_SEND_FORCE) && queued(w) > transport_of(w)->config->send_queue_limit) {
     /* A reply is accepted whole unless the queue is already over its
      * limit (see chat_transport_ops_t). */
     cut_off_slow_consumer(w);
     return -1;
   }
-  wsc_buf_t *wire = outbuf_wire(msg, &w->pmd, w->t->config->deflate_min);
+  wsc_buf_t *wire = outbuf_wire(msg, &w->pmd, transport_of(w)->config->deflate_min);
   if (wsc_carrier_send(w->carrier, wire, flags) != 0) {
     cut_off_slow_consumer(w);
     return -1;
@@ -133,7 +141,7 @@ static const chat_transport_ops_t chat_ops = {.send = chat_send, .reply = chat_r
 /* The echo of a message as one frame: compressed when deflate was
  * negotiated, the message is big enough and it shrinks. */
 static wsc_buf_t *echo_frame(ws_conn_t *w, int opcode, const uint8_t *data, size_t len) {
-  if (len >= w->t->config->deflate_min && ws_pmd_fits(&w->pmd, len)) {
+  if (len >= transport_of(w)->config->deflate_min && ws_pmd_fits(&w->pmd, len)) {
     wsc_buf_t *z = ws_deflate_frame(opcode, data, len);
     if (z) wsc_metrics.ws_deflate_built++;
     if (z && z->len < len) {
@@ -164,7 +172,7 @@ static void echo_message(ws_conn_t *w, int opcode, const uint8_t *data, size_t l
   const wsc_carrier_ops_t *ops = w->carrier.ops;
   if (wsc_carrier_send(w->carrier, b, WSC_SEND_FORCE) == 0) {
     wsc_metrics.ws_messages_out++;
-    if (queued(w) > w->t->config->send_queue_limit && !ops->in_backpressure(w->carrier.h)) {
+    if (queued(w) > transport_of(w)->config->send_queue_limit && !ops->in_backpressure(w->carrier.h)) {
       ops->backpressure(w->carrier.h);
       w->deadline = wsc_mono_ms() + STALL_LIMIT_MS;
     }
@@ -194,7 +202,7 @@ static void on_message(void *ud, int opcode, const uint8_t *data, size_t len) {
  * without bound), so it is cut off instead. */
 static void on_write(void *ud, const uint8_t *data, size_t len) {
   ws_conn_t *w = ud;
-  if (len && (data[0] & 0x0f) == WS_OP_PONG && queued(w) > w->t->config->send_queue_limit) {
+  if (len && (data[0] & 0x0f) == WS_OP_PONG && queued(w) > transport_of(w)->config->send_queue_limit) {
     cut_off_slow_consumer(w);
     return;
   }
@@ -234,7 +242,7 @@ static void ws_data(void *ud, uint8_t *data, size_t len) {
 }
 
 static void heartbeat(ws_conn_t *w, int64_t now) {
-  ws_transport_t *t = w->t;
+  ws_transport_t *t = transport_of(w);
   if (t->config->ping_interval_ms <= 0) return;
   if (now - t->round_at >= t->config->ping_interval_ms) {
     t->round++;
@@ -309,7 +317,6 @@ static ws_conn_t *conn_new(ws_transport_t *t, wsc_carrier_t carrier, ws_kind_t k
   ws_conn_t *w = wsc_pool_alloc(&g_ws_pool);
   if (!w) return NULL;
   w->carrier = carrier;
-  w->t = t;
   w->kind = (uint8_t)kind;
   w->pinged_round = (uint16_t)t->round;
   ws_session_init(&w->session, &t->session_cb[kind == WS_KIND_ECHO ? WS_KIND_ECHO : WS_KIND_CHAT], w);
@@ -320,7 +327,7 @@ static ws_conn_t *conn_new(ws_transport_t *t, wsc_carrier_t carrier, ws_kind_t k
 
 static int attach_chat(ws_conn_t *w, ws_kind_t kind, const chat_connect_params_t *params) {
   if (kind != WS_KIND_CHAT) return 0;
-  w->chat = chat_client_attach(w->t->chat, &chat_ops, w, params);
+  w->chat = chat_client_attach(transport_of(w)->chat, &chat_ops, w, params);
   if (!w->chat) {
     start_close(w, WS_CLOSE_INTERNAL, "out of memory");
     return -1;
