@@ -158,7 +158,7 @@ typedef struct members_view {
 
 static const char *member_name_at(void *ud, size_t i) {
   members_view_t *v = ud;
-  if (i < v->r->n) return chat_client_name(v->r->members[i].c);
+  if (i < v->r->n) return chat_client_name(v->r->members[i]);
   return v->op->others[i - v->r->n];
 }
 

@@ -23,7 +23,8 @@
  *
  * Room membership is kept on both sides with cross indexes, so joining and
  * leaving are O(1) (index swap) and fan-out walks one flat array:
- *   room->members[ri] = {client, mi}   and   client->rooms[mi] = {room, ri}.
+ *   room->members[ri] = client, room->member_mi[ri] = mi   and
+ *   client->rooms[mi] = {room, ri}.
  */
 #ifndef WSC_CHAT_INTERNAL_H
 #define WSC_CHAT_INTERNAL_H
@@ -47,13 +48,12 @@
 
 typedef struct chat_room chat_room_t;
 
-typedef struct chat_member {
-  chat_client_t *c;
-  uint32_t mi;                 /* index in c->rooms */
-} chat_member_t;
-
 struct chat_room {
-  chat_member_t *members;
+  /* One block of cap members and then cap bytes of member_mi: 9 bytes a
+   * member, not 16 for a {pointer, index} pair. */
+  chat_client_t **members;
+  uint8_t *member_mi;          /* members[i]'s index in its client's rooms
+                                  (< CHAT_ROOMS_PER_CLIENT_MAX) */
   uint32_t n, cap;
   /* Ordered delivery (order.c): the last message id delivered on this node
    * (-1: not known yet, until the first join read), the highest id seen

@@ -37,8 +37,8 @@ chat_err_t chat_store_err(int status) {
 static void deliver_to_members(chat_server_t *srv, chat_room_t *r, wsc_buf_t *buf, int64_t id) {
   chat_enter(srv);
   for (uint32_t i = 0; i < r->n; i++) {
-    chat_client_t *c = r->members[i].c;
-    chat_membership_t *m = &c->rooms[r->members[i].mi];
+    chat_client_t *c = r->members[i];
+    chat_membership_t *m = &c->rooms[r->member_mi[i]];
     if (m->replaying || id <= m->floor || !chat_client_active(c)) continue;
     if (c->ops->send(c->ud, buf) < 0) c->send_failed = 1;
     else wsc_metrics.chat_messages_out++;
@@ -80,7 +80,7 @@ void chat_room_reset(chat_server_t *srv, chat_room_t *r, int64_t last_id, const 
   snprintf(r->epoch, sizeof r->epoch, "%s", epoch ? epoch : "");
   chat_enter(srv);
   for (uint32_t i = 0; i < r->n; i++) {
-    chat_client_t *c = r->members[i].c;
+    chat_client_t *c = r->members[i];
     if (chat_client_active(c)) c->ops->close(c->ud, 1012, "room history was reset; join again");
   }
   chat_leave(srv);

@@ -39,17 +39,6 @@ void chat_room_free(chat_server_t *srv, chat_room_t *room) {
   free(room);
 }
 
-/* Doubles *cap (from min) so that n + 1 elements of size sz fit. */
-static int grow(void **arr, uint32_t n, uint32_t *cap, size_t sz, uint32_t min) {
-  if (n < *cap) return 0;
-  uint32_t ncap = *cap ? *cap * 2 : min;
-  void *p = realloc(*arr, (size_t)ncap * sz);
-  if (!p) return -1;
-  *arr = p;
-  *cap = ncap;
-  return 0;
-}
-
 /* A client's memberships start in c->room0 (cap 1) and move to a malloc'd
  * array from the second room on. */
 static int grow_rooms(chat_client_t *c) {
@@ -64,10 +53,27 @@ static int grow_rooms(chat_client_t *c) {
   return 0;
 }
 
+_Static_assert(CHAT_ROOMS_PER_CLIENT_MAX <= UINT8_MAX, "member_mi is a byte");
+
+/* Doubles the room's member block (members, then member_mi) from
+ * ROOM_MIN_CAP when full. */
+static int grow_members(chat_room_t *r) {
+  if (r->n < r->cap) return 0;
+  if (r->cap > UINT32_MAX / 2) return -1;
+  uint32_t ncap = r->cap ? r->cap * 2 : ROOM_MIN_CAP;
+  chat_client_t **m = realloc(r->members, (size_t)ncap * (sizeof *m + 1));
+  if (!m) return -1;
+  uint8_t *mi = (uint8_t *)(m + ncap);
+  if (r->n) memmove(mi, (uint8_t *)(m + r->cap), r->n);   /* the indexes follow the pointers */
+  r->members = m;
+  r->member_mi = mi;
+  r->cap = ncap;
+  return 0;
+}
+
 int chat_room_add(chat_room_t *room, chat_client_t *c) {
-  if (grow((void **)&room->members, room->n, &room->cap, sizeof *room->members, ROOM_MIN_CAP) < 0 ||
-      grow_rooms(c) < 0)
-    return -1;
+  if (c->n_rooms >= UINT8_MAX) return -1;   /* its index must fit member_mi */
+  if (grow_members(room) < 0 || grow_rooms(c) < 0) return -1;
   uint32_t mi = c->n_rooms++, ri = room->n++;
   c->rooms[mi] = (chat_membership_t){
       .room = room, .ri = ri, .gen = ++c->next_gen, .replaying = 0,
@@ -75,7 +81,8 @@ int chat_room_add(chat_room_t *room, chat_client_t *c) {
       .typing_ms = (uint32_t)(wsc_mono_ms() - CHAT_TYPING_INTERVAL_MS),
       .floor = INT64_MAX,           /* set by its join read */
   };
-  room->members[ri] = (chat_member_t){c, mi};
+  room->members[ri] = c;
+  room->member_mi[ri] = (uint8_t)mi;
   wsc_metrics.chat_members++;
   return (int)mi;
 }
@@ -86,11 +93,12 @@ uint32_t chat_room_remove(chat_server_t *srv, chat_client_t *c, uint32_t mi) {
 
   /* Room side: move the last member into the hole and fix its back index. */
   room->members[ri] = room->members[--room->n];
-  if (ri < room->n) room->members[ri].c->rooms[room->members[ri].mi].ri = ri;
+  room->member_mi[ri] = room->member_mi[room->n];
+  if (ri < room->n) room->members[ri]->rooms[room->member_mi[ri]].ri = ri;
 
   /* Client side: the same with the client's last membership. */
   c->rooms[mi] = c->rooms[--c->n_rooms];
-  if (mi < c->n_rooms) c->rooms[mi].room->members[c->rooms[mi].ri].mi = mi;
+  if (mi < c->n_rooms) c->rooms[mi].room->member_mi[c->rooms[mi].ri] = (uint8_t)mi;
 
   wsc_metrics.chat_members--;
   uint32_t left = room->n;

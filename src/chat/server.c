@@ -131,8 +131,8 @@ void chat_server_deliver(void *ud, const char *room_name, wsc_buf_t *msg) {
   int is_message = outbuf_json_len(msg) >= sizeof MESSAGE_PREFIX - 1 &&
                    memcmp(outbuf_json(msg), MESSAGE_PREFIX, sizeof MESSAGE_PREFIX - 1) == 0;
   for (uint32_t i = 0; i < room->n; i++) {
-    chat_client_t *c = room->members[i].c;
-    if (c == srv->exclude || c->rooms[room->members[i].mi].replaying || !chat_client_active(c))
+    chat_client_t *c = room->members[i];
+    if (c == srv->exclude || c->rooms[room->member_mi[i]].replaying || !chat_client_active(c))
       continue;
     /* Room events other than messages (presence, typing) may wait a few
      * ms to share a write: a join storm costs each member one write. */
