@@ -328,7 +328,7 @@ static void conn_writable(net_conn_t *c) {
   }
   memmove(p->bufs, p->bufs + first, (p->n - first) * sizeof p->bufs[0]);
   p->n -= first;
-  c->pend_skip = skip;
+  c->pend_skip = (uint32_t)skip;   /* < the first buffer's length */
   if (p->n == 0) {
     free(p);
     c->pend = NULL;
@@ -349,7 +349,7 @@ static int write_now(net_conn_t *c, wsc_buf_t *b) {
     done = r > 0 ? (size_t)r : 0;
     wsc_metrics.bytes_out += done;
     if (done == b->len) return 0;
-    c->pend_skip = done;
+    c->pend_skip = (uint32_t)done;
   }
   wsc_buf_ref(b);
   c->queued += b->len - done;
@@ -415,7 +415,7 @@ static void flush_conn(net_conn_t *c) {
   }
   int rc = 0;
   if (first < o->n) {
-    if (!c->pend) c->pend_skip = skip;
+    if (!c->pend) c->pend_skip = (uint32_t)skip;
     rc = pend_push(c, o->bufs + first, o->n - first);   /* the references move */
   }
   out_free(c->out);
@@ -718,7 +718,7 @@ static void conn_finalize(net_conn_t *c) {
 void net_conn_close(net_conn_t *c) {
   if (c->flags & (F_CLOSING | F_CLOSED)) return;
   c->flags |= F_CLOSING;
-  c->close_deadline = wsc_mono_ms() + NET_CLOSE_GRACE_MS;
+  c->close_deadline = (uint32_t)(wsc_mono_ms() + NET_CLOSE_GRACE_MS);
   if (c->out && c->out->n) mark_dirty(c);
   else maybe_shutdown(c);
 }
@@ -792,7 +792,7 @@ static void refuse(net_server_t *srv, net_conn_t *c, int tls) {
   }
   net_conn_send_copy(c, k_busy_response, sizeof k_busy_response - 1);
   net_conn_close(c);
-  c->close_deadline = now + NET_REFUSE_GRACE_MS;
+  c->close_deadline = (uint32_t)(now + NET_REFUSE_GRACE_MS);
   watch_set(c, c->watch | W_IN);   /* drain until the peer's EOF */
 }
 
@@ -820,7 +820,7 @@ static void accept_conn(net_server_t *srv, int fd, int tls) {
       return;
     }
     c->flags |= F_HANDSHAKING;
-    c->close_deadline = wsc_mono_ms() + srv->config->handshake_timeout_ms;
+    c->close_deadline = (uint32_t)(wsc_mono_ms() + srv->config->handshake_timeout_ms);
   } else {
     srv->on_accept(srv, c);
   }
@@ -905,11 +905,11 @@ static void on_tick(uv_timer_t *t) {
     }
     if (c->flags & F_CLOSED) continue;
     if (c->flags & F_CLOSING) {
-      if (now >= c->close_deadline) conn_finalize(c);
+      if (net_deadline_passed(now, c->close_deadline)) conn_finalize(c);
       continue;
     }
     if (c->flags & F_HANDSHAKING) {
-      if (now >= c->close_deadline) {
+      if (net_deadline_passed(now, c->close_deadline)) {
         LOG_DEBUG("net", "tls handshake timeout");
         wsc_metrics.tls_failures++;
         conn_finalize(c);

@@ -3,7 +3,7 @@
  *
  * Sockets: a connection is a bare non-blocking fd in an epoll set of net's
  * own, not a libuv handle (libuv's uv_tcp_t is 248 bytes; a net_conn_t
- * is 112). libuv watches that epoll set (and the
+ * is 104). libuv watches that epoll set (and the
  * listeners, which are in it too) through one uv_poll_t, so the loop is
  * still libuv's: timers, checks, the thread pool and the other handles are
  * unchanged. net reads with read(2) and writes with writev(2); what the
@@ -108,9 +108,10 @@ struct net_conn {
   net_conn_t *next_dirty;        /* connections with queued bytes */
   net_conn_t *next_lazy;         /* connections with only lazy bytes queued */
   tls_t *tls;                    /* TLS state, NULL for plain connections */
-  int64_t close_deadline;        /* while closing: when to give up (mono ms);
-                                    during a TLS handshake: its deadline */
-  size_t pend_skip;              /* bytes of pend's first buffer already written */
+  uint32_t close_deadline;       /* while closing: when to give up; during a TLS
+                                    handshake: its deadline (the low 32 bits of the
+                                    mono ms: compared as a difference, net_deadline_passed) */
+  uint32_t pend_skip;            /* bytes of pend's first buffer already written */
   int fd;                        /* the socket; -1 for a detached connection */
   uint16_t flags;
   uint8_t watch;                 /* what the epoll set watches it for (read, write) */
@@ -151,6 +152,12 @@ struct net_server {
 };
 
 static inline net_server_t *net_conn_server(const net_conn_t *c) { return c->srv; }
+
+/* 1 once mono ms `now` reached a deadline kept as its low 32 bits (deltas
+ * of less than 24 days, both ways, compare right across the wrap). */
+static inline int net_deadline_passed(int64_t now, uint32_t deadline) {
+  return (int32_t)((uint32_t)now - deadline) >= 0;
+}
 
 /* Binds config->host:config->port and starts accepting. Returns 0 or a
  * negative libuv error. */
