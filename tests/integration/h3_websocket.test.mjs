@@ -2,8 +2,9 @@
 // ngtcp2 + nghttp3, no server code): echo, the chat protocol across carriers
 // (an HTTP/1.1 client from Node `ws` in the same rooms), several rooms on one
 // QUIC connection, the same validation and Origin rules as HTTP/1.1, the
-// by-carrier gauge, and a stalled stream cut off (1013) without stalling its
-// connection's other streams.
+// by-carrier gauge, a stalled stream cut off (1013) without stalling its
+// connection's other streams, and packets larger than 1452 bytes to a
+// loopback peer with no pacing timer per write (the h3 counters in /metrics).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startH3Server, H3WS } from '../lib/h3.mjs';
@@ -80,6 +81,34 @@ describe('WebSocket over HTTP/3', () => {
     c.close(1);
     assert.equal(await c.exited, 0);
     await h1.until((x) => x.type === 'presence' && x.event === 'leave' && x.name === 'quinn');
+    h1.ws.close();
+  });
+
+  test('a loopback peer gets packets larger than 1452 bytes, and a write costs no pacing timer', T, async () => {
+    // 50 messages of 3000 bytes in the room's history: joining replays them,
+    // over 150 kB from the server. In packets of at most 1452 bytes that
+    // alone is 104 packets or more; the loopback route's MTU allows 16 KiB.
+    const h1 = await Chat.open(srv.url('/ws/bulk?name=filler'));
+    await h1.next('welcome');
+    await h1.next('joined');
+    const text = 'y'.repeat(3000);
+    for (let i = 0; i < 50; i++) h1.send({ type: 'send', room: 'bulk', text, ref: i });
+    await h1.until((m) => m.type === 'ack' && m.ref === 49);
+    const [p0, w0, x0] = [await metric('wschat_h3_packets_out_total'), await metric('wschat_h3_conn_writes_total'),
+      await metric('wschat_h3_expiries_total')];
+    const c = h3ws(['/ws/bulk?name=bulky']);
+    await c.waitFor((e) => e.json?.type === 'joined');
+    let n = 0;
+    await c.waitFor((e) => e.json?.type === 'message' && e.json.text === text && ++n === 50);
+    const [p1, w1, x1] = [await metric('wschat_h3_packets_out_total'), await metric('wschat_h3_conn_writes_total'),
+      await metric('wschat_h3_expiries_total')];
+    const minSmall = Math.ceil((50 * 3000) / 1452);
+    assert.ok(p1 - p0 < minSmall, `${p1 - p0} packets for 150 kB: not larger than 1452 bytes (${minSmall} at least)`);
+    // every write used to arm ngtcp2's pacing deadline, and its timer then
+    // fired for a second, empty write: about one expiry per write
+    assert.ok(x1 - x0 < Math.max(4, (w1 - w0) / 4), `${x1 - x0} timer expiries for ${w1 - w0} connection writes`);
+    c.close(0);
+    assert.equal(await c.exited, 0);
     h1.ws.close();
   });
 
