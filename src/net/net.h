@@ -191,10 +191,11 @@ int net_conn_send(net_conn_t *c, wsc_buf_t *b);
  * so other I/O runs between its slices) and is timed; the next round starts no earlier
  * than (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT times that long
  * after it ended (3x for 25 %), capped at NET_LAZY_MAX_MS, and never sooner
- * than NET_LAZY_MS after the first lazy byte queued. So lazy rounds take at
- * most about a quarter of the loop's time however many connections they
- * write to, a quiet server keeps the 15 ms wait, and the first round after
- * a storm (once its budget wait has passed) is back at 15 ms.
+ * than NET_LAZY_MS after the first lazy byte queued. So lazy rounds take
+ * about a quarter of the loop's time at most however many connections they
+ * write to (until one round takes longer than NET_LAZY_MAX_MS / 3), a quiet
+ * server keeps the 15 ms wait, and the first round after a storm (once its
+ * budget wait has passed) is back at 15 ms.
  *
  * A queue that collects NET_LAZY_FULL buffers goes out with the next cork
  * without waiting for the round: one writev's fixed cost is then shared by
