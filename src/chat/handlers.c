@@ -178,7 +178,7 @@ static void on_catch_up_rows(void *ud, int status, const store_msg_t *rows, size
     chat_enter(srv);
     chat_room_t *r;
     int mi = membership(c, op->room, strlen(op->room), &r);
-    if (mi >= 0 && c->rooms[mi].gen == op->gen) {
+    if (mi >= 0 && chat_rooms(c)[mi].gen == op->gen) {
       if (status < 0) n = 0;
       for (size_t i = 0; i < n; i++) {
         chat_send_own(c, chat_enc_message(&srv->jw, &rows[i]));
@@ -187,13 +187,13 @@ static void on_catch_up_rows(void *ud, int status, const store_msg_t *rows, size
       wsc_metrics.chat_messages_out += n;
       if (status < 0 || n == 0 || op->last_id >= r->last_id) {
         /* Done (or the store cannot say more): live from here. */
-        join_live(c, &c->rooms[mi], op->last_id > r->last_id ? op->last_id : r->last_id);
+        join_live(c, &chat_rooms(c)[mi], op->last_id > r->last_id ? op->last_id : r->last_id);
       } else {
         if (store_fetch_after(srv->store, r->name, op->last_id, srv->cfg->replay_max, on_catch_up_rows, op) == 0) {
           chat_leave(srv);
           return;   /* the op lives on for one more read */
         }
-        join_live(c, &c->rooms[mi], r->last_id);
+        join_live(c, &chat_rooms(c)[mi], r->last_id);
       }
     }
     chat_leave(srv);
@@ -211,7 +211,7 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
     chat_room_t *r;
     int mi = membership(c, op->room, strlen(op->room), &r);
     /* A leave (and maybe a new join) since: this fetch is stale. */
-    if (mi >= 0 && c->rooms[mi].gen == op->gen) {
+    if (mi >= 0 && chat_rooms(c)[mi].gen == op->gen) {
       if (status < 0 && r->last_id < 0) {
         /* Nothing known of the room (the shared store is unreachable). */
         send_store_error(c, status, "history is unavailable", NULL);
@@ -236,7 +236,7 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
         }
         if (r->resync || r->want > r->last_id) chat_room_refill(srv, r);
       }
-      chat_membership_t *m = &c->rooms[mi];
+      chat_membership_t *m = &chat_rooms(c)[mi];
       int recovered = op->recovered < 0 ? -1 : status < 0 ? 0 : info->recovered;
       if (status < 0) {
         send_store_error(c, status, "history is unavailable", NULL);
@@ -291,7 +291,7 @@ static void on_dir_joined(void *ud, int status, int64_t count, const char *const
   chat_room_t *r;
   int mi;
   if (srv->freeing || c->state != CHAT_CLIENT_LIVE || (mi = membership(c, op->room, strlen(op->room), &r)) < 0 ||
-      c->rooms[mi].gen != op->gen) {
+      chat_rooms(c)[mi].gen != op->gen) {
     op_release(op);
     return;
   }
@@ -318,9 +318,9 @@ void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_s
       if (!r->n) chat_room_free(srv, r);
       { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
     }
-    c->rooms[mi].replaying = 1;
+    chat_rooms(c)[mi].replaying = 1;
   } else {
-    c->rooms[mi].replaying++;   /* a re-join: joined again, no presence */
+    chat_rooms(c)[mi].replaying++;   /* a re-join: joined again, no presence */
   }
 
   chat_op_t *op = op_new(c, r->name, NULL);
@@ -329,7 +329,7 @@ void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_s
     op = NULL;
   }
   if (!op) {
-    c->rooms[mi].replaying--;
+    chat_rooms(c)[mi].replaying--;
     { chat_send_error(c, CHAT_ERR_INTERNAL, "out of memory", NULL); return; }
   }
   if (epoch) {
@@ -337,7 +337,7 @@ void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_s
     op->epoch[epoch_len] = '\0';
     op->epoch_len = epoch_len;
   }
-  op->gen = c->rooms[mi].gen;
+  op->gen = chat_rooms(c)[mi].gen;
   op->recovered = has_since ? 0 : -1;
   op->since = has_since ? since : -1;
   if (!fresh) {
@@ -391,7 +391,7 @@ static presence_op_t *presence_op_new(chat_server_t *srv, const char *event, con
 void chat_do_leave(chat_client_t *c, uint32_t mi) {
   chat_server_t *srv = c->srv;
   char room[CHAT_ROOM_MAX + 1];
-  snprintf(room, sizeof room, "%s", c->rooms[mi].room->name);
+  snprintf(room, sizeof room, "%s", chat_rooms(c)[mi].room->name);
   uint32_t left = chat_room_remove(srv, c, mi);   /* may free the room */
   presence_op_t *op = presence_op_new(srv, "leave", room, chat_client_name(c), NULL, left);
   if (!op) return;
@@ -485,8 +485,8 @@ static void handle_typing(chat_client_t *c, chat_req_t *req) {
   int mi = membership(c, req->room.p, req->room.len, &r);
   if (mi < 0) { not_member(c, req->ref); return; }
   uint32_t now = (uint32_t)wsc_mono_ms();
-  if (now - c->rooms[mi].typing_ms < CHAT_TYPING_INTERVAL_MS) return;   /* dropped silently */
-  c->rooms[mi].typing_ms = now;
+  if (now - chat_rooms(c)[mi].typing_ms < CHAT_TYPING_INTERVAL_MS) return;   /* dropped silently */
+  chat_rooms(c)[mi].typing_ms = now;
   chat_broadcast(c->srv, r->name, chat_enc_typing(&c->srv->jw, r->name, chat_client_name(c)), c);
 }
 

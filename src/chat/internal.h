@@ -24,7 +24,7 @@
  * Room membership is kept on both sides with cross indexes, so joining and
  * leaving are O(1) (index swap) and fan-out walks one flat array:
  *   room->members[ri] = client, room->member_mi[ri] = mi   and
- *   client->rooms[mi] = {room, ri}.
+ *   chat_rooms(client)[mi] = {room, ri}.
  */
 #ifndef WSC_CHAT_INTERNAL_H
 #define WSC_CHAT_INTERNAL_H
@@ -111,8 +111,8 @@ struct chat_client {
   const chat_transport_ops_t *ops;
   void *ud;
   chat_session_t *session;     /* NULL unless LIVE */
-  chat_membership_t *rooms;    /* &room0 while cap_rooms is 1, else malloc'd */
-  uint16_t n_rooms, cap_rooms; /* <= CHAT_ROOMS_PER_CLIENT_MAX */
+  uint16_t n_rooms, cap_rooms; /* <= CHAT_ROOMS_PER_CLIENT_MAX; the memberships are
+                                  chat_rooms(c) */
   uint32_t idx;                /* in srv->clients */
   uint32_t refs;
   uint32_t next_gen;
@@ -132,8 +132,17 @@ struct chat_client {
     int64_t tokens_ms;         /* after: the rate limit bucket's last refill (nothing is
                                   rate limited before the welcome) */
   };
-  chat_membership_t room0;     /* the first membership: most clients are in one room */
+  union {
+    chat_membership_t room0;   /* cap_rooms 1: the one membership (most clients are in
+                                  one room) */
+    chat_membership_t *rooms_heap;   /* cap_rooms > 1: a malloc'd array */
+  };
 };
+
+/* A client's memberships (n_rooms of them). */
+static inline chat_membership_t *chat_rooms(const chat_client_t *c) {
+  return c->cap_rooms > 1 ? c->rooms_heap : (chat_membership_t *)(uintptr_t)&c->room0;
+}
 
 struct chat_server {
   uv_loop_t *loop;
@@ -191,7 +200,7 @@ int chat_rename(chat_client_t *c, const char *name, size_t len);
 /* --- room.c --------------------------------------------------------------- */
 chat_room_t *chat_room_get(chat_server_t *srv, const char *name, size_t len);
 chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_t len);
-/* Adds c to room (new membership, replaying = 0); its index in c->rooms or -1. */
+/* Adds c to room (new membership, replaying = 0); its index in chat_rooms(c) or -1. */
 int chat_room_add(chat_room_t *room, chat_client_t *c);
 /* Removes membership mi of c; frees the room when it is left empty (the
  * room pointer is then invalid). Returns the members left. */

@@ -38,7 +38,7 @@ static void deliver_to_members(chat_server_t *srv, chat_room_t *r, wsc_buf_t *bu
   chat_enter(srv);
   for (uint32_t i = 0; i < r->n; i++) {
     chat_client_t *c = r->members[i];
-    chat_membership_t *m = &c->rooms[r->member_mi[i]];
+    chat_membership_t *m = &chat_rooms(c)[r->member_mi[i]];
     if (m->replaying || id <= m->floor || !chat_client_active(c)) continue;
     if (c->ops->send(c->ud, buf) < 0) c->send_failed = 1;
     else wsc_metrics.chat_messages_out++;

@@ -40,15 +40,19 @@ void chat_room_free(chat_server_t *srv, chat_room_t *room) {
 }
 
 /* A client's memberships start in c->room0 (cap 1) and move to a malloc'd
- * array from the second room on. */
+ * array (rooms_heap, in room0's place) from the second room on. */
 static int grow_rooms(chat_client_t *c) {
   if (c->n_rooms < c->cap_rooms) return 0;
   if (c->cap_rooms > UINT16_MAX / 2) return -1;
   uint16_t cap = (uint16_t)(c->cap_rooms * 2);
-  chat_membership_t *a = c->rooms == &c->room0 ? malloc(cap * sizeof *a) : realloc(c->rooms, cap * sizeof *a);
-  if (!a) return -1;
-  if (c->rooms == &c->room0) memcpy(a, c->rooms, c->n_rooms * sizeof *a);
-  c->rooms = a;
+  chat_membership_t *a;
+  if (c->cap_rooms == 1) {
+    if (!(a = malloc(cap * sizeof *a))) return -1;
+    memcpy(a, &c->room0, c->n_rooms * sizeof *a);
+  } else if (!(a = realloc(c->rooms_heap, cap * sizeof *a))) {
+    return -1;
+  }
+  c->rooms_heap = a;
   c->cap_rooms = cap;
   return 0;
 }
@@ -75,7 +79,7 @@ int chat_room_add(chat_room_t *room, chat_client_t *c) {
   if (c->n_rooms >= UINT8_MAX) return -1;   /* its index must fit member_mi */
   if (grow_members(room) < 0 || grow_rooms(c) < 0) return -1;
   uint32_t mi = c->n_rooms++, ri = room->n++;
-  c->rooms[mi] = (chat_membership_t){
+  chat_rooms(c)[mi] = (chat_membership_t){
       .room = room, .ri = ri, .gen = ++c->next_gen, .replaying = 0,
       /* "long ago": the first typing always goes out */
       .typing_ms = (uint32_t)(wsc_mono_ms() - CHAT_TYPING_INTERVAL_MS),
@@ -88,17 +92,17 @@ int chat_room_add(chat_room_t *room, chat_client_t *c) {
 }
 
 uint32_t chat_room_remove(chat_server_t *srv, chat_client_t *c, uint32_t mi) {
-  chat_room_t *room = c->rooms[mi].room;
-  uint32_t ri = c->rooms[mi].ri;
+  chat_room_t *room = chat_rooms(c)[mi].room;
+  uint32_t ri = chat_rooms(c)[mi].ri;
 
   /* Room side: move the last member into the hole and fix its back index. */
   room->members[ri] = room->members[--room->n];
   room->member_mi[ri] = room->member_mi[room->n];
-  if (ri < room->n) room->members[ri]->rooms[room->member_mi[ri]].ri = ri;
+  if (ri < room->n) chat_rooms(room->members[ri])[room->member_mi[ri]].ri = ri;
 
   /* Client side: the same with the client's last membership. */
-  c->rooms[mi] = c->rooms[--c->n_rooms];
-  if (mi < c->n_rooms) c->rooms[mi].room->member_mi[c->rooms[mi].ri] = (uint8_t)mi;
+  chat_rooms(c)[mi] = chat_rooms(c)[--c->n_rooms];
+  if (mi < c->n_rooms) chat_rooms(c)[mi].room->member_mi[chat_rooms(c)[mi].ri] = (uint8_t)mi;
 
   wsc_metrics.chat_members--;
   uint32_t left = room->n;

@@ -116,7 +116,7 @@ void chat_send_error(chat_client_t *c, chat_err_t e, const char *msg, const json
 
 int chat_find_membership(const chat_client_t *c, const chat_room_t *room) {
   for (uint32_t i = 0; i < c->n_rooms; i++)
-    if (c->rooms[i].room == room) return (int)i;
+    if (chat_rooms(c)[i].room == room) return (int)i;
   return -1;
 }
 
@@ -132,7 +132,7 @@ void chat_server_deliver(void *ud, const char *room_name, wsc_buf_t *msg) {
                    memcmp(outbuf_json(msg), MESSAGE_PREFIX, sizeof MESSAGE_PREFIX - 1) == 0;
   for (uint32_t i = 0; i < room->n; i++) {
     chat_client_t *c = room->members[i];
-    if (c == srv->exclude || c->rooms[room->member_mi[i]].replaying || !chat_client_active(c))
+    if (c == srv->exclude || chat_rooms(c)[room->member_mi[i]].replaying || !chat_client_active(c))
       continue;
     /* Room events other than messages (presence, typing) may wait a few
      * ms to share a write: a join storm costs each member one write. */
@@ -283,7 +283,7 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
   }
   if (hold_name(srv, s) < 0) LOG_ERROR(LOG_COMP, "out of memory holding a name");
   for (uint32_t i = 0; i < c->n_rooms; i++) {
-    chat_room_t *r = c->rooms[i].room;
+    chat_room_t *r = chat_rooms(c)[i].room;
     chat_rename_presence(c, r->name, s->name, old, r->n);
   }
   if (old != old_buf) free(old);
@@ -293,7 +293,7 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
 /* ---- client lifetime ----------------------------------------------------- */
 
 static void client_free(chat_client_t *c) {
-  if (c->rooms != &c->room0) free(c->rooms);
+  if (c->cap_rooms > 1) free(c->rooms_heap);
   wsc_pool_free(&g_client_pool, c);
 }
 
@@ -641,7 +641,6 @@ chat_client_t *chat_client_attach(chat_server_t *srv, const chat_transport_ops_t
   c->srv = srv;
   c->ops = ops;
   c->ud = transport_ud;
-  c->rooms = &c->room0;
   c->cap_rooms = 1;
   c->refs = 1;
   c->idx = srv->n_clients;

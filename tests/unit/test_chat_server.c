@@ -741,7 +741,7 @@ static void test_typing(void **state) {
   /* 2 s later it goes out again */
   chat_room_t *r = chat_room_get(fx->srv, "s", 1);
   chat_client_t *ac = a->c;
-  ac->rooms[chat_find_membership(ac, r)].typing_ms -= CHAT_TYPING_INTERVAL_MS;
+  chat_rooms(ac)[chat_find_membership(ac, r)].typing_ms -= CHAT_TYPING_INTERVAL_MS;
   say(a, "{\"type\":\"typing\",\"room\":\"s\"}");
   expect(b, "typing");
 }
