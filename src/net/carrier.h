@@ -14,8 +14,9 @@
  *
  *   send        queue a reference to b's bytes [off, off+len) — never a
  *               copy: a broadcast's frame is shared by every recipient on
- *               every carrier. flags: WSC_SEND_LAZY (may wait up to
- *               NET_LAZY_MS to share a write), WSC_SEND_FORCE (ignore the
+ *               every carrier. flags: WSC_SEND_LAZY (may wait NET_LAZY_MS,
+ *               up to NET_LAZY_MAX_MS in a storm: net.h's presence budget,
+ *               to share a write), WSC_SEND_FORCE (ignore the
  *               queue limit: control frames, replies, echoes). Without
  *               FORCE, returns -1 and queues nothing when the bytes would
  *               take queued() past config->send_queue_limit. -1 also when
