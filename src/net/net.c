@@ -491,6 +491,7 @@ static void lazy_round(net_server_t *srv, int64_t slice_ns) {
   wsc_metrics.lazy_rounds++;
   wsc_metrics.lazy_writes += srv->lazy_round_conns;
   wsc_metrics.lazy_round_ns_total += (uint64_t)took;
+  if (took > wsc_metrics.lazy_round_ns_max) wsc_metrics.lazy_round_ns_max = took;
   int64_t wait_ms = wait / 1000000 > NET_LAZY_MS ? wait / 1000000 : NET_LAZY_MS;
   wsc_metrics.lazy_wait_ms = wait_ms;
   if (wait_ms > wsc_metrics.lazy_wait_ms_max) wsc_metrics.lazy_wait_ms_max = wait_ms;

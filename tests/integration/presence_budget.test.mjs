@@ -1,6 +1,6 @@
 // The lazy round's CPU budget (docs/PROTOCOL.md "Delivery and
 // back-pressure"): presence and typing wait for company; during a join storm
-// the wait grows with what the last round cost (up to 1 s), and the first
+// the wait grows with what the last round cost (3x it, up to 1 s), and the first
 // calm round brings it back to 15 ms. What
 // must hold whatever the wait: every presence event arrives, and none is
 // overtaken by a message sent after it. Observed through /metrics and the
@@ -12,7 +12,7 @@ import { startServer } from '../lib/server.mjs';
 import { Chat } from '../lib/chat.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const STORM = 1100;       // members: rounds of several hundred writes (the wait grows past 15 ms)
+const STORM = 1100;       // members: rounds of up to several hundred writes each
 const PARALLEL = 100;     // handshakes in flight
 const SENDERS = 10;       // every STORM/SENDERS-th joiner sends a message right after joined
 
@@ -28,6 +28,7 @@ async function metrics(srv) {
     writes: get('wschat_lazy_writes_total'),
     wait: get('wschat_lazy_wait_seconds'),
     waitMax: get('wschat_lazy_wait_seconds_max'),
+    roundMax: get('wschat_lazy_round_seconds_max'),
   };
 }
 
@@ -82,8 +83,15 @@ test('a join storm makes the lazy wait grow (capped at 1 s); a calm round return
 
     const storm = await metrics(srv);
     assert.ok(storm.rounds > before.rounds && storm.writes > 0, `lazy rounds ran (${storm.rounds}, ${storm.writes} writes)`);
-    assert.ok(storm.waitMax > 0.015, `the storm made the wait grow (max ${storm.waitMax} s)`);
-    console.log(`storm: ${storm.rounds} lazy rounds, ${storm.writes} writes, longest wait ${storm.waitMax} s`);
+    console.log(`storm: ${storm.rounds} lazy rounds, ${storm.writes} writes, longest round ${storm.roundMax} s, longest wait ${storm.waitMax} s`);
+    // How long the storm's rounds take depends on the machine (a quiet one
+    // writes 1,100 sockets in a few ms), so the test checks the rule, not a
+    // speed: the longest wait is 3x the longest round, at least 15 ms and at
+    // most 1 s (in whole ms, as the server computes it).
+    const expectMs = Math.max(15, Math.floor(Math.min(3 * storm.roundMax, 1.0) * 1000 + 1e-6));
+    assert.ok(Math.abs(storm.waitMax * 1000 - expectMs) <= 1,
+      `the longest wait follows the longest round: ${storm.waitMax} s for ${storm.roundMax} s (expected ${expectMs} ms)`);
+    if (storm.roundMax > 0.006) assert.ok(storm.waitMax > 0.015, `a round of ${storm.roundMax} s made the wait grow`);
     assert.ok(storm.waitMax <= 1.0, `and never past the 1 s cap (${storm.waitMax} s)`);
 
     // Calm: once the budget wait has passed, one join in a small room is a
