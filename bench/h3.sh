@@ -28,9 +28,8 @@ trap cleanup EXIT
 log() { echo "h3-bench: $*" >&2; }
 [ -x "$BENCH" ] && [ -x "$WSCHAT" ] || { log "build first: make build"; exit 2; }
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/key.pem" \
-  -out "$tmp/cert.pem" -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-  >/dev/null 2>&1
+. "$root/bench/lib.sh"
+bench_cert "$tmp" || { echo "openssl could not make a certificate" >&2; exit 2; }
 "$WSCHAT" --host 127.0.0.1 --port "$PORT" --db "$tmp/wschat.db" --log-level warn \
   --tls-port "$TLS_PORT" --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" --h3-port "$TLS_PORT" \
   >"$tmp/server.log" 2>&1 &

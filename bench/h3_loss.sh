@@ -44,9 +44,8 @@ command -v nft >/dev/null || { log "needs nft (package nftables)"; exit 2; }
 ip link set lo up
 # Ethernet-sized packets, each one seen (and maybe dropped) on its own.
 ip link set dev lo mtu 1500 gso_max_segs 1 gso_max_size 1500
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/key.pem" \
-  -out "$tmp/cert.pem" -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-  >/dev/null 2>&1
+. "$root/bench/lib.sh"
+bench_cert "$tmp" || { echo "openssl could not make a certificate" >&2; exit 2; }
 
 set_loss() {
   nft flush ruleset

@@ -29,8 +29,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 [ -x "$BENCH" ] && [ -x "$WSCHAT" ] || { echo "build first (make build)" >&2; exit 2; }
 [ -d "$PEERS/node_modules/ws" ] || (cd "$PEERS" && npm install --no-audit --no-fund --loglevel=error) || exit 2
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/key.pem" \
-  -out "$tmp/cert.pem" -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+. "$root/bench/lib.sh"
+bench_cert "$tmp" || { echo "openssl could not make a certificate" >&2; exit 2; }
 
 start() { # kind port -> PID; waits until the port accepts
   rm -f "$tmp"/db*

@@ -25,8 +25,8 @@ stop() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; PI
 trap 'stop; rm -rf "$tmp"' EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ -x "$BENCH" ] && [ -x "$NEW_BIN" ] && [ -x "$BASE_BIN" ] || { echo "build first (make build), and BASE_BIN" >&2; exit 2; }
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/key.pem" \
-  -out "$tmp/cert.pem" -days 2 -subj /CN=localhost 2>/dev/null
+. "$root/bench/lib.sh"
+bench_cert "$tmp" || { echo "openssl could not make a certificate" >&2; exit 2; }
 
 row() { # variant name scheme bench-args...
   local v=$1 name=$2 scheme=$3; shift 3
