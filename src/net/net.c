@@ -458,8 +458,9 @@ static void on_flush(uv_check_t *h) {
  * at most (the rest in the next iterations, so accepts and messages are not
  * stuck behind a storm's round; slice_ns 0: all at once). The round is
  * timed: the next one waits (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT
- * times as long as its slices took (net.h), so however many connections a
- * storm makes it write to, lazy rounds take about a quarter of the loop. */
+ * times as long as its slices took (net.h), up to NET_LAZY_MAX_MS: however
+ * many connections a storm makes it write to, lazy rounds take a small share
+ * of the loop, and a member gets one write per round, not one per event. */
 static void lazy_round(net_server_t *srv, int64_t slice_ns) {
   if (!srv->lazy_walk) {   /* a new round takes the list */
     srv->lazy_walk = srv->lazy;

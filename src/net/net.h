@@ -69,7 +69,7 @@
 #endif
 #define NET_LAZY_SLICE_MS 4       /* a lazy round writes this long per loop iteration at most */
 #ifndef NET_LAZY_BUDGET_PCT
-#define NET_LAZY_BUDGET_PCT 25    /* share of the loop's time lazy rounds may take (-D to compare) */
+#define NET_LAZY_BUDGET_PCT 1     /* share of the loop's time lazy rounds may take (-D to compare) */
 #endif
 
 typedef struct net_conn net_conn_t;
@@ -190,12 +190,15 @@ int net_conn_send(net_conn_t *c, wsc_buf_t *b);
  * that holds only lazy bytes (NET_LAZY_SLICE_MS per loop iteration at most,
  * so other I/O runs between its slices) and is timed; the next round starts no earlier
  * than (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT times that long
- * after it ended (3x for 25 %), capped at NET_LAZY_MAX_MS, and never sooner
+ * after it ended (99x for 1 %), capped at NET_LAZY_MAX_MS, and never sooner
  * than NET_LAZY_MS after the first lazy byte queued. So lazy rounds take
- * about a quarter of the loop's time at most however many connections they
- * write to (until one round takes longer than NET_LAZY_MAX_MS / 3), a quiet
- * server keeps the 15 ms wait, and the first round after a storm (once its
- * budget wait has passed) is back at 15 ms.
+ * about 1 % of the loop's time while a round takes less than
+ * NET_LAZY_MAX_MS / 99 (~10 ms: some 500 writes); past that, during a join
+ * storm, a round a second: each member gets one presence write a second,
+ * however many joins it is told of. A quiet server keeps the 15 ms wait (a
+ * round of one write takes some 20 us), a round over a room of 100 waits
+ * ~150 ms, and the first round after a storm (once its budget wait has
+ * passed) is back at 15 ms.
  *
  * A queue that collects NET_LAZY_FULL buffers goes out with the next cork
  * without waiting for the round: one writev's fixed cost is then shared by
