@@ -157,6 +157,8 @@ struct chat_server {
                                  connection up) */
   wsc_hmap_t endpoints;       /* /ws/{room} names of the clients -> chat_endpoint_t */
   dir_t *dir;                  /* the directory (names, sessions, members beyond this node) */
+  unsigned char random[1024];  /* CSPRNG output not yet used (server.c random_bytes) */
+  uint16_t random_left;        /* its last random_left bytes */
   dir_t *own_dir;              /* the local one made by chat_server_new, until set_dir */
   uint64_t next_cid;
   chat_session_t *idle_head, *idle_tail;   /* sessions without a connection, oldest first */

@@ -10,6 +10,7 @@
  * when the outermost chat call returns.
  */
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,13 +46,32 @@ static int push_ptr(void ***arr, uint32_t *n, uint32_t *cap, void *p) {
   return 0;
 }
 
-static void random_bytes(unsigned char *p, size_t n) {
-  if (RAND_bytes(p, (int)n) != 1) {
-    /* OpenSSL's CSPRNG does not fail in practice; never hand out a
-     * predictable token silently. */
-    LOG_ERROR(LOG_COMP, "RAND_bytes failed");
-    abort();
+/* Random bytes for session tokens and guest names, drawn from OpenSSL's
+ * CSPRNG a kilobyte at a time (srv->random): each RAND_bytes call costs a
+ * getpid() system call (its fork check) and a DRBG round, two per join
+ * otherwise. The server never forks, so the pool is never shared. */
+static void random_bytes(chat_server_t *srv, unsigned char *p, size_t n) {
+  unsigned char *pool = srv->random;
+  size_t left = srv->random_left;
+  while (n) {
+    if (!left) {
+      if (RAND_bytes(pool, (int)sizeof srv->random) != 1) {
+        /* OpenSSL's CSPRNG does not fail in practice; never hand out a
+         * predictable token silently. */
+        LOG_ERROR(LOG_COMP, "RAND_bytes failed");
+        abort();
+      }
+      left = sizeof srv->random;
+    }
+    size_t k = n < left ? n : left;
+    unsigned char *src = pool + sizeof srv->random - left;
+    memcpy(p, src, k);
+    memset(src, 0, k);   /* handed out once, then gone from the pool */
+    left -= k;
+    p += k;
+    n -= k;
   }
+  srv->random_left = (uint16_t)left;
 }
 
 const char *chat_client_name(const chat_client_t *c) { return c->session ? c->session->name : ""; }
@@ -196,7 +216,7 @@ static int pick_guest_name(chat_server_t *srv, chat_session_t *s) {
   unsigned char rnd[CHAT_GUEST_MAX_DIGITS / 2 + 1];
   for (int digits = CHAT_GUEST_MIN_DIGITS; digits <= CHAT_GUEST_MAX_DIGITS; digits++) {
     for (int t = 0; t < CHAT_GUEST_TRIES; t++) {
-      random_bytes(rnd, sizeof rnd);
+      random_bytes(srv, rnd, sizeof rnd);
       size_t n = chat_guest_name(name, rnd, digits);
       if (!name_held(srv, name, n)) return session_set_name(s, name, n);
     }
@@ -208,7 +228,7 @@ static chat_session_t *session_new(chat_server_t *srv) {
   chat_session_t *s = wsc_pool_alloc(&g_session_pool);
   if (!s) return NULL;
   unsigned char raw[CHAT_TOKEN_BYTES];
-  random_bytes(raw, sizeof raw);
+  random_bytes(srv, raw, sizeof raw);
   memcpy(s->token, raw, sizeof s->token);
   if (wsc_hmap_put(&srv->sessions, (const char *)s->token, sizeof s->token, s) < 0) {
     wsc_pool_free(&g_session_pool, s);
@@ -853,6 +873,7 @@ static void server_destroy(chat_server_t *srv) {
   free(srv->clients);
   free(srv->deferred);
   chat_jw_free(&srv->jw);
+  OPENSSL_cleanse(srv->random, sizeof srv->random);
   free(srv);
 }
 
