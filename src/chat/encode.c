@@ -71,6 +71,24 @@ void chat_jw_str(chat_jw_t *w, const char *s, size_t n) {
 
 static void jw_cstr(chat_jw_t *w, const char *s) { chat_jw_str(w, s, strlen(s)); }
 
+/* ,"name" (or "name" first): names rarely need escaping, so one reserve
+ * and one copy each; chat_jw_str for the others. */
+static void jw_list_str(chat_jw_t *w, int first, const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n && !needs_escape((unsigned char)s[i])) i++;
+  if (i < n || reserve(w, n + 3) < 0) {
+    if (!first) RAW(w, ",");
+    chat_jw_str(w, s, n);
+    return;
+  }
+  char *p = w->p + w->len;
+  if (!first) *p++ = ',';
+  *p++ = '"';
+  memcpy(p, s, n);
+  p[n] = '"';
+  w->len = (size_t)(p + n + 1 - w->p);
+}
+
 void chat_jw_int(chat_jw_t *w, int64_t v) {
   char tmp[24];
   int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
@@ -115,8 +133,9 @@ wsc_buf_t *chat_enc_joined(chat_jw_t *w, const char *room, chat_name_at_fn name_
   jw_cstr(w, room);
   RAW(w, ",\"members\":[");
   for (size_t i = 0; i < n_members; i++) {
-    if (i) RAW(w, ",");
-    jw_cstr(w, name_at(ud, i));
+    size_t len;
+    const char *name = name_at(ud, i, &len);
+    jw_list_str(w, i == 0, name, len);
   }
   RAW(w, "],\"last_id\":");
   chat_jw_int(w, last_id);

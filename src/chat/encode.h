@@ -43,8 +43,9 @@ void chat_jw_ref(chat_jw_t *w, const json_t *ref);
 /* Seals what was written into a new outbuf and resets the writer. */
 wsc_buf_t *chat_jw_finish(chat_jw_t *w);
 
-/* Names of a room's members for `joined`, by index. */
-typedef const char *(*chat_name_at_fn)(void *ud, size_t i);
+/* Names of a room's members for `joined`, by index, with their length in
+ * *len (a join in a room of 100 lists ~50 names: no strlen each). */
+typedef const char *(*chat_name_at_fn)(void *ud, size_t i, size_t *len);
 
 wsc_buf_t *chat_enc_welcome(chat_jw_t *w, const char *name, const char *session);
 /* recovered: -1 (no since given: field omitted), 0 or 1. */

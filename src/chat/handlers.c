@@ -156,10 +156,21 @@ typedef struct members_view {
   const chat_op_t *op;
 } members_view_t;
 
-static const char *member_name_at(void *ud, size_t i) {
+static const char *member_name_at(void *ud, size_t i, size_t *len) {
   members_view_t *v = ud;
-  if (i < v->r->n) return chat_client_name(v->r->members[i]);
-  return v->op->others[i - v->r->n];
+  const char *name;
+  if (i < v->r->n) {
+    const chat_session_t *s = v->r->members[i]->session;
+    if (s && s->name) {
+      *len = s->name_len;
+      return s->name;
+    }
+    name = chat_client_name(v->r->members[i]);
+  } else {
+    name = v->op->others[i - v->r->n];
+  }
+  *len = strlen(name);
+  return name;
 }
 
 static void join_live(chat_client_t *c, chat_membership_t *m, int64_t upto) {

@@ -337,7 +337,11 @@ static void test_encode_refs(void **state) {
 }
 
 static const char *names3[] = {"alice", "bob", "c\"d"};
-static const char *name_at(void *ud, size_t i) { (void)ud; return names3[i]; }
+static const char *name_at(void *ud, size_t i, size_t *len) {
+  (void)ud;
+  *len = strlen(names3[i]);
+  return names3[i];
+}
 
 static void test_encode_messages(void **state) {
   (void)state;
