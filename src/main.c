@@ -300,6 +300,7 @@ int main(int argc, char **argv) {
   app.sighup.data = &app;
   uv_signal_start(&app.sighup, on_sighup, SIGHUP);
   uv_unref((uv_handle_t *)&app.sighup);
+  wsc_heap_start();
   uv_timer_init(app.loop, &app.heap_timer);
   app.heap_timer.data = &app;
   uv_timer_start(&app.heap_timer, on_heap_timer, WSC_HEAP_TIDY_MS, WSC_HEAP_TIDY_MS);

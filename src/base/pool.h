@@ -7,7 +7,7 @@
  * objects of one size packed in slabs, with a free list: no per-object
  * malloc header, no interleaving.
  *
- * Slabs are kept once made (reused by later connections), so a pool holds
+ * Slabs are mapped outside malloc's heap (see pool.c) and kept once made (reused by later connections), so a pool holds
  * the high-water mark of its objects while any of them is in use; a pool
  * with none in use gives all its slabs back in wsc_pool_release_idle (the
  * queue arrays of a presence storm, say, once every queue has drained).
@@ -39,7 +39,22 @@ void *wsc_pool_alloc(wsc_pool_t *p);
 /* Returns an object to its pool (NULL is ignored). */
 void wsc_pool_free(wsc_pool_t *p, void *obj);
 /* Frees the slabs of every pool that has no object in use; returns the
- * bytes given back to malloc. */
+ * bytes given back to the kernel. */
 size_t wsc_pool_release_idle(void);
+
+/* Size classes: blocks of 16 << k bytes up to WSC_POOL_CLASS_MAX, each
+ * class a pool, for long-lived objects whose size varies (a room and its
+ * name, a room's member array as it grows). Bigger requests are malloc'd.
+ * The caller gives the request's size back to free (the class is found
+ * from it); an object that grows takes a new block and frees the old. */
+#define WSC_POOL_CLASS_MIN 16
+#define WSC_POOL_CLASS_MAX 4096
+/* The bytes a request of n gets (its class; n itself above the classes):
+ * a growing array sizes itself to it. */
+size_t wsc_pool_fit(size_t n);
+/* A zeroed block of wsc_pool_fit(n) bytes, or NULL. */
+void *wsc_pool_get(size_t n);
+/* Frees a block from wsc_pool_get(n) (NULL is ignored). */
+void wsc_pool_put(void *obj, size_t n);
 
 #endif

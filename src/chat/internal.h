@@ -135,7 +135,7 @@ struct chat_client {
   union {
     chat_membership_t room0;   /* cap_rooms 1: the one membership (most clients are in
                                   one room) */
-    chat_membership_t *rooms_heap;   /* cap_rooms > 1: a malloc'd array */
+    chat_membership_t *rooms_heap;   /* cap_rooms > 1: a base/pool size-class block */
   };
 };
 
@@ -208,6 +208,10 @@ int chat_room_add(chat_room_t *room, chat_client_t *c);
  * room pointer is then invalid). Returns the members left. */
 uint32_t chat_room_remove(chat_server_t *srv, chat_client_t *c, uint32_t mi);
 void chat_room_free(chat_server_t *srv, chat_room_t *room);
+/* Frees the room's blocks alone (no map, bus or metrics). */
+void chat_room_release(chat_room_t *room);
+/* Frees the client's membership array when it has one (rooms_heap). */
+void chat_rooms_release(chat_client_t *c);
 
 /* --- order.c -------------------------------------------------------------- */
 /* A stored message of room r, from this node's append or another node's:

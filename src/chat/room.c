@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "base/metrics.h"
+#include "base/pool.h"
 #include "chat/internal.h"
 
 #define ROOM_MIN_CAP 4
@@ -17,13 +18,14 @@ chat_room_t *chat_room_get(chat_server_t *srv, const char *name, size_t len) {
 chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_t len) {
   chat_room_t *r = chat_room_get(srv, name, len);
   if (r) return r;
-  r = calloc(1, sizeof *r + len + 1);
-  if (!r) return NULL;
+  /* Rooms and their member blocks live as long as their members: from
+   * base/pool's size classes, out of the heap the join storms churn. */
+  if (len > UINT32_MAX - 1 || !(r = wsc_pool_get(sizeof *r + len + 1))) return NULL;
   memcpy(r->name, name, len);
   r->name_len = (uint32_t)len;
   r->last_id = r->want = store_last_id(srv->store, r->name);   /* -1: learnt at the first join */
   if (wsc_hmap_put(&srv->rooms, r->name, len, r) < 0) {
-    free(r);
+    chat_room_release(r);
     return NULL;
   }
   if (srv->bus) bus_subscribe(srv->bus, r->name);
@@ -35,23 +37,33 @@ void chat_room_free(chat_server_t *srv, chat_room_t *room) {
   wsc_hmap_del(&srv->rooms, room->name, room->name_len);
   if (srv->bus) bus_unsubscribe(srv->bus, room->name);
   wsc_metrics.chat_rooms--;
-  free(room->members);
-  free(room);
+  chat_room_release(room);
 }
 
-/* A client's memberships start in c->room0 (cap 1) and move to a malloc'd
- * array (rooms_heap, in room0's place) from the second room on. */
+static size_t members_bytes(uint32_t cap) {
+  return (size_t)cap * (sizeof(chat_client_t *) + 1);
+}
+
+void chat_rooms_release(chat_client_t *c) {
+  if (c->cap_rooms > 1) wsc_pool_put(c->rooms_heap, c->cap_rooms * sizeof *c->rooms_heap);
+}
+
+void chat_room_release(chat_room_t *room) {
+  wsc_pool_put(room->members, members_bytes(room->cap));
+  wsc_pool_put(room, sizeof *room + room->name_len + 1);
+}
+
+/* A client's memberships start in c->room0 (cap 1) and move to an array
+ * from base/pool's size classes (rooms_heap, in room0's place) from the
+ * second room on. */
 static int grow_rooms(chat_client_t *c) {
   if (c->n_rooms < c->cap_rooms) return 0;
   if (c->cap_rooms > UINT16_MAX / 2) return -1;
   uint16_t cap = (uint16_t)(c->cap_rooms * 2);
-  chat_membership_t *a;
-  if (c->cap_rooms == 1) {
-    if (!(a = malloc(cap * sizeof *a))) return -1;
-    memcpy(a, &c->room0, c->n_rooms * sizeof *a);
-  } else if (!(a = realloc(c->rooms_heap, cap * sizeof *a))) {
-    return -1;
-  }
+  chat_membership_t *a = wsc_pool_get(cap * sizeof *a);
+  if (!a) return -1;
+  memcpy(a, chat_rooms(c), c->n_rooms * sizeof *a);
+  chat_rooms_release(c);   /* the old array, if any */
   c->rooms_heap = a;
   c->cap_rooms = cap;
   return 0;
@@ -60,15 +72,21 @@ static int grow_rooms(chat_client_t *c) {
 _Static_assert(CHAT_ROOMS_PER_CLIENT_MAX <= UINT8_MAX, "member_mi is a byte");
 
 /* Doubles the room's member block (members, then member_mi) from
- * ROOM_MIN_CAP when full. */
+ * ROOM_MIN_CAP when full, to as many members as the block's size class
+ * holds (100 members: 113 in 1,024 bytes). */
 static int grow_members(chat_room_t *r) {
   if (r->n < r->cap) return 0;
   if (r->cap > UINT32_MAX / 2) return -1;
-  uint32_t ncap = r->cap ? r->cap * 2 : ROOM_MIN_CAP;
-  chat_client_t **m = realloc(r->members, (size_t)ncap * (sizeof *m + 1));
+  size_t bytes = wsc_pool_fit(members_bytes(r->cap ? r->cap * 2 : ROOM_MIN_CAP));
+  uint32_t ncap = (uint32_t)(bytes / (sizeof(chat_client_t *) + 1));
+  chat_client_t **m = wsc_pool_get(bytes);
   if (!m) return -1;
   uint8_t *mi = (uint8_t *)(m + ncap);
-  if (r->n) memmove(mi, (uint8_t *)(m + r->cap), r->n);   /* the indexes follow the pointers */
+  if (r->n) {   /* the indexes follow the pointers */
+    memcpy(m, r->members, r->n * sizeof *m);
+    memcpy(mi, r->member_mi, r->n);
+  }
+  wsc_pool_put(r->members, members_bytes(r->cap));
   r->members = m;
   r->member_mi = mi;
   r->cap = ncap;

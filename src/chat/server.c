@@ -313,7 +313,7 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
 /* ---- client lifetime ----------------------------------------------------- */
 
 static void client_free(chat_client_t *c) {
-  if (c->cap_rooms > 1) free(c->rooms_heap);
+  chat_rooms_release(c);
   wsc_pool_free(&g_client_pool, c);
 }
 
@@ -331,12 +331,12 @@ static const char *endpoint_ref(chat_server_t *srv, const char *name) {
   size_t len = strlen(name);
   chat_endpoint_t *e = wsc_hmap_get(&srv->endpoints, name, len);
   if (!e) {
-    if (len > UINT32_MAX - 1 || !(e = malloc(sizeof *e + len + 1))) return NULL;
+    if (len > UINT32_MAX - 1 || !(e = wsc_pool_get(sizeof *e + len + 1))) return NULL;   /* long-lived */
     e->refs = 0;
     e->len = (uint32_t)len;
     memcpy(e->name, name, len + 1);
     if (wsc_hmap_put(&srv->endpoints, e->name, len, e) < 0) {
-      free(e);
+      wsc_pool_put(e, sizeof *e + len + 1);
       return NULL;
     }
   }
@@ -349,7 +349,7 @@ static void endpoint_unref(chat_server_t *srv, const char *name) {
   chat_endpoint_t *e = wsc_hmap_get(&srv->endpoints, name, strlen(name));
   if (e && --e->refs == 0) {
     wsc_hmap_del(&srv->endpoints, e->name, e->len);
-    free(e);
+    wsc_pool_put(e, sizeof *e + e->len + 1);
   }
 }
 
@@ -897,8 +897,7 @@ void chat_server_free(chat_server_t *srv) {
     chat_room_t *r = srv->rooms.vals[i];
     if (!r) continue;
     if (srv->bus) bus_unsubscribe(srv->bus, r->name);
-    free(r->members);
-    free(r);
+    chat_room_release(r);
   }
   wsc_metrics.chat_rooms = 0;
   for (uint32_t i = 0; i < srv->sessions.cap; i++) {
@@ -910,8 +909,10 @@ void chat_server_free(chat_server_t *srv) {
   wsc_hmap_free(&srv->names);
   wsc_hmap_free(&srv->sessions);
   wsc_hmap_free(&srv->conns);
-  for (uint32_t i = 0; i < srv->endpoints.cap; i++)
-    if (srv->endpoints.vals[i]) free(srv->endpoints.vals[i]);
+  for (uint32_t i = 0; i < srv->endpoints.cap; i++) {
+    chat_endpoint_t *e = srv->endpoints.vals[i];
+    if (e) wsc_pool_put(e, sizeof *e + e->len + 1);
+  }
   wsc_hmap_free(&srv->endpoints);
   dir_free(srv->own_dir);
   srv->own_dir = NULL;
