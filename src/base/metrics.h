@@ -74,6 +74,7 @@ typedef struct wsc_metrics {
   uint64_t h3_flushes;             /* loop iterations that wrote to at least one connection */
   uint64_t h3_conn_writes;         /* connection writes (at most one per connection per flush) */
   uint64_t h3_expiries;            /* connection timers that fired (loss, ACK delay, idle) */
+  uint64_t h3_segs_coalesced;      /* queued messages copied into a shared per-stream buffer */
   int64_t http_sessions;           /* gauge: HTTP chat sessions (polling) */
   int64_t http_held;               /* gauge: HTTP requests held open (long polls, sends) */
   uint64_t http_polls, http_polls_empty; /* poll/longpoll answers, and those that were [] */

@@ -33,6 +33,8 @@
 #define RETRY_TOKEN_TIMEOUT (10 * NGTCP2_SECONDS)
 #define STREAM_WINDOW (256 * 1024)  /* per-stream receive window */
 #define CONN_WINDOW (4 * 1024 * 1024)
+#define COALESCE_SEG 1024           /* messages up to this size are copied together ... */
+#define COALESCE_MAX (16 * 1024)    /* ... into one buffer of at most this size per vec */
 #define TLS_PRIORITY                                                                     \
   "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:" \
   "+AES-256-GCM:+CHACHA20-POLY1305:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"
@@ -281,10 +283,52 @@ static void mark_dirty(h3_conn_t *c) {
   c->srv->dirty = c;
 }
 
+/* Small messages queued since nghttp3 last asked (segs from `given` on)
+ * are copied into one buffer of their own: nghttp3 then tracks, frames and
+ * acknowledges one vec instead of one per message, and ngtcp2 copies one.
+ * A run stops at a message larger than COALESCE_SEG (it keeps its shared
+ * buffer, no copy) or at COALESCE_MAX bytes. Bytes, queue accounting and
+ * flow control do not change; only the number of segments. Out of memory:
+ * the segments stay as they are. */
+static void seg_coalesce(h3_stream_t *s) {
+  uint32_t i = s->given;
+  while (i + 1 < s->seg_n) {
+    uint32_t k = 0;
+    size_t total = 0;
+    while (i + k < s->seg_n) {
+      seg_t *g = seg_at(s, i + k);
+      if (g->len > COALESCE_SEG || total + g->len > COALESCE_MAX) break;
+      total += g->len;
+      k++;
+    }
+    if (k < 2) {
+      i += k ? k : 1; /* a large message, or a lone small one before it */
+      continue;
+    }
+    wsc_buf_t *b = wsc_buf_new(0, total);
+    if (!b) return;
+    for (uint32_t j = 0; j < k; j++) {
+      seg_t *g = seg_at(s, i + j);
+      memcpy(b->data + b->len, g->b->data + g->off, g->len);
+      b->len += g->len;
+      wsc_buf_unref(g->b);
+    }
+    seg_t *first = seg_at(s, i);
+    first->b = b;
+    first->off = b->off;
+    first->len = b->len;
+    for (uint32_t j = i + k; j < s->seg_n; j++) *seg_at(s, j - k + 1) = *seg_at(s, j);
+    s->seg_n -= k - 1;
+    wsc_metrics.h3_segs_coalesced += k;
+    i++;
+  }
+}
+
 static nghttp3_ssize read_data(nghttp3_conn *h, int64_t id, nghttp3_vec *vec, size_t veccnt,
                                uint32_t *pflags, void *cud, void *sud) {
   h3_stream_t *s = sud;
   if (!s) return NGHTTP3_ERR_CALLBACK_FAILURE;
+  seg_coalesce(s);
   size_t n = 0;
   while (s->given < s->seg_n && n < veccnt) {
     seg_t *g = seg_at(s, s->given);

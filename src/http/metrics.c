@@ -107,6 +107,7 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_h3_flushes_total", "counter", "Loop iterations that wrote QUIC packets for at least one connection.", (double)m->h3_flushes);
   emit(&o, "wschat_h3_conn_writes_total", "counter", "QUIC connection writes (one per connection with something owed, per flush).", (double)m->h3_conn_writes);
   emit(&o, "wschat_h3_expiries_total", "counter", "QUIC connection timers that fired (loss detection, ACK delay, idle).", (double)m->h3_expiries);
+  emit(&o, "wschat_h3_segs_coalesced_total", "counter", "Small queued messages copied together into one buffer before nghttp3 took them.", (double)m->h3_segs_coalesced);
   emit_hist(&o, "wschat_store_commit_duration_seconds", "Time to commit one batch of history appends.",
             &m->store_commit_seconds);
   emit_hist(&o, "wschat_delivery_duration_seconds",
