@@ -903,8 +903,15 @@ static void conn_on_timer(uv_timer_t *t) {
     conn_free(c);
     return;
   }
+  /* The timer may be due before ngtcp2's expiry (conn_arm_timer leaves an
+   * earlier one alone): nothing to do yet but wait for the real one. */
+  ngtcp2_tstamp now = now_ts();
+  if (ngtcp2_conn_get_expiry(c->q) > now) {
+    conn_arm_timer(c);
+    return;
+  }
   wsc_metrics.h3_expiries++;
-  if (conn_expire(c, now_ts()) == 0) conn_write(c);
+  if (conn_expire(c, now) == 0) conn_write(c);
 }
 
 static void conn_arm_timer(h3_conn_t *c) {
@@ -919,8 +926,13 @@ static void conn_arm_timer(h3_conn_t *c) {
     }
     ms = expiry <= now ? 0 : (expiry - now + NGTCP2_MILLISECONDS - 1) / NGTCP2_MILLISECONDS;
   }
-  /* Once per connection per flush; unchanged expiry: the timer stays as it is. */
-  if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) == ms) return;
+  /* Once per connection per flush. A timer already due no later than the
+   * new expiry stays as it is (the loss-detection deadline moves forward
+   * with every packet sent; re-arming each time costs more than the one
+   * early wake-up, which conn_on_timer turns into the real deadline). */
+  if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= ms &&
+      !c->closing && !c->draining)
+    return;
   uv_timer_start(&c->timer, conn_on_timer, ms, 0);
 }
 
@@ -961,6 +973,24 @@ static void stream_written(h3_conn_t *c, int64_t sid, size_t n) {
     bp_check(s);
     return;
   }
+}
+
+static size_t vec_len(const nghttp3_vec *v, size_t n) {
+  size_t t = 0;
+  for (size_t i = 0; i < n; i++) t += v[i].len;
+  return t;
+}
+
+/* nghttp3 just gave (fewer than all the vecs it could) data of sid: is
+ * that all it has for this write? Yes when sid is the connection's only
+ * request stream and every message queued on it has been handed over:
+ * nghttp3 writes its control and QPACK streams before any request stream,
+ * so none of them had anything, and nothing in a write gives them more.
+ * Should it be wrong, the rest waits for the connection's next write (at
+ * the latest the peer's acknowledgement of this packet), nothing is lost. */
+static int stream_drained(const h3_conn_t *c, int64_t sid) {
+  const h3_stream_t *s = c->streams;
+  return s && !s->next && s->id == sid && s->given == s->seg_n;
 }
 
 /* Tells ngtcp2's pacer what this write sent. ngtcp2 0.12 spaces writes by
@@ -1007,7 +1037,7 @@ static void conn_write(h3_conn_t *c) {
 again:;
   /* Once nghttp3 has nothing to write it stays so for this write (nothing
    * below gives it more): it is not asked again, only ngtcp2 is. */
-  int h3_idle = 0;
+  int h3_idle = 0, last = 0;
   while (pkts < TX_PER_FLUSH) {
     int64_t sid = -1;
     int fin = 0;
@@ -1022,9 +1052,12 @@ again:;
         return;
       }
       h3_idle = nvec == 0 && sid < 0;
+      last = nvec > 0 && nvec < 16 && stream_drained(c, sid);
     }
     ngtcp2_ssize ndatalen = -1;
-    uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE | (fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
+    /* Without MORE, ngtcp2 ends the packet in this call instead of asking
+     * for more stream data first (one library call less each way). */
+    uint32_t flags = (last ? 0 : NGTCP2_WRITE_STREAM_FLAG_MORE) | (fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
     /* Larger packets only once the handshake is done (ngtcp2 also keeps
      * them within the peer's max_udp_payload_size). */
     size_t room = c->handshake_done ? c->pkt_max : PKT_MAX;
@@ -1057,12 +1090,17 @@ again:;
         return;
       }
       stream_written(c, sid, (size_t)ndatalen);
+      if (last && (size_t)ndatalen == vec_len(vec, (size_t)nvec)) h3_idle = 1; /* all of it went */
     }
     if (n == 0) break;
     /* A connection's packets in a row go out as one GSO datagram. */
     h3_udp_commit(&srv->tx, (size_t)n, (struct sockaddr *)ps.path.remote.addr, ps.path.remote.addrlen, 1);
     pkts++;
     bytes += (size_t)n;
+    /* A packet ngtcp2 ended with room to spare while nghttp3 had nothing
+     * more: ngtcp2 has nothing more either (it fills a packet with what
+     * is due: ACKs, retransmissions, flow control). */
+    if (h3_idle && (size_t)n + 256 < room) break;
   }
   ngtcp2_tstamp due = ngtcp2_conn_get_expiry(c->q); /* before the pacing deadline is set */
   conn_pace(c, ts, bytes);
