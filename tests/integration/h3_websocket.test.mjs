@@ -112,6 +112,23 @@ describe('WebSocket over HTTP/3', () => {
     h1.ws.close();
   });
 
+  test('small messages queued in one iteration go to nghttp3 as one buffer, intact and in order', T, async () => {
+    // 50 sends in a burst are stored in one or a few commits; each commit's
+    // acks and messages are queued to the stream in one loop iteration, and
+    // short ones are copied into one buffer (one nghttp3 vec, not one each).
+    const c = h3ws(['/ws/smalls?name=smally']);
+    await c.waitFor((e) => e.json?.type === 'joined');
+    const k0 = await metric('wschat_h3_segs_coalesced_total');
+    for (let i = 0; i < 50; i++) c.send(0, { type: 'send', room: 'smalls', text: `m${i}`, ref: i });
+    const got = [];
+    await c.waitFor((e) => e.json?.type === 'message' && got.push(e.json.text) === 50);
+    assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => `m${i}`));
+    const k1 = await metric('wschat_h3_segs_coalesced_total');
+    assert.ok(k1 - k0 >= 40, `${k1 - k0} of 100 queued frames (50 acks, 50 messages) copied together`);
+    c.close(0);
+    assert.equal(await c.exited, 0);
+  });
+
   test('the same refusals as HTTP/1.1: room name, Origin, version, echo off, wrong method', T, async () => {
     const c = h3ws(['/ws/bad%20room!', '/ws/', '/nope']);
     const fails = await Promise.all([0, 1, 2].map((i) => c.waitFor((e) => e.ws === i && e.kind === 'fail')));
