@@ -11,6 +11,20 @@
 /* Grow at 3/4 full: linear probing degrades fast above that. */
 #define HMAP_LOAD_NUM 3u
 #define HMAP_LOAD_DEN 4u
+/* ... by half again, not double: a table is 1.33-2x its entries, not
+ * 1.33-2.67x (15,000 sessions: 26,151 slots, not 32,768). */
+#define HMAP_GROW_NUM 3u
+#define HMAP_GROW_DEN 2u
+
+/* A hash's home slot in a table of cap slots (any cap: the hash scaled to
+ * it, no modulo). */
+static inline uint32_t home_of(uint32_t h, uint32_t cap) {
+  return (uint32_t)(((uint64_t)h * cap) >> 32);
+}
+
+static inline uint32_t next_slot(uint32_t i, uint32_t cap) {
+  return i + 1 == cap ? 0 : i + 1;
+}
 
 static inline unsigned char fold(unsigned char ch) {
   return (ch >= 'A' && ch <= 'Z') ? (unsigned char)(ch + ('a' - 'A')) : ch;
@@ -49,8 +63,8 @@ void wsc_hmap_free(wsc_hmap_t *m) {
 
 /* Index of the key's slot, or of the empty slot where it would go. */
 static uint32_t find_slot(const wsc_hmap_t *m, const char *key, size_t len, uint32_t h) {
-  uint32_t mask = m->cap - 1, i = h & mask;
-  while (m->vals[i] && !key_eq(m, i, key, len, h)) i = (i + 1) & mask;
+  uint32_t i = home_of(h, m->cap);
+  while (m->vals[i] && !key_eq(m, i, key, len, h)) i = next_slot(i, m->cap);
   return i;
 }
 
@@ -62,7 +76,8 @@ void *wsc_hmap_get(const wsc_hmap_t *m, const char *key, size_t len) {
 
 static int grow(wsc_hmap_t *m) {
   if (m->cap >= WSC_HMAP_MAX_CAP) return -E2BIG;
-  uint32_t ncap = m->cap ? m->cap * 2 : HMAP_MIN_CAP;
+  uint64_t want = m->cap ? (uint64_t)m->cap * HMAP_GROW_NUM / HMAP_GROW_DEN : HMAP_MIN_CAP;
+  uint32_t ncap = want > WSC_HMAP_MAX_CAP ? WSC_HMAP_MAX_CAP : (uint32_t)want;
   /* One block: the values, then the hashes. */
   void **nv = calloc(ncap, sizeof(void *) + sizeof(uint32_t));
   if (!nv) return -ENOMEM;
@@ -75,8 +90,8 @@ static int grow(wsc_hmap_t *m) {
   m->cap = ncap;
   for (uint32_t i = 0; i < ocap; i++) {
     if (!ov[i]) continue;
-    uint32_t j = oh[i] & (ncap - 1);
-    while (nv[j]) j = (j + 1) & (ncap - 1);
+    uint32_t j = home_of(oh[i], ncap);
+    while (nv[j]) j = next_slot(j, ncap);
     nv[j] = ov[i];
     nh[j] = oh[i];
   }
@@ -101,7 +116,6 @@ int wsc_hmap_put(wsc_hmap_t *m, const char *key, size_t len, void *val) {
 
 void *wsc_hmap_del(wsc_hmap_t *m, const char *key, size_t len) {
   if (!m->n) return NULL;
-  uint32_t mask = m->cap - 1;
   uint32_t i = find_slot(m, key, len, hash_key(m, key, len));
   void *val = m->vals[i];
   if (!val) return NULL;
@@ -109,9 +123,9 @@ void *wsc_hmap_del(wsc_hmap_t *m, const char *key, size_t len) {
    * the hole lies on their path from home slot to current slot. */
   uint32_t j = i;
   for (;;) {
-    j = (j + 1) & mask;
+    j = next_slot(j, m->cap);
     if (!m->vals[j]) break;
-    uint32_t home = m->hashes[j] & mask;
+    uint32_t home = home_of(m->hashes[j], m->cap);
     int on_path = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
     if (on_path) {
       m->vals[i] = m->vals[j];
@@ -126,8 +140,10 @@ void *wsc_hmap_del(wsc_hmap_t *m, const char *key, size_t len) {
 
 uint64_t wsc_hmap_probes(const wsc_hmap_t *m) {
   uint64_t total = 0;
-  uint32_t mask = m->cap - 1;
-  for (uint32_t i = 0; i < m->cap; i++)
-    if (m->vals[i]) total += ((i - (m->hashes[i] & mask)) & mask) + 1;
+  for (uint32_t i = 0; i < m->cap; i++) {
+    if (!m->vals[i]) continue;
+    uint32_t home = home_of(m->hashes[i], m->cap);
+    total += (i >= home ? i - home : m->cap - home + i) + 1;
+  }
   return total;
 }
