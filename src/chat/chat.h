@@ -47,6 +47,13 @@ typedef struct chat_transport_ops {
    * send, but it may wait a few milliseconds to share a write with the
    * next ones (net_conn_send_lazy); order with everything else is kept. */
   int (*notify)(void *transport_ud, wsc_buf_t *msg);
+  /* Optional: chat keeps the room's events for this client instead of
+   * queuing them one by one (a room's presence is kept once, for all its
+   * members, until the lazy round), and the transport calls
+   * chat_client_fill when they are wanted — before it queues anything
+   * else for the client and before it writes. 0 held; -1 not (then chat
+   * uses notify). */
+  int (*hold)(void *transport_ud);
   /* Closes the connection with a WebSocket close code and reason (4001
    * "replaced" when a session is taken over). chat_client_detach follows. */
   void (*close)(void *transport_ud, int code, const char *reason);
@@ -104,6 +111,10 @@ void chat_client_receive(chat_client_t *c, const char *text, size_t len);
  * reference counted; they find it gone). After chat_server_free, detach
  * only releases the client. */
 void chat_client_detach(chat_client_t *c);
+/* The room events held for the client (ops->hold) are wanted: queues them
+ * now with ops->notify. The transport calls it before it queues anything
+ * else for the client and when it writes. */
+void chat_client_fill(chat_client_t *c);
 
 /* Room for a session token as text (32 hex digits and the NUL). */
 #define CHAT_TOKEN_TEXT 33

@@ -331,6 +331,7 @@ void chat_do_join(chat_client_t *c, const char *room, size_t room_len, int has_s
     }
     chat_rooms(c)[mi].replaying = 1;
   } else {
+    chat_client_fill(c);             /* what it is owed comes before its new joined */
     chat_rooms(c)[mi].replaying++;   /* a re-join: joined again, no presence */
   }
 

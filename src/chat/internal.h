@@ -45,6 +45,12 @@
  * so connection churn cannot grow the heap without bound. */
 #define CHAT_IDLE_SESSIONS_MAX 100000
 #define CHAT_ROOMS_PER_CLIENT_MAX 100  /* rooms one connection may be in at once */
+/* Room events (presence, typing) a room keeps for its members until the
+ * lazy round (server.c, chat_transport_ops_t.hold): a member that would be
+ * owed more gets them queued at once, which then go with the next write
+ * (like net's NET_LAZY_FULL). A power of two below 256 (chat_client_t.held_at). */
+#define CHAT_HELD_MAX 64
+#define CHAT_NO_HELD 0xff              /* chat_client_t.held_mi: nothing held */
 
 typedef struct chat_room chat_room_t;
 
@@ -61,6 +67,13 @@ struct chat_room {
   int64_t last_id, want;
   uint8_t refilling;           /* a refill read is in flight */
   uint8_t resync;              /* refill once last_id is known */
+  uint8_t delivering;          /* server.c deliver_held is walking the members */
+  /* Events held for members (server.c): the last CHAT_HELD_MAX, a ring
+   * indexed by held_end (events appended so far) modulo its size; NULL
+   * while no member is owed any. */
+  uint32_t held_by;            /* members owed events from the ring */
+  uint32_t held_end;
+  wsc_buf_t **held;
   char epoch[STORE_EPOCH_MAX + 1];
   uint32_t name_len;
   char name[];                 /* NUL-terminated; the rooms map key */
@@ -111,8 +124,12 @@ struct chat_client {
   const chat_transport_ops_t *ops;
   void *ud;
   chat_session_t *session;     /* NULL unless LIVE */
-  uint16_t n_rooms, cap_rooms; /* <= CHAT_ROOMS_PER_CLIENT_MAX; the memberships are
-                                  chat_rooms(c) */
+  uint8_t n_rooms, cap_rooms;  /* <= CHAT_ROOMS_PER_CLIENT_MAX (cap <= 128); the
+                                  memberships are chat_rooms(c) */
+  uint8_t held_mi;             /* the membership whose room holds events owed to it
+                                  (one room at a time: order), or CHAT_NO_HELD */
+  uint8_t held_at;             /* from that room's event held_at (its held_end's low
+                                  8 bits when the first was appended) */
   uint32_t idx;                /* in srv->clients */
   uint32_t refs;
   uint32_t next_gen;
@@ -212,6 +229,8 @@ void chat_room_free(chat_server_t *srv, chat_room_t *room);
 void chat_room_release(chat_room_t *room);
 /* Frees the client's membership array when it has one (rooms_heap). */
 void chat_rooms_release(chat_client_t *c);
+/* Drops the room's held events (no member is owed any). */
+void chat_room_held_release(chat_room_t *r);
 
 /* --- order.c -------------------------------------------------------------- */
 /* A stored message of room r, from this node's append or another node's:

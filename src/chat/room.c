@@ -33,7 +33,16 @@ chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_
   return r;
 }
 
+void chat_room_held_release(chat_room_t *r) {
+  if (!r->held) return;
+  for (uint32_t i = 0; i < CHAT_HELD_MAX; i++)
+    if (r->held[i]) wsc_buf_unref(r->held[i]);
+  free(r->held);
+  r->held = NULL;
+}
+
 void chat_room_free(chat_server_t *srv, chat_room_t *room) {
+  chat_room_held_release(room);
   wsc_hmap_del(&srv->rooms, room->name, room->name_len);
   if (srv->bus) bus_unsubscribe(srv->bus, room->name);
   wsc_metrics.chat_rooms--;
@@ -58,8 +67,8 @@ void chat_room_release(chat_room_t *room) {
  * second room on. */
 static int grow_rooms(chat_client_t *c) {
   if (c->n_rooms < c->cap_rooms) return 0;
-  if (c->cap_rooms > UINT16_MAX / 2) return -1;
-  uint16_t cap = (uint16_t)(c->cap_rooms * 2);
+  if (c->cap_rooms > UINT8_MAX / 2) return -1;
+  uint8_t cap = (uint8_t)(c->cap_rooms * 2);
   chat_membership_t *a = wsc_pool_get(cap * sizeof *a);
   if (!a) return -1;
   memcpy(a, chat_rooms(c), c->n_rooms * sizeof *a);
@@ -110,6 +119,9 @@ int chat_room_add(chat_room_t *room, chat_client_t *c) {
 }
 
 uint32_t chat_room_remove(chat_server_t *srv, chat_client_t *c, uint32_t mi) {
+  /* What it is owed goes first (or is dropped if it is going): the
+   * memberships move below, and held_mi with them. */
+  chat_client_fill(c);
   chat_room_t *room = chat_rooms(c)[mi].room;
   uint32_t ri = chat_rooms(c)[mi].ri;
 

@@ -17,6 +17,7 @@ static int tcp_send(void *h, wsc_buf_t *b, unsigned flags) {
   return net_conn_send(h, b);
 }
 
+static int tcp_hold(void *h) { return net_conn_hold(h); }
 static size_t tcp_queued(const void *h) { return ((const net_conn_t *)h)->queued; }
 static void tcp_close(void *h) { net_conn_close(h); }
 static void tcp_abort(void *h) { net_conn_abort(h); }
@@ -31,6 +32,7 @@ const wsc_carrier_ops_t wsc_tcp_carrier_ops = {
     .kind = WSC_CARRIER_HTTP1,
     .attach = NULL,
     .send = tcp_send,
+    .hold = tcp_hold,
     .queued = tcp_queued,
     .close = tcp_close,
     .abort = tcp_abort,

@@ -21,6 +21,10 @@
  *               FORCE, returns -1 and queues nothing when the bytes would
  *               take queued() past config->send_queue_limit. -1 also when
  *               the carrier is closing.
+ *   hold        optional (TCP only): the WebSocket side keeps lazy bytes
+ *               for now and queues them when the carrier asks (TCP: net's
+ *               on_fill, net_conn_hold) — before anything else it queues,
+ *               and before the carrier writes. -1: not held (send them).
  *   queued      bytes queued and not yet taken by the peer (the limit
  *               check: compare with config->send_queue_limit). For an
  *               HTTP/2 stream these are the bytes its flow-control window
@@ -80,6 +84,7 @@ typedef struct wsc_carrier_ops {
   unsigned kind;
   void (*attach)(void *h, const wsc_carrier_cb_t *cb, void *ud);
   int (*send)(void *h, wsc_buf_t *b, unsigned flags);
+  int (*hold)(void *h);
   size_t (*queued)(const void *h);
   void (*close)(void *h);
   void (*abort)(void *h);

@@ -33,6 +33,8 @@ enum {
   F_HANDSHAKING = 1 << 9,  /* TLS handshake in progress (no handler yet) */
   F_TLS_NOTIFIED = 1 << 10,/* our close_notify is queued */
   F_DOOMED = 1 << 11,      /* finalize at the next cork (the caller may still use it now) */
+  F_HELD = 1 << 12,        /* the handler holds lazy bytes for it (net_conn_hold) */
+  F_FILLING = 1 << 13,     /* on_fill runs in flush_conn: what it queues is written now */
 };
 
 /* What the epoll set watches a connection for (conn->watch). */
@@ -150,6 +152,7 @@ static int queue_buf(net_conn_t *c, wsc_buf_t *b, int lazy) {
   o->bufs[o->n++] = wsc_buf_ref(b);
   c->queued += b->len;
   if (!lazy) mark_dirty(c);
+  else if (c->flags & F_FILLING) return 0;   /* flush_conn writes it next */
   else if (o->n >= NET_LAZY_FULL && !(c->flags & F_DIRTY)) {
     wsc_metrics.lazy_full++;
     mark_dirty(c);   /* enough company: the next cork (net.h) */
@@ -157,18 +160,36 @@ static int queue_buf(net_conn_t *c, wsc_buf_t *b, int lazy) {
   return 0;
 }
 
+/* The lazy bytes the handler holds for c go first (net_conn_hold): before
+ * anything else is queued, and before c is written. */
+static void fill_held(net_conn_t *c) {
+  if (!(c->flags & F_HELD)) return;
+  c->flags &= (uint16_t)~F_HELD;
+  if (c->handler && c->handler->on_fill && !(c->flags & (F_CLOSING | F_CLOSED))) c->handler->on_fill(c);
+}
+
+int net_conn_hold(net_conn_t *c) {
+  if ((c->flags & (F_CLOSING | F_CLOSED)) || !c->handler || !c->handler->on_fill) return -1;
+  c->flags |= F_HELD;
+  if (!(c->flags & (F_DIRTY | F_LAZY))) mark_lazy(c);
+  return 0;
+}
+
 int net_conn_send_force(net_conn_t *c, wsc_buf_t *b) {
+  fill_held(c);
   if (c->flags & (F_CLOSING | F_CLOSED)) return -1;
   if (b->len == 0) return 0;
   return queue_buf(c, b, 0);
 }
 
 int net_conn_send(net_conn_t *c, wsc_buf_t *b) {
+  fill_held(c);
   if (c->queued + b->len > net_conn_server(c)->config->send_queue_limit) return -1;
   return net_conn_send_force(c, b);
 }
 
 int net_conn_send_lazy(net_conn_t *c, wsc_buf_t *b) {
+  fill_held(c);
   if (c->queued + b->len > net_conn_server(c)->config->send_queue_limit) return -1;
   if (c->flags & (F_CLOSING | F_CLOSED)) return -1;
   if (b->len == 0) return 0;
@@ -387,6 +408,11 @@ static void flush_conn(net_conn_t *c) {
     conn_finalize(c);
     return;
   }
+  if (c->flags & F_HELD) {
+    c->flags |= F_FILLING;
+    fill_held(c);
+    c->flags &= (uint16_t)~F_FILLING;
+  }
   struct net_out *o = c->out;
   if (!o || o->n == 0 || (c->flags & F_CLOSED)) return;
   if (c->tls) {
@@ -473,7 +499,7 @@ static void lazy_round(net_server_t *srv, int64_t slice_ns) {
     srv->lazy_walk = c->next_lazy;   /* freed only here or at the cork, not by a flush */
     c->flags &= (uint16_t)~F_LAZY;
     if (c->flags & F_FREE_LATER) wsc_pool_free(&g_conn_pool, c);
-    else if (!(c->flags & (F_CLOSED | F_DIRTY)) && c->out && c->out->n) {
+    else if (!(c->flags & (F_CLOSED | F_DIRTY)) && ((c->flags & F_HELD) || (c->out && c->out->n))) {
       flush_conn(c);
       srv->lazy_round_conns++;
     }

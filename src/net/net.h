@@ -91,6 +91,9 @@ typedef struct net_handler {
   /* Optional: queued bytes were written (the queue shrank); a handler
    * that holds output back while the queue is long (HTTP/2) sends more. */
   void (*on_drain)(net_conn_t *c);
+  /* Optional: the lazy bytes this handler holds for the connection
+   * (net_conn_hold) are wanted now: queue them (net_conn_send_lazy). */
+  void (*on_fill)(net_conn_t *c);
 } net_handler_t;
 
 /* Creates a connection's first handler state (the HTTP front). */
@@ -208,6 +211,13 @@ int net_conn_send(net_conn_t *c, wsc_buf_t *b);
  * Order is kept: lazy bytes sit in the same queue, and any ordinary send
  * flushes them with it at the end of its loop iteration. */
 int net_conn_send_lazy(net_conn_t *c, wsc_buf_t *b);
+/* Lazy bytes the handler keeps for now (a room's presence, shared by every
+ * member until the round: chat/): c goes on the lazy list as if they were
+ * queued, and the handler's on_fill queues them when they are wanted — at
+ * the lazy round or the cork that writes c, or before anything else is
+ * queued to c (so order is kept). -1 (nothing held) when c is closing or
+ * its handler has no on_fill. */
+int net_conn_hold(net_conn_t *c);
 /* The same, ignoring the limit: for small control frames (pong, close)
  * that must go out even to a slow consumer. */
 int net_conn_send_force(net_conn_t *c, wsc_buf_t *b);

@@ -130,13 +130,20 @@ static int chat_queue(ws_conn_t *w, wsc_buf_t *msg, unsigned flags) {
 static int chat_send(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, 0); }
 static int chat_notify(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, WSC_SEND_LAZY); }
 static int chat_reply(void *ud, wsc_buf_t *msg) { return chat_queue(ud, msg, WSC_SEND_FORCE); }
+/* hold: the room keeps this member's presence until the carrier asks
+ * (TCP only: net's on_fill, below). */
+static int chat_hold(void *ud) {
+  ws_conn_t *w = ud;
+  if (!w->carrier.ops->hold || !ws_session_can_send(&w->session)) return -1;
+  return w->carrier.ops->hold(w->carrier.h);
+}
 
 static void chat_close(void *ud, int code, const char *reason) {
   start_close(ud, (uint16_t)code, reason);
 }
 
 static const chat_transport_ops_t chat_ops = {.send = chat_send, .reply = chat_reply, .notify = chat_notify,
-                                               .close = chat_close};
+                                               .hold = chat_hold, .close = chat_close};
 
 /* The echo of a message as one frame: compressed when deflate was
  * negotiated, the message is big enough and it shrinks. */
@@ -303,12 +310,17 @@ static void tcp_on_data(net_conn_t *c, uint8_t *data, size_t len) { ws_data(c->u
 static void tcp_on_tick(net_conn_t *c, int64_t now) { ws_tick(c->ud, now); }
 static void tcp_on_shutdown(net_conn_t *c) { ws_shutdown(c->ud); }
 static void tcp_on_close(net_conn_t *c) { ws_close(c->ud); }
+static void tcp_on_fill(net_conn_t *c) {
+  ws_conn_t *w = c->ud;
+  if (w && w->chat) chat_client_fill(w->chat);
+}
 
 static const net_handler_t ws_net_handler = {
     .on_data = tcp_on_data,
     .on_tick = tcp_on_tick,
     .on_shutdown = tcp_on_shutdown,
     .on_close = tcp_on_close,
+    .on_fill = tcp_on_fill,
 };
 
 /* --- starting ------------------------------------------------------------------------ */
