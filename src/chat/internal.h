@@ -74,6 +74,11 @@ struct chat_room {
   uint32_t held_by;            /* members owed events from the ring */
   uint32_t held_end;
   wsc_buf_t **held;
+  /* The last run of held events filled to a member, as one buffer of
+   * consecutive frames: the next member owed the same run (every member
+   * that was in the room when it began, at a lazy round) shares it. */
+  wsc_buf_t *held_run;
+  uint32_t run_from, run_end;
   char epoch[STORE_EPOCH_MAX + 1];
   uint32_t name_len;
   char name[];                 /* NUL-terminated; the rooms map key */

@@ -39,6 +39,8 @@ void chat_room_held_release(chat_room_t *r) {
     if (r->held[i]) wsc_buf_unref(r->held[i]);
   free(r->held);
   r->held = NULL;
+  if (r->held_run) wsc_buf_unref(r->held_run);
+  r->held_run = NULL;
 }
 
 void chat_room_free(chat_server_t *srv, chat_room_t *room) {

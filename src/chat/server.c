@@ -156,6 +156,24 @@ int chat_find_membership(const chat_client_t *c, const chat_room_t *room) {
  * room at a time: an event of another room first fills what it is owed,
  * so everything reaches it in the order it happened. */
 
+/* Held events [from, held_end) as one buffer of consecutive frames, shared
+ * with the last member owed the same run (msg/outbuf's concat: a WebSocket
+ * recipient writes it as it is, frames need no per-member form). NULL when
+ * out of memory. */
+static wsc_buf_t *held_run(chat_room_t *r, uint32_t from) {
+  if (r->held_run && r->run_from == from && r->run_end == r->held_end) return r->held_run;
+  wsc_buf_t *parts[CHAT_HELD_MAX];
+  uint32_t n = 0;
+  for (uint32_t k = from; k != r->held_end; k++) parts[n++] = r->held[k % CHAT_HELD_MAX];
+  wsc_buf_t *b = outbuf_concat(parts, n);
+  if (!b) return NULL;
+  if (r->held_run) wsc_buf_unref(r->held_run);
+  r->held_run = b;
+  r->run_from = from;
+  r->run_end = r->held_end;
+  return b;
+}
+
 void chat_client_fill(chat_client_t *c) {
   if (c->held_mi == CHAT_NO_HELD) return;
   chat_server_t *srv = c->srv;
@@ -167,8 +185,12 @@ void chat_client_fill(chat_client_t *c) {
   chat_room_t *r = chat_rooms(c)[c->held_mi].room;
   uint32_t n = (uint8_t)((uint8_t)r->held_end - c->held_at);
   c->held_mi = CHAT_NO_HELD;
-  for (uint32_t k = r->held_end - n; k != r->held_end && chat_client_active(c); k++) {
-    if (c->ops->notify(c->ud, r->held[k % CHAT_HELD_MAX]) < 0) c->send_failed = 1;
+  if (n && chat_client_active(c)) {
+    wsc_buf_t *b = n == 1 ? r->held[(r->held_end - 1) % CHAT_HELD_MAX] : held_run(r, r->held_end - n);
+    if (b && c->ops->notify(c->ud, b) < 0) c->send_failed = 1;
+    for (uint32_t k = r->held_end - n; !b && k != r->held_end && chat_client_active(c); k++) {
+      if (c->ops->notify(c->ud, r->held[k % CHAT_HELD_MAX]) < 0) c->send_failed = 1;   /* out of memory */
+    }
   }
   if (--r->held_by == 0 && !r->delivering) chat_room_held_release(r);
   chat_leave(srv);
