@@ -127,16 +127,21 @@ wsc_buf_t *chat_enc_welcome(chat_jw_t *w, const char *name, const char *session)
   return chat_jw_finish(w);
 }
 
-wsc_buf_t *chat_enc_joined(chat_jw_t *w, const char *room, chat_name_at_fn name_at, void *ud,
-                           size_t n_members, int64_t last_id, const char *epoch, int recovered) {
-  RAW(w, "{\"type\":\"joined\",\"room\":");
-  jw_cstr(w, room);
-  RAW(w, ",\"members\":[");
-  for (size_t i = 0; i < n_members; i++) {
+void chat_jw_names(chat_jw_t *w, chat_name_at_fn name_at, void *ud, size_t from, size_t n) {
+  for (size_t i = from; i < n; i++) {
     size_t len;
     const char *name = name_at(ud, i, &len);
     jw_list_str(w, i == 0, name, len);
   }
+}
+
+static void joined_head(chat_jw_t *w, const char *room) {
+  RAW(w, "{\"type\":\"joined\",\"room\":");
+  jw_cstr(w, room);
+  RAW(w, ",\"members\":[");
+}
+
+static wsc_buf_t *joined_tail(chat_jw_t *w, int64_t last_id, const char *epoch, int recovered) {
   RAW(w, "],\"last_id\":");
   chat_jw_int(w, last_id);
   RAW(w, ",\"epoch\":");
@@ -147,6 +152,20 @@ wsc_buf_t *chat_enc_joined(chat_jw_t *w, const char *room, chat_name_at_fn name_
   }
   RAW(w, "}");
   return chat_jw_finish(w);
+}
+
+wsc_buf_t *chat_enc_joined(chat_jw_t *w, const char *room, chat_name_at_fn name_at, void *ud,
+                           size_t n_members, int64_t last_id, const char *epoch, int recovered) {
+  joined_head(w, room);
+  chat_jw_names(w, name_at, ud, 0, n_members);
+  return joined_tail(w, last_id, epoch, recovered);
+}
+
+wsc_buf_t *chat_enc_joined_list(chat_jw_t *w, const char *room, const char *members, size_t members_len,
+                                int64_t last_id, const char *epoch, int recovered) {
+  joined_head(w, room);
+  if (members_len) chat_jw_raw(w, members, members_len);
+  return joined_tail(w, last_id, epoch, recovered);
 }
 
 wsc_buf_t *chat_enc_left(chat_jw_t *w, const char *room) {

@@ -47,10 +47,18 @@ wsc_buf_t *chat_jw_finish(chat_jw_t *w);
  * *len (a join in a room of 100 lists ~50 names: no strlen each). */
 typedef const char *(*chat_name_at_fn)(void *ud, size_t i, size_t *len);
 
+/* Names [from, n) of name_at as they stand in joined.members: quoted, and
+ * each but the list's first (index 0) after a comma. Appended to w, which
+ * may hold the list's names [0, from) already (a room's cached list). */
+void chat_jw_names(chat_jw_t *w, chat_name_at_fn name_at, void *ud, size_t from, size_t n);
+
 wsc_buf_t *chat_enc_welcome(chat_jw_t *w, const char *name, const char *session);
 /* recovered: -1 (no since given: field omitted), 0 or 1. */
 wsc_buf_t *chat_enc_joined(chat_jw_t *w, const char *room, chat_name_at_fn name_at, void *ud,
                            size_t n_members, int64_t last_id, const char *epoch, int recovered);
+/* The same with the members list already written (chat_jw_names). */
+wsc_buf_t *chat_enc_joined_list(chat_jw_t *w, const char *room, const char *members, size_t members_len,
+                                int64_t last_id, const char *epoch, int recovered);
 wsc_buf_t *chat_enc_left(chat_jw_t *w, const char *room);
 wsc_buf_t *chat_enc_message(chat_jw_t *w, const store_msg_t *m);
 /* ref may be NULL (omitted); room NULL and id < 0 omit those (dm acks). */

@@ -259,8 +259,19 @@ static void on_join_rows(void *ud, int status, const store_msg_t *rows, size_t n
       if (parts) {
         size_t np = 0;
         members_view_t view = {r, op};
-        parts[np++] = chat_enc_joined(&srv->jw, r->name, member_name_at, &view, r->n + op->n_others, last,
-                                      epoch, recovered);
+        int cached = r->held && !op->n_others;   /* a storm: the room's list (room.c) */
+        if (cached) {
+          if (r->names_n > r->n) chat_room_names_reset(r);
+          chat_jw_names(&r->names, member_name_at, &view, r->names_n, r->n);   /* names added since */
+          r->names_n = r->n;
+          if (r->names.oom) {
+            chat_room_names_reset(r);
+            cached = 0;
+          }
+        }
+        parts[np++] = cached ? chat_enc_joined_list(&srv->jw, r->name, r->names.p, r->names.len, last, epoch, recovered)
+                             : chat_enc_joined(&srv->jw, r->name, member_name_at, &view, r->n + op->n_others, last,
+                                               epoch, recovered);
         for (size_t i = 0; i < n; i++) parts[np++] = chat_enc_message(&srv->jw, &rows[i]);
         chat_send_own(c, outbuf_concat(parts, np));
         for (size_t i = 0; i < np; i++) wsc_buf_unref(parts[i]);

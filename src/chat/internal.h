@@ -79,6 +79,12 @@ struct chat_room {
    * that was in the room when it began, at a lazy round) shares it. */
   wsc_buf_t *held_run;
   uint32_t run_from, run_end;
+  /* While events are held (a join storm), joined.members of this node's
+   * members [0, names_n), rendered once: a join renders only the names
+   * added since. Reset when a member leaves or is renamed, freed with the
+   * ring (room.c). */
+  uint32_t names_n;
+  chat_jw_t names;
   char epoch[STORE_EPOCH_MAX + 1];
   uint32_t name_len;
   char name[];                 /* NUL-terminated; the rooms map key */
@@ -234,8 +240,15 @@ void chat_room_free(chat_server_t *srv, chat_room_t *room);
 void chat_room_release(chat_room_t *room);
 /* Frees the client's membership array when it has one (rooms_heap). */
 void chat_rooms_release(chat_client_t *c);
-/* Drops the room's held events (no member is owed any). */
+/* Drops the room's held events (no member is owed any) and its cached
+ * member list. */
 void chat_room_held_release(chat_room_t *r);
+/* The cached member list is stale (a member left or was renamed). */
+static inline void chat_room_names_reset(chat_room_t *r) {
+  r->names.len = 0;
+  r->names.oom = 0;
+  r->names_n = 0;
+}
 
 /* --- order.c -------------------------------------------------------------- */
 /* A stored message of room r, from this node's append or another node's:

@@ -41,10 +41,12 @@ void chat_room_held_release(chat_room_t *r) {
   r->held = NULL;
   if (r->held_run) wsc_buf_unref(r->held_run);
   r->held_run = NULL;
+  chat_jw_free(&r->names);
+  r->names_n = 0;
 }
 
 void chat_room_free(chat_server_t *srv, chat_room_t *room) {
-  chat_room_held_release(room);
+  chat_room_held_release(room);   /* and the cached member list */
   wsc_hmap_del(&srv->rooms, room->name, room->name_len);
   if (srv->bus) bus_unsubscribe(srv->bus, room->name);
   wsc_metrics.chat_rooms--;
@@ -125,6 +127,7 @@ uint32_t chat_room_remove(chat_server_t *srv, chat_client_t *c, uint32_t mi) {
    * memberships move below, and held_mi with them. */
   chat_client_fill(c);
   chat_room_t *room = chat_rooms(c)[mi].room;
+  chat_room_names_reset(room);   /* the last member moves into its place */
   uint32_t ri = chat_rooms(c)[mi].ri;
 
   /* Room side: move the last member into the hole and fix its back index. */

@@ -400,6 +400,7 @@ int chat_rename(chat_client_t *c, const char *name, size_t len) {
   if (hold_name(srv, s) < 0) LOG_ERROR(LOG_COMP, "out of memory holding a name");
   for (uint32_t i = 0; i < c->n_rooms; i++) {
     chat_room_t *r = chat_rooms(c)[i].room;
+    chat_room_names_reset(r);
     chat_rename_presence(c, r->name, s->name, old, r->n);
   }
   if (old != old_buf) free(old);

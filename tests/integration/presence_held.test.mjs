@@ -113,3 +113,36 @@ test('held presence comes before a message sent after it, and nothing of a room 
   assert.deepEqual(events(await x.sync()), [], 'nothing of a room it left');
   for (const c of [u, v, y, x]) await c.close();
 });
+
+test('joined lists exactly the members, during a storm, after a leave and after a rename', T, async () => {
+  const x = await connect('/ws?name=x6&room=hf');
+  await x.next('joined');
+  const names = ['x6'];
+  const cs = [x];
+  // A storm (events held): every joiner's list is everyone so far, in join order.
+  for (let i = 0; i < 40; i++) {
+    const o = await connect(`/ws?name=o6-${i}&room=hf`);
+    names.push(`o6-${i}`);
+    const j = await o.next('joined');
+    assert.deepEqual(j.members, names, `o6-${i}'s joined`);
+    cs.push(o);
+  }
+  // A leave moves the last member into the leaver's place; the next list has neither gap nor leaver.
+  // (Right after it, while its presence is still held: the lazy round waits at least 15 ms.)
+  cs[5].send({ type: 'leave', room: 'hf' });
+  await cs[5].until((m) => m.type === 'left');
+  const after = await connect('/ws?name=p6&room=hf');
+  const j1 = await after.next('joined');
+  const want = names.filter((n) => n !== 'o6-4').concat('p6');
+  assert.deepEqual([...j1.members].sort(), [...want].sort());
+  assert.equal(j1.members.length, want.length);
+  // A rename: the next list has the new name, not the old one.
+  cs[7].send({ type: 'hello', name: 'renamed6' });
+  await cs[7].until((m) => m.type === 'welcome');
+  const last = await connect('/ws?name=q6&room=hf');
+  const j2 = await last.next('joined');
+  const want2 = want.map((n) => (n === 'o6-6' ? 'renamed6' : n)).concat('q6');
+  assert.deepEqual([...j2.members].sort(), [...want2].sort());
+  assert.equal(j2.members.length, want2.length);
+  for (const c of [last, after, ...cs]) c.ws.terminate();
+});
