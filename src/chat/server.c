@@ -174,7 +174,9 @@ static wsc_buf_t *held_run(chat_room_t *r, uint32_t from) {
   return b;
 }
 
-void chat_client_fill(chat_client_t *c) {
+/* Queues what c is owed: lazily (it goes with c's next write), or now
+ * (with the next cork: CHAT_HELD_MAX of them are enough company). */
+static void fill(chat_client_t *c, int now) {
   if (c->held_mi == CHAT_NO_HELD) return;
   chat_server_t *srv = c->srv;
   if (!srv || c->held_mi >= c->n_rooms) {   /* the server is gone (it freed the rooms) */
@@ -187,7 +189,8 @@ void chat_client_fill(chat_client_t *c) {
   c->held_mi = CHAT_NO_HELD;
   if (n && chat_client_active(c)) {
     wsc_buf_t *b = n == 1 ? r->held[(r->held_end - 1) % CHAT_HELD_MAX] : held_run(r, r->held_end - n);
-    if (b && c->ops->notify(c->ud, b) < 0) c->send_failed = 1;
+    if (b && (now ? c->ops->send(c->ud, b) : c->ops->notify(c->ud, b)) < 0) c->send_failed = 1;
+    if (b && now) wsc_metrics.lazy_full++;
     for (uint32_t k = r->held_end - n; !b && k != r->held_end && chat_client_active(c); k++) {
       if (c->ops->notify(c->ud, r->held[k % CHAT_HELD_MAX]) < 0) c->send_failed = 1;   /* out of memory */
     }
@@ -195,6 +198,8 @@ void chat_client_fill(chat_client_t *c) {
   if (--r->held_by == 0 && !r->delivering) chat_room_held_release(r);
   chat_leave(srv);
 }
+
+void chat_client_fill(chat_client_t *c) { fill(c, 0); }
 
 /* A presence or typing event to every member: held by the room for those
  * whose transport can hold, queued lazily to the others. */
@@ -208,7 +213,7 @@ static void deliver_held(chat_server_t *srv, chat_room_t *room, wsc_buf_t *msg) 
       /* Owed events of this room already: this one is covered too, unless
        * it is the excluded sender, or the ring would lose its first. */
       if (c != srv->exclude && (uint8_t)(at - c->held_at) < CHAT_HELD_MAX) continue;
-      chat_client_fill(c);
+      fill(c, c != srv->exclude);   /* CHAT_HELD_MAX owed: out they go (net's NET_LAZY_FULL) */
     }
     if (c == srv->exclude || chat_rooms(c)[mi].replaying || !chat_client_active(c)) continue;
     if (c->held_mi != CHAT_NO_HELD) chat_client_fill(c);   /* another room's events go first */
