@@ -34,11 +34,12 @@ chat_room_t *chat_room_get_or_create(chat_server_t *srv, const char *name, size_
 }
 
 void chat_room_held_release(chat_room_t *r) {
-  if (!r->held) return;
-  for (uint32_t i = 0; i < CHAT_HELD_MAX; i++)
-    if (r->held[i]) wsc_buf_unref(r->held[i]);
-  free(r->held);
-  r->held = NULL;
+  if (r->held) {
+    for (uint32_t i = 0; i < CHAT_HELD_MAX; i++)
+      if (r->held[i]) wsc_buf_unref(r->held[i]);
+    free(r->held);
+    r->held = NULL;
+  }
   if (r->held_run) wsc_buf_unref(r->held_run);
   r->held_run = NULL;
   chat_jw_free(&r->names);
@@ -46,7 +47,6 @@ void chat_room_held_release(chat_room_t *r) {
 }
 
 void chat_room_free(chat_server_t *srv, chat_room_t *room) {
-  chat_room_held_release(room);   /* and the cached member list */
   wsc_hmap_del(&srv->rooms, room->name, room->name_len);
   if (srv->bus) bus_unsubscribe(srv->bus, room->name);
   wsc_metrics.chat_rooms--;
@@ -62,6 +62,7 @@ void chat_rooms_release(chat_client_t *c) {
 }
 
 void chat_room_release(chat_room_t *room) {
+  chat_room_held_release(room);   /* and the cached member list */
   wsc_pool_put(room->members, members_bytes(room->cap));
   wsc_pool_put(room, sizeof *room + room->name_len + 1);
 }

@@ -146,3 +146,17 @@ test('joined lists exactly the members, during a storm, after a leave and after 
   assert.equal(j2.members.length, want2.length);
   for (const c of [last, after, ...cs]) c.ws.terminate();
 });
+
+test('a server stopped while its rooms hold events exits cleanly (nothing leaks)', T, async () => {
+  const own = await startServer();
+  const open = async (name) => {
+    const c = await Chat.open(own.url(`/ws?name=${name}&room=hg`));
+    await c.until((m) => m.type === 'joined');
+    return c;
+  };
+  const a = await open('a7');
+  const b = await open('b7');
+  const c = await open('c7');   // a and b are owed c7's join for up to the lazy wait
+  assert.equal(await own.stop(), 0, own.log.slice(-3000));
+  for (const x of [a, b, c]) x.ws.terminate();
+});
