@@ -9,7 +9,9 @@
  * WSC_HEAP_TIDY_MIN / 16 since the last call: the burst is over), pools
  * with no object in use give their slabs back (base/pool: the queue arrays
  * of a storm, once every queue has drained); and when they did, or at
- * least WSC_HEAP_TIDY_MIN bytes were freed since the last tidy, it calls
+ * least WSC_HEAP_TIDY_MIN bytes were freed since the last tidy, it empties
+ * glibc's per-thread cache of freed chunks (which malloc counts as in use:
+ * scattered over a storm's heap, they keep it in pieces; heap.c) and calls
  * malloc_trim(0), which returns every free whole page inside the heap
  * (MADV_DONTNEED). Holes trimmed once and then used and freed again do
  * not move the free total, so a heap with WSC_HEAP_TIDY_MIN free whose
