@@ -40,6 +40,7 @@ typedef struct fake {
   int fail_sends;          /* send returns -1 (over the queue limit) */
   int detach_in_send;      /* ...and detaches at once, from inside send */
   int detach_in_close;
+  int held;                /* fake_hold_ops: chat holds room events for it (net's F_HELD) */
   chat_client_t *c;
 } fake_t;
 
@@ -86,6 +87,32 @@ static void fake_close(void *ud, int code, const char *reason) {
 }
 
 static const chat_transport_ops_t fake_ops = {.send = fake_send, .reply = fake_send, .notify = fake_send, .close = fake_close};
+
+/* A transport that lets chat hold room events, as a TCP WebSocket does
+ * (net_conn_hold): what is held is asked for (chat_client_fill) before
+ * anything else is queued, or when the test "writes" the connection. */
+static int fake_held_send(void *ud, wsc_buf_t *b) {
+  fake_t *f = ud;
+  if (f->held && f->c) {
+    f->held = 0;
+    chat_client_fill(f->c);
+  }
+  return fake_send(ud, b);
+}
+static int fake_hold(void *ud) {
+  ((fake_t *)ud)->held = 1;
+  return 0;
+}
+static const chat_transport_ops_t fake_hold_ops = {.send = fake_held_send, .reply = fake_held_send,
+                                                   .notify = fake_held_send, .hold = fake_hold, .close = fake_close};
+
+/* The lazy round reaches f: what chat holds for it is queued. */
+static void fake_write(fake_t *f) {
+  if (f->held && f->c) {
+    f->held = 0;
+    chat_client_fill(f->c);
+  }
+}
 
 /* The next unread message (borrowed; freed with the fake). */
 static json_t *take(fake_t *f) {
@@ -223,6 +250,14 @@ static int teardown(void **state) {
 static fake_t *connect_p(fixture_t *fx, int slot, const chat_connect_params_t *p) {
   fake_t *f = &fx->fakes[slot];
   f->c = chat_client_attach(fx->srv, &fake_ops, f, p);
+  assert_non_null(f->c);
+  return f;
+}
+
+static fake_t *connect_holding(fixture_t *fx, int slot, const char *name) {
+  fake_t *f = &fx->fakes[slot];
+  chat_connect_params_t p = {.name = name};
+  f->c = chat_client_attach(fx->srv, &fake_hold_ops, f, &p);
   assert_non_null(f->c);
   return f;
 }
@@ -746,6 +781,90 @@ static void test_typing(void **state) {
   expect(b, "typing");
 }
 
+/* Held room events (server.c): kept by the room until the member is
+ * written, then queued as one run; exactly once and in order — across two
+ * rooms, past the ring's 64, around the excluded typer, before a reply. */
+static void expect_presence_at(fake_t *f, const char *room, const char *event, const char *name, int64_t count,
+                               int line) {
+  json_t *p = expect_at(f, "presence", line);
+  if (strcmp(str(p, "room"), room) || strcmp(str(p, "event"), event) || strcmp(str(p, "name"), name) ||
+      num(p, "count") != count)
+    fail_msg("line %d: expected presence %s %s %s %lld, got %s", line, room, event, name, (long long)count,
+             json_dumps(p, 0));
+}
+#define expect_presence(f, room, event, name, count) expect_presence_at((f), (room), (event), (name), (count), __LINE__)
+
+/* Leaves (b is not holding: what it was sent is dropped, `left` included). */
+static void leave_clear(fake_t *f, const char *room) {
+  sayf(f, "{\"type\":\"leave\",\"room\":\"%s\"}", room);
+  fake_clear(f);
+}
+
+static void test_held_events(void **state) {
+  fixture_t *fx = *state;
+  fake_t *a = connect_holding(fx, 0, "alice");
+  fake_t *b = connect_named(fx, 1, "bob");        /* not holding: each event queued at once */
+  fake_t *c = connect_holding(fx, 2, "carol");
+  join(fx, a, "r");
+  join(fx, a, "s");
+  join(fx, b, "r");
+  join(fx, c, "r");
+  expect_presence(b, "r", "join", "carol", 3);
+  expect_none(a);                                 /* held: nothing queued yet */
+  fake_write(a);
+  expect_presence(a, "r", "join", "bob", 2);
+  expect_presence(a, "r", "join", "carol", 3);
+  expect_none(a);
+
+  /* two rooms: r, s, r in the order they happened */
+  join(fx, c, "s");
+  leave_clear(b, "r");
+  join(fx, b, "r");
+  fake_write(a);
+  expect_presence(a, "s", "join", "carol", 2);
+  expect_presence(a, "r", "leave", "bob", 2);
+  expect_presence(a, "r", "join", "bob", 3);
+  expect_none(a);
+
+  /* a reply takes what is held along, first */
+  fake_write(c);
+  fake_clear(c);
+  join(fx, b, "s");
+  say(c, "{\"type\":\"ping\",\"ref\":\"p\"}");
+  expect_presence(c, "s", "join", "bob", 3);
+  expect(c, "pong");
+
+  /* the typing member is not told of its own typing; the others are, in order */
+  fake_write(a);
+  fake_clear(a);
+  fake_clear(c);
+  leave_clear(b, "s");
+  say(a, "{\"type\":\"typing\",\"room\":\"s\"}");
+  join(fx, b, "s");
+  fake_write(a);
+  fake_write(c);
+  expect_presence(a, "s", "leave", "bob", 2);
+  expect_presence(a, "s", "join", "bob", 3);
+  expect_none(a);
+  expect_presence(c, "s", "leave", "bob", 2);
+  assert_string_equal(str(expect(c, "typing"), "name"), "alice");
+  expect_presence(c, "s", "join", "bob", 3);
+  expect_none(c);
+
+  /* more than the ring keeps: 70 events, none lost or doubled */
+  fake_clear(a);
+  for (int i = 0; i < 35; i++) {
+    leave_clear(b, "r");
+    join(fx, b, "r");
+  }
+  fake_write(a);
+  for (int i = 0; i < 35; i++) {
+    expect_presence(a, "r", "leave", "bob", 2);
+    expect_presence(a, "r", "join", "bob", 3);
+  }
+  expect_none(a);
+}
+
 static void test_dm(void **state) {
   fixture_t *fx = *state;
   fake_t *a = connect_named(fx, 0, "alice");
@@ -987,6 +1106,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_leave_and_membership, setup, teardown),
       cmocka_unit_test_setup_teardown(test_errors_and_ping, setup, teardown),
       cmocka_unit_test_setup_teardown(test_typing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_held_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dm, setup, teardown),
       cmocka_unit_test_setup_teardown(test_history, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
