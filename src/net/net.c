@@ -403,10 +403,12 @@ static void flush_tls(net_conn_t *c) {
   after_progress(c);
 }
 
-static void flush_conn(net_conn_t *c) {
+/* Writes what c has queued (asking its handler for what it holds first).
+ * 1 when there was something to write. */
+static int flush_conn(net_conn_t *c) {
   if (c->flags & F_DOOMED) {
     conn_finalize(c);
-    return;
+    return 0;
   }
   if (c->flags & F_HELD) {
     c->flags |= F_FILLING;
@@ -414,10 +416,10 @@ static void flush_conn(net_conn_t *c) {
     c->flags &= (uint16_t)~F_FILLING;
   }
   struct net_out *o = c->out;
-  if (!o || o->n == 0 || (c->flags & F_CLOSED)) return;
+  if (!o || o->n == 0 || (c->flags & F_CLOSED)) return 0;
   if (c->tls) {
     flush_tls(c);
-    return;
+    return 1;
   }
   /* One writev now, unless earlier bytes still wait for EPOLLOUT (then
    * these go behind them). */
@@ -427,7 +429,7 @@ static void flush_conn(net_conn_t *c) {
     ssize_t r = write_bufs(c->fd, o->bufs, o->n, 0);
     if (r < 0 && errno != EAGAIN && errno != EINTR) {
       conn_finalize(c);
-      return;
+      return 1;
     }
     done = r > 0 ? (size_t)r : 0;
   }
@@ -448,13 +450,14 @@ static void flush_conn(net_conn_t *c) {
   c->out = NULL;
   if (rc != 0) {
     conn_finalize(c);
-    return;
+    return 1;
   }
   wsc_metrics.bytes_out += total;   /* taken for writing (as write_now counts) */
   maybe_resume(c);
   maybe_shutdown(c);
   if (done && c->handler && c->handler->on_drain && !(c->flags & (F_CLOSING | F_CLOSED)))
     c->handler->on_drain(c);
+  return 1;
 }
 
 /* The cork: runs once per loop iteration, after all I/O callbacks.
@@ -500,8 +503,7 @@ static void lazy_round(net_server_t *srv, int64_t slice_ns) {
     c->flags &= (uint16_t)~F_LAZY;
     if (c->flags & F_FREE_LATER) wsc_pool_free(&g_conn_pool, c);
     else if (!(c->flags & (F_CLOSED | F_DIRTY)) && ((c->flags & F_HELD) || (c->out && c->out->n))) {
-      flush_conn(c);
-      srv->lazy_round_conns++;
+      if (flush_conn(c)) srv->lazy_round_conns++;   /* (a held connection may have had nothing) */
     }
     if (slice_ns && (++n & 15) == 0 && wsc_mono_ns() - start > slice_ns) break;
   }
