@@ -133,6 +133,7 @@ struct h3_server {
 static ngtcp2_tstamp now_ts(void) { return (ngtcp2_tstamp)wsc_mono_ns(); }
 
 static void conn_write(h3_conn_t *c);
+static void conn_write_(h3_conn_t *c, int timers);
 static void conn_arm_timer(h3_conn_t *c);
 static void stream_release(h3_stream_t *s);
 static void conn_free(h3_conn_t *c);
@@ -911,7 +912,7 @@ static void conn_on_timer(uv_timer_t *t) {
     return;
   }
   wsc_metrics.h3_expiries++;
-  if (conn_expire(c, now) == 0) conn_write(c);
+  if (conn_expire(c, now) == 0) conn_write_(c, 1);
 }
 
 static void conn_arm_timer(h3_conn_t *c) {
@@ -1019,7 +1020,12 @@ static void conn_pace(h3_conn_t *c, ngtcp2_tstamp ts, size_t bytes) {
 
 /* Writes everything c may send now (stream data from nghttp3, ACKs,
  * retransmissions) into the server's packet batch. */
-static void conn_write(h3_conn_t *c) {
+static void conn_write(h3_conn_t *c) { conn_write_(c, 0); }
+
+/* timers: ngtcp2's timers were just handled (loss detection, PTO): it may
+ * want several packets (a PTO sends two probes), so the write goes on
+ * until ngtcp2 has nothing, however short a packet was. */
+static void conn_write_(h3_conn_t *c, int timers) {
   h3_server_t *srv = c->srv;
   if (c->closing || c->draining || c->dead) return;
   wsc_metrics.h3_conn_writes++;
@@ -1100,7 +1106,7 @@ again:;
     /* A packet ngtcp2 ended with room to spare while nghttp3 had nothing
      * more: ngtcp2 has nothing more either (it fills a packet with what
      * is due: ACKs, retransmissions, flow control). */
-    if (h3_idle && (size_t)n + 256 < room) break;
+    if (h3_idle && !timers && (size_t)n + 256 < room) break;
   }
   ngtcp2_tstamp due = ngtcp2_conn_get_expiry(c->q); /* before the pacing deadline is set */
   conn_pace(c, ts, bytes);
@@ -1112,7 +1118,10 @@ again:;
   if (!settled && pkts < TX_PER_FLUSH && ngtcp2_conn_get_expiry(c->q) <= ts + NGTCP2_MILLISECONDS) {
     settled = 1;
     if (conn_expire(c, ts) != 0) return;
-    if (due <= ts) goto again;
+    if (due <= ts) {
+      timers = 1;
+      goto again;
+    }
   }
   if (pkts == TX_PER_FLUSH) uv_timer_start(&c->timer, conn_on_timer, 0, 0); /* more next iteration */
   else conn_arm_timer(c);
