@@ -105,8 +105,11 @@ describe('WebSocket over HTTP/3', () => {
     const minSmall = Math.ceil((50 * 3000) / 1452);
     assert.ok(p1 - p0 < minSmall, `${p1 - p0} packets for 150 kB: not larger than 1452 bytes (${minSmall} at least)`);
     // every write used to arm ngtcp2's pacing deadline, and its timer then
-    // fired for a second, empty write: about one expiry per write
-    assert.ok(x1 - x0 < Math.max(4, (w1 - w0) / 4), `${x1 - x0} timer expiries for ${w1 - w0} connection writes`);
+    // fired for a second, empty write: about one expiry per two writes
+    // (the timer's own write counted). Loss-detection and ACK-delay timers
+    // may fire a few times when the machine is busy (4 for 11 writes seen
+    // with the suite running in parallel), hence the floor of 6.
+    assert.ok(x1 - x0 < Math.max(6, (w1 - w0) / 3), `${x1 - x0} timer expiries for ${w1 - w0} connection writes`);
     c.close(0);
     assert.equal(await c.exited, 0);
     h1.ws.close();
