@@ -174,9 +174,14 @@ static wsc_buf_t *held_run(chat_room_t *r, uint32_t from) {
   return b;
 }
 
-/* Queues what c is owed: lazily (it goes with c's next write), or now
- * (with the next cork: CHAT_HELD_MAX of them are enough company). */
-static void fill(chat_client_t *c, int now) {
+/* What fill does with the events c is owed. */
+enum { FILL_LAZY, FILL_NOW, FILL_DROP };
+
+/* Queues what c is owed: lazily (FILL_LAZY: it goes with c's next write),
+ * or now (FILL_NOW: with the next cork; CHAT_HELD_MAX of them are enough
+ * company); FILL_DROP forgets them (c is detaching: its connection is gone
+ * or closing, and a send to it would fail as if it were a slow consumer). */
+static void fill(chat_client_t *c, int how) {
   if (c->held_mi == CHAT_NO_HELD) return;
   chat_server_t *srv = c->srv;
   if (!srv || c->held_mi >= c->n_rooms) {   /* the server is gone (it freed the rooms) */
@@ -187,7 +192,8 @@ static void fill(chat_client_t *c, int now) {
   chat_room_t *r = chat_rooms(c)[c->held_mi].room;
   uint32_t n = (uint8_t)((uint8_t)r->held_end - c->held_at);
   c->held_mi = CHAT_NO_HELD;
-  if (n && chat_client_active(c)) {
+  int now = how == FILL_NOW;
+  if (n && how != FILL_DROP && chat_client_active(c)) {
     wsc_buf_t *b = n == 1 ? r->held[(r->held_end - 1) % CHAT_HELD_MAX] : held_run(r, r->held_end - n);
     if (b && (now ? c->ops->send(c->ud, b) : c->ops->notify(c->ud, b)) < 0) c->send_failed = 1;
     if (b && now) wsc_metrics.lazy_full++;
@@ -199,7 +205,7 @@ static void fill(chat_client_t *c, int now) {
   chat_leave(srv);
 }
 
-void chat_client_fill(chat_client_t *c) { fill(c, 0); }
+void chat_client_fill(chat_client_t *c) { fill(c, FILL_LAZY); }
 
 /* A presence or typing event to every member: held by the room for those
  * whose transport can hold, queued lazily to the others. */
@@ -213,7 +219,7 @@ static void deliver_held(chat_server_t *srv, chat_room_t *room, wsc_buf_t *msg) 
       /* Owed events of this room already: this one is covered too, unless
        * it is the excluded sender, or the ring would lose its first. */
       if (c != srv->exclude && (uint8_t)(at - c->held_at) < CHAT_HELD_MAX) continue;
-      fill(c, c != srv->exclude);   /* CHAT_HELD_MAX owed: out they go (net's NET_LAZY_FULL) */
+      fill(c, c != srv->exclude ? FILL_NOW : FILL_LAZY);   /* CHAT_HELD_MAX owed: out they go (net's NET_LAZY_FULL) */
     }
     if (c == srv->exclude || chat_rooms(c)[mi].replaying || !chat_client_active(c)) continue;
     if (c->held_mi != CHAT_NO_HELD) chat_client_fill(c);   /* another room's events go first */
@@ -479,6 +485,7 @@ static void replace_client(chat_client_t *old, chat_client_t *c, chat_session_t 
 static void unlink_client(chat_client_t *c) {
   chat_server_t *srv = c->srv;
   if (c->state == CHAT_CLIENT_LIVE) {
+    fill(c, FILL_DROP);   /* before leave_all, whose room removals would send them */
     leave_all(c);
     if (c->session) {
       release_name(srv, c->session);

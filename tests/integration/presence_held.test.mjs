@@ -160,3 +160,21 @@ test('a server stopped while its rooms hold events exits cleanly (nothing leaks)
   assert.equal(await own.stop(), 0, own.log.slice(-3000));
   for (const x of [a, b, c]) x.ws.terminate();
 });
+
+test('members that drop their connections while owed events are not taken for slow consumers', T, async () => {
+  // p is owed q's arrival (held by the room until its next write); both
+  // connections then vanish without a closing handshake. Detaching p must
+  // forget what it was owed, not try to queue it on a closed connection
+  // (which is what a slow consumer's refusal looks like).
+  const p = await connect('/ws/gone?name=gp');
+  await p.next('joined');
+  const q = await connect('/ws/gone?name=gq');
+  await q.next('joined');
+  q.ws.terminate();
+  p.ws.terminate();
+  const probe = await connect('/ws/gone?name=gr');
+  await probe.next('joined');
+  await new Promise((r) => setTimeout(r, 300));
+  probe.ws.close();
+  assert.ok(!/slow consumer/.test(srv.log), srv.log.split('\n').filter((l) => /slow consumer/.test(l)).join('\n'));
+});
