@@ -48,7 +48,7 @@ typedef struct wsc_metrics {
   uint64_t lazy_rounds;            /* lazy rounds (net.h: presence and typing writes) */
   uint64_t lazy_writes;            /* connections written by lazy rounds */
   uint64_t lazy_round_ns_total;    /* time spent in lazy rounds */
-  int64_t lazy_wait_ms;            /* gauge: the wait the last lazy round set (>= NET_LAZY_MS) */
+  int64_t lazy_wait_ms;            /* gauge: how long the last lazy round's oldest entry was due to wait */
   int64_t lazy_wait_ms_max;        /* gauge: the longest such wait since start */
   int64_t lazy_round_ns_max;       /* gauge: the longest lazy round (all its slices) since start */
   uint64_t lazy_full;              /* queues that collected NET_LAZY_FULL lazy buffers (sent at the cork) */

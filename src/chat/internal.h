@@ -49,7 +49,9 @@
  * lazy round (server.c, chat_transport_ops_t.hold): a member that would be
  * owed more gets them queued at once, which then go with the next write
  * (like net's NET_LAZY_FULL). A power of two below 256 (chat_client_t.held_at). */
-#define CHAT_HELD_MAX 64
+#ifndef CHAT_HELD_MAX
+#define CHAT_HELD_MAX 128
+#endif
 #define CHAT_NO_HELD 0xff              /* chat_client_t.held_mi: nothing held */
 
 typedef struct chat_room chat_room_t;

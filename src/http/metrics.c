@@ -81,9 +81,9 @@ size_t metrics_render(char *buf, size_t cap) {
   emit(&o, "wschat_lazy_rounds_total", "counter", "Lazy rounds (presence and typing writes that waited for company).", (double)m->lazy_rounds);
   emit(&o, "wschat_lazy_writes_total", "counter", "Connections written by lazy rounds.", (double)m->lazy_writes);
   emit(&o, "wschat_lazy_round_seconds_total", "counter", "Time spent in lazy rounds.", (double)m->lazy_round_ns_total / 1e9);
-  emit(&o, "wschat_lazy_wait_seconds", "gauge", "Wait the last lazy round set before the next (its CPU budget).", (double)m->lazy_wait_ms / 1e3);
+  emit(&o, "wschat_lazy_wait_seconds", "gauge", "How long the last lazy round's oldest entry was due to wait (the CPU budget: 15 ms to 1 s).", (double)m->lazy_wait_ms / 1e3);
   emit(&o, "wschat_lazy_round_seconds_max", "gauge", "Longest lazy round (all its slices) since start.", (double)m->lazy_round_ns_max / 1e9);
-  emit(&o, "wschat_lazy_wait_seconds_max", "gauge", "Longest wait a lazy round has set since start.", (double)m->lazy_wait_ms_max / 1e3);
+  emit(&o, "wschat_lazy_wait_seconds_max", "gauge", "Longest such wait since start.", (double)m->lazy_wait_ms_max / 1e3);
   emit(&o, "wschat_lazy_full_total", "counter", "Send queues whose lazy events went out early: enough of them to fill a write.", (double)m->lazy_full);
   emit(&o, "wschat_ws_protocol_errors_total", "counter", "WebSocket connections failed for a protocol error.", (double)m->ws_protocol_errors);
   emit(&o, "wschat_http_requests_total", "counter", "HTTP requests served.", (double)m->http_requests);

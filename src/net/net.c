@@ -91,20 +91,34 @@ static void mark_dirty(net_conn_t *c) {
 }
 
 static void on_lazy_timer(uv_timer_t *t);
+static void lazy_round_done(net_server_t *srv, int64_t end);
 
-/* Starts the timer of the next lazy round: NET_LAZY_MS from now, or later
- * when the last round's budget wait has not passed yet (net.h). */
+/* When the next lazy round is due (mono ns; the rule is in net.h): once its
+ * oldest entry has waited NET_LAZY_MS, and no sooner than the last round's
+ * end plus (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT times what this
+ * round is expected to cost (its entries at the last rounds' cost per
+ * entry), but never later than its oldest entry's NET_LAZY_MAX_MS. */
+static int64_t lazy_due(const net_server_t *srv) {
+  int64_t due = srv->lazy_since_ns + (int64_t)NET_LAZY_MS * 1000000;
+  int64_t cost = (int64_t)srv->lazy_n * srv->lazy_entry_ns;
+  int64_t budget = srv->lazy_end_ns + cost * (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT;
+  if (budget > due) due = budget;
+  int64_t latest = srv->lazy_since_ns + (int64_t)NET_LAZY_MAX_MS * 1000000;
+  return due < latest ? due : latest;
+}
+
 static void lazy_arm(net_server_t *srv) {
-  int64_t ms = (srv->lazy_next_ns - wsc_mono_ns() + 999999) / 1000000;
-  if (ms < NET_LAZY_MS) ms = NET_LAZY_MS;
-  uv_timer_start(&srv->lazy_timer, on_lazy_timer, (uint64_t)ms, 0);
+  int64_t ms = (lazy_due(srv) - wsc_mono_ns() + 999999) / 1000000;
+  uv_timer_start(&srv->lazy_timer, on_lazy_timer, ms > 0 ? (uint64_t)ms : 0, 0);
 }
 
 static void mark_lazy(net_conn_t *c) {
   net_server_t *srv = net_conn_server(c);
   c->flags |= F_LAZY;
+  if (!srv->lazy) srv->lazy_since_ns = wsc_mono_ns();
   c->next_lazy = srv->lazy;
   srv->lazy = c;
+  srv->lazy_n++;
   if (!uv_is_active((uv_handle_t *)&srv->lazy_timer)) lazy_arm(srv);
 }
 
@@ -486,14 +500,18 @@ static void on_flush(uv_check_t *h) {
  * bytes too go with the cork), NET_LAZY_SLICE_MS of it per loop iteration
  * at most (the rest in the next iterations, so accepts and messages are not
  * stuck behind a storm's round; slice_ns 0: all at once). The round is
- * timed: the next one waits (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT
- * times as long as its slices took (net.h), up to NET_LAZY_MAX_MS: however
- * many connections a storm makes it write to, lazy rounds take a small share
- * of the loop, and a member gets one write per round, not one per event. */
+ * timed, and its cost per entry sets when the next one is due (lazy_due,
+ * net.h): however many connections a storm makes it write to, lazy rounds
+ * take a small share of the loop, and a member gets one write per round,
+ * not one per event. */
 static void lazy_round(net_server_t *srv, int64_t slice_ns) {
   if (!srv->lazy_walk) {   /* a new round takes the list */
+    int64_t wait_ms = (lazy_due(srv) - srv->lazy_since_ns) / 1000000;
+    wsc_metrics.lazy_wait_ms = wait_ms;
+    if (wait_ms > wsc_metrics.lazy_wait_ms_max) wsc_metrics.lazy_wait_ms_max = wait_ms;
     srv->lazy_walk = srv->lazy;
     srv->lazy = NULL;
+    srv->lazy_n = 0;
   }
   int64_t start = wsc_mono_ns();
   uint32_t n = 0;
@@ -505,36 +523,54 @@ static void lazy_round(net_server_t *srv, int64_t slice_ns) {
     else if (!(c->flags & (F_CLOSED | F_DIRTY)) && ((c->flags & F_HELD) || (c->out && c->out->n))) {
       if (flush_conn(c)) srv->lazy_round_conns++;   /* (a held connection may have had nothing) */
     }
-    if (slice_ns && (++n & 15) == 0 && wsc_mono_ns() - start > slice_ns) break;
+    if (++n % 16 == 0 && slice_ns && wsc_mono_ns() - start > slice_ns) break;
   }
   int64_t end = wsc_mono_ns();
   srv->lazy_round_ns += end - start;
+  srv->lazy_round_entries += n;
   if (srv->lazy_walk) {   /* the rest after this iteration's I/O */
     uv_timer_start(&srv->lazy_timer, on_lazy_timer, 0, 0);
     return;
   }
+  lazy_round_done(srv, end);
+}
+
+/* Counts the round that ended at `end`, learns its cost per entry for the
+ * next rounds' budget, and arms the timer for bytes made lazy meanwhile. */
+static void lazy_round_done(net_server_t *srv, int64_t end) {
   int64_t took = srv->lazy_round_ns;
-  int64_t wait = took * (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT;
-  if (wait > (int64_t)NET_LAZY_MAX_MS * 1000000) wait = (int64_t)NET_LAZY_MAX_MS * 1000000;
-  srv->lazy_next_ns = end + wait;
+  if (srv->lazy_round_entries) {
+    int64_t per = took / srv->lazy_round_entries;
+    srv->lazy_entry_ns = srv->lazy_entry_ns ? (srv->lazy_entry_ns * 3 + per) / 4 : per;
+  }
+  srv->lazy_end_ns = end;
   wsc_metrics.lazy_rounds++;
   wsc_metrics.lazy_writes += srv->lazy_round_conns;
   wsc_metrics.lazy_round_ns_total += (uint64_t)took;
   if (took > wsc_metrics.lazy_round_ns_max) wsc_metrics.lazy_round_ns_max = took;
-  int64_t wait_ms = wait / 1000000 > NET_LAZY_MS ? wait / 1000000 : NET_LAZY_MS;
-  wsc_metrics.lazy_wait_ms = wait_ms;
-  if (wait_ms > wsc_metrics.lazy_wait_ms_max) wsc_metrics.lazy_wait_ms_max = wait_ms;
-  LOG_DEBUG("net", "lazy round conns=%llu took_us=%lld next_wait_ms=%lld",
-            (unsigned long long)srv->lazy_round_conns, (long long)(took / 1000), (long long)wait_ms);
+  LOG_DEBUG("net", "lazy round conns=%llu entries=%u took_us=%lld per_entry_ns=%lld",
+            (unsigned long long)srv->lazy_round_conns, srv->lazy_round_entries, (long long)(took / 1000),
+            (long long)srv->lazy_entry_ns);
   srv->lazy_round_ns = 0;
   srv->lazy_round_conns = 0;
+  srv->lazy_round_entries = 0;
   /* Bytes made lazy during the round (a failed write's close sends
    * presence leaves; a connection written early in the round) wait for
-   * the next one, at the new budget. */
+   * the next one, at the budget. */
   if (srv->lazy) lazy_arm(srv);
 }
 
-static void on_lazy_timer(uv_timer_t *t) { lazy_round(t->data, (int64_t)NET_LAZY_SLICE_MS * 1000000); }
+/* The timer: a round goes on, or starts if it is still due now — entries
+ * added since the timer was set make the round cost more, and so due
+ * later (up to its oldest entry's NET_LAZY_MAX_MS). */
+static void on_lazy_timer(uv_timer_t *t) {
+  net_server_t *srv = t->data;
+  if (!srv->lazy_walk && srv->lazy && lazy_due(srv) > wsc_mono_ns() + 500000) {
+    lazy_arm(srv);
+    return;
+  }
+  lazy_round(srv, (int64_t)NET_LAZY_SLICE_MS * 1000000);
+}
 
 /* --- reading ------------------------------------------------------------------ */
 
@@ -1022,7 +1058,6 @@ int net_server_start(net_server_t *srv, uv_loop_t *loop, const wsc_config_t *con
   srv->shutdown_timer.data = srv;
   uv_timer_init(loop, &srv->lazy_timer);
   srv->lazy_timer.data = srv;
-  srv->lazy_next_ns = 0;
   wsc_metrics.lazy_wait_ms = NET_LAZY_MS;
   return 0;
 }

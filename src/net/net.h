@@ -143,11 +143,15 @@ struct net_server {
   net_conn_t *dirty;             /* list of connections to flush */
   net_conn_t *lazy;              /* list of connections with lazy bytes */
   uv_timer_t lazy_timer;         /* starts the next lazy round */
-  int64_t lazy_next_ns;          /* the next lazy round starts no earlier (mono ns):
-                                    the last one's end + its budget wait */
+  uint32_t lazy_n;               /* entries on the lazy list */
+  int64_t lazy_since_ns;         /* when its oldest entry was added (mono ns) */
+  int64_t lazy_end_ns;           /* when the last round ended (mono ns) */
+  int64_t lazy_entry_ns;         /* what a round costs per entry (smoothed): the
+                                    next round's expected cost is lazy_n times it */
   net_conn_t *lazy_walk;         /* the round in progress: connections still to write */
   int64_t lazy_round_ns;         /* time its slices took so far */
   uint64_t lazy_round_conns;     /* connections it wrote so far */
+  uint32_t lazy_round_entries;   /* entries it walked so far */
   size_t n_conns;
   size_t conn_cap;               /* connections held before refusing (503) */
   int shutting_down;
@@ -191,17 +195,26 @@ int net_conn_send(net_conn_t *c, wsc_buf_t *b);
  *
  * The lazy round's rule is a CPU budget: a round writes every connection
  * that holds only lazy bytes (NET_LAZY_SLICE_MS per loop iteration at most,
- * so other I/O runs between its slices) and is timed; the next round starts no earlier
- * than (100 - NET_LAZY_BUDGET_PCT) / NET_LAZY_BUDGET_PCT times that long
- * after it ended (99x for 1 %), capped at NET_LAZY_MAX_MS, and never sooner
- * than NET_LAZY_MS after the first lazy byte queued. So lazy rounds take
- * about 1 % of the loop's time while a round takes less than
- * NET_LAZY_MAX_MS / 99 (~10 ms: some 500 writes); past that, during a join
- * storm, a round a second: each member gets one presence write a second,
- * however many joins it is told of. A quiet server keeps the 15 ms wait (a
- * round of one write takes some 20 us), a round over a room of 100 waits
- * ~150 ms, and the first round after a storm (once its budget wait has
- * passed) is back at 15 ms.
+ * so other I/O runs between its slices) and is timed, which gives the cost
+ * of a round per connection on the lazy list (smoothed over the rounds). A
+ * round starts no earlier than (100 - NET_LAZY_BUDGET_PCT) /
+ * NET_LAZY_BUDGET_PCT (99x for 1 %) times its own expected cost — the
+ * connections now on the list at that cost each — after the last round
+ * ended, never sooner than NET_LAZY_MS after its oldest entry was added and
+ * never later than NET_LAZY_MAX_MS after it. So lazy rounds take about 1 %
+ * of the loop's time while a round costs less than NET_LAZY_MAX_MS / 99
+ * (~10 ms: some 1,000 writes); past that, during a join storm, a round a
+ * second: each member gets one presence write a second, however many joins
+ * it is told of. A quiet server keeps the 15 ms wait (a round of one write
+ * takes some 20 us), a round over a room of 100 waits ~60 ms, and the first
+ * round after a storm is back at 15 ms.
+ *
+ * Why the round about to start and not the last one (as before): in a
+ * storm the first round is small, so a budget set by it let the second one
+ * come ~0.2 s later with thousands of connections on the list and take a
+ * quarter of the loop in the middle of the storm; sized by what is waiting,
+ * it waits for the 1 s cap instead, and the storm pays one round, not two
+ * (docs/PERFORMANCE.md).
  *
  * A queue that collects NET_LAZY_FULL buffers goes out with the next cork
  * without waiting for the round: one writev's fixed cost is then shared by

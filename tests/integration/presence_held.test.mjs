@@ -3,7 +3,7 @@
 // only when the member is written (the lazy round, or its next reply or
 // message). What must hold: every member gets every event of its rooms
 // exactly once, in the order they happened — across two rooms, past the
-// ring of 64 events a room keeps, around the excluded sender of a typing
+// ring of 128 events a room keeps, around the excluded sender of a typing
 // event, before a message, and up to (not after) a leave. The ping/pong
 // round trip (Chat.sync) writes the member, so it shows what it was owed.
 import { test, before, after } from 'node:test';
@@ -53,7 +53,7 @@ test('a member of two rooms gets their presence once each, in the order it happe
   await x.close();
 });
 
-test('more events than the room keeps (64): all of them, in order, none twice', T, async () => {
+test('more events than the room keeps (128): all of them, in order, none twice', T, async () => {
   const x = await connect('/ws?name=x3&room=hc');
   await x.next('joined');
   const others = [];

@@ -783,7 +783,7 @@ static void test_typing(void **state) {
 
 /* Held room events (server.c): kept by the room until the member is
  * written, then queued as one run; exactly once and in order — across two
- * rooms, past the ring's 64, around the excluded typer, before a reply. */
+ * rooms, past the ring's CHAT_HELD_MAX, around the excluded typer, before a reply. */
 static void expect_presence_at(fake_t *f, const char *room, const char *event, const char *name, int64_t count,
                                int line) {
   json_t *p = expect_at(f, "presence", line);
@@ -851,14 +851,15 @@ static void test_held_events(void **state) {
   expect_presence(c, "s", "join", "bob", 3);
   expect_none(c);
 
-  /* more than the ring keeps: 70 events, none lost or doubled */
+  /* more than the ring keeps: CHAT_HELD_MAX + 6 events, none lost or doubled */
+  enum { PAIRS = CHAT_HELD_MAX / 2 + 3 };
   fake_clear(a);
-  for (int i = 0; i < 35; i++) {
+  for (int i = 0; i < PAIRS; i++) {
     leave_clear(b, "r");
     join(fx, b, "r");
   }
   fake_write(a);
-  for (int i = 0; i < 35; i++) {
+  for (int i = 0; i < PAIRS; i++) {
     expect_presence(a, "r", "leave", "bob", 2);
     expect_presence(a, "r", "join", "bob", 3);
   }
