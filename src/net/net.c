@@ -890,7 +890,12 @@ static void accept_conn(net_server_t *srv, int fd, int tls) {
   } else {
     srv->on_accept(srv, c);
   }
-  if (!(c->flags & F_CLOSED)) watch_set(c, c->watch | W_IN);
+  if (c->flags & F_CLOSED) return;
+  watch_set(c, c->watch | W_IN);
+  /* Deferred accept: the request is most likely in already, so read it now
+   * rather than in another turn of epoll (a read that finds nothing costs
+   * one EAGAIN). */
+  conn_readable(c);
 }
 
 /* A listener is readable: accept until the backlog is empty. */
@@ -1005,6 +1010,16 @@ static int listen_on(net_server_t *srv, int *fdp, int port, int tls) {
   int on = 1, off = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);   /* inherited by accepted sockets */
+  /* Deferred accept (as nginx's `deferred`, HAProxy's `defer-accept`): the
+   * kernel hands a connection over only once its first bytes are in — every
+   * protocol here has the client speak first — so an accept costs one
+   * wake-up of this process instead of two (the handshake's last ACK, then
+   * the request), and a connection that says nothing stays a kernel request
+   * socket, no descriptor and no net_conn_t, until the period ends (then it
+   * is accepted and the handshake timeout applies as before). Best effort:
+   * without it, the same as before. */
+  int defer_s = NET_DEFER_ACCEPT_S;
+  setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s);
   if (addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
   struct epoll_event e = {.events = EPOLLIN};
   e.data.u64 = tls ? TAG_TLS_LISTENER : TAG_LISTENER;

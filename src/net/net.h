@@ -59,6 +59,10 @@
 #define NET_READ_BUF (64 * 1024)  /* loop-wide read buffer */
 #define NET_TICK_MS 250           /* granularity of timeouts and heartbeats */
 #define NET_LISTEN_BACKLOG 4096
+/* Listeners defer the accept until the client's first bytes arrive
+ * (TCP_DEFER_ACCEPT, at most this long; net.c listen_on), and a connection
+ * is read as soon as it is accepted. */
+#define NET_DEFER_ACCEPT_S 1
 #define NET_CLOSE_GRACE_MS 5000   /* how long a graceful close may take */
 #define NET_LAZY_MS 15            /* how long lazy bytes wait for company at least */
 #ifndef NET_LAZY_MAX_MS
