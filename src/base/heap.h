@@ -33,6 +33,7 @@
 #define WSC_HEAP_TIDY_MS 500                /* how often the owner calls wsc_heap_tidy */
 #define WSC_HEAP_TIDY_MIN (1024 * 1024)     /* freed bytes worth a trim */
 #define WSC_HEAP_TIDY_AGAIN_MS 2000         /* a changed heap with that much free: again */
+#define WSC_HEAP_TOP_KEEP (4 * 1024 * 1024) /* free bytes at the heap's top free() leaves there */
 #define WSC_HEAP_TCACHE_BINS 64             /* glibc's tcache: sizes cached (its default) */
 #define WSC_HEAP_TCACHE_COUNT 7             /* and chunks of each size (its default) */
 
@@ -44,8 +45,10 @@ typedef struct wsc_heap_watch {
   unsigned trims;     /* tidies done (for tests and logs) */
 } wsc_heap_watch_t;
 
-/* Call once at start-up, before the traffic: makes the reserve that
- * empties malloc's per-thread cache at each tidy (see heap.c). */
+/* Call once at start-up, before the traffic: lets free() keep
+ * WSC_HEAP_TOP_KEEP at the heap's top (the tidy trims instead) and makes
+ * the reserve that empties malloc's per-thread cache at each tidy
+ * (see heap.c). */
 void wsc_heap_start(void);
 /* Returns 1 when it trimmed, else 0. */
 int wsc_heap_tidy(wsc_heap_watch_t *w);
