@@ -4,16 +4,18 @@
 // QUIC connection, the same validation and Origin rules as HTTP/1.1, the
 // by-carrier gauge, a stalled stream cut off (1013) without stalling its
 // connection's other streams, and packets larger than 1452 bytes to a
-// loopback peer with no pacing timer per write (the h3 counters in /metrics).
+// loopback peer with no pacing timer per write (the h3 counters in /metrics),
+// and a PTO that sends its two probes (a UDP relay blacks the path out).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startH3Server, H3WS } from '../lib/h3.mjs';
+import { startH3Server, H3WS, udpRelay } from '../lib/h3.mjs';
 import { Chat } from '../lib/chat.mjs';
 
 const T = { timeout: 120000 };
 let srv;
 const clients = [];
-const h3ws = (paths, opts) => { const c = new H3WS(srv.h3port, paths, opts); clients.push(c); return c; };
+const h3wsVia = (port, paths, opts) => { const c = new H3WS(port, paths, opts); clients.push(c); return c; };
+const h3ws = (paths, opts) => h3wsVia(srv.h3port, paths, opts);
 
 async function metric(name) {
   const text = await (await fetch(srv.http('/metrics'))).text();
@@ -180,5 +182,39 @@ describe('WebSocket over HTTP/3', () => {
     c.send(1, { type: 'ping', ref: 'still' });
     await c.waitFor((e) => e.ws === 1 && e.json?.type === 'pong');
     pub.ws.close();
+  });
+
+  // RFC 9002 6.2.4: when the probe timeout fires, a sender sends one or two
+  // ack-eliciting probes; ngtcp2 asks for two, and h3's write must not end
+  // after the first (it ended on a short packet once: one probe per PTO, and a
+  // lost probe waited for the next, doubled, timeout). A relay drops
+  // everything from the moment the echo leaves the server, both ways, so no
+  // ACK comes back; the server's datagrams in that second come in bursts, one
+  // per PTO (exponential back-off), each of two probes.
+  test('a probe timeout sends two probes, and the message arrives once the path is back', T, async () => {
+    const relay = await udpRelay(srv.h3port);
+    try {
+      const r = h3wsVia(relay.port, ['/echo']);
+      await r.waitFor((e) => e.kind === 'open');
+      await new Promise((res) => setTimeout(res, 300)); // the handshake's last ACKs settle
+      relay.onServerDatagram = () => { relay.blackout = true; relay.onServerDatagram = null; };
+      r.send(0, 'through the blackout');
+      await new Promise((res) => setTimeout(res, 1000));
+      const bursts = [];
+      for (const d of relay.dropped) {
+        const last = bursts.at(-1);
+        if (last && d.t - last.end < 5) { last.n++; last.end = d.t; } else bursts.push({ n: 1, start: d.t, end: d.t });
+      }
+      const desc = bursts.map((b) => `${b.n}@${Math.round(b.start - bursts[0].start)}ms`).join(' ');
+      const probes = bursts.slice(1); // the first is the echo itself
+      assert.ok(probes.length >= 2, `at least two probe timeouts in 1 s: ${desc}`);
+      for (const b of probes) assert.ok(b.n >= 2, `every probe timeout sends two probes: ${desc}`);
+      relay.blackout = false;
+      assert.equal((await r.waitFor((e) => e.kind === 'msg', 20000)).text, 'through the blackout');
+      r.close(0);
+      assert.equal((await r.waitFor((e) => e.kind === 'close')).code, 1000);
+    } finally {
+      relay.close();
+    }
   });
 });

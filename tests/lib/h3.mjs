@@ -79,6 +79,31 @@ export function sendDatagrams(port, datagrams) {
   });
 }
 
+// A UDP relay in front of serverPort on 127.0.0.1, for loss tests: a client
+// sends to relay.port; while relay.blackout is set, datagrams are dropped
+// both ways instead of forwarded, and the server's are recorded (arrival
+// time in ms, size) in relay.dropped. relay.onServerDatagram(len), when set,
+// is called for each datagram from the server before the blackout check.
+export async function udpRelay(serverPort) {
+  const front = dgram.createSocket('udp4');
+  const back = dgram.createSocket('udp4');
+  const relay = { port: 0, blackout: false, dropped: [], onServerDatagram: null, client: null };
+  front.on('message', (m, from) => {
+    relay.client = from;
+    if (!relay.blackout) back.send(m, serverPort, '127.0.0.1');
+  });
+  back.on('message', (m) => {
+    relay.onServerDatagram?.(m.length);
+    if (relay.blackout) { relay.dropped.push({ t: performance.now(), len: m.length }); return; }
+    if (relay.client) front.send(m, relay.client.port, relay.client.address);
+  });
+  await new Promise((r) => front.bind(0, '127.0.0.1', r));
+  await new Promise((r) => back.bind(0, '127.0.0.1', r));
+  relay.port = front.address().port;
+  relay.close = () => { front.close(); back.close(); };
+  return relay;
+}
+
 // A QUIC v1 Initial packet header with random connection IDs and a random
 // (undecryptable) payload, padded to `size` bytes.
 export function junkInitial(size = 1200) {
