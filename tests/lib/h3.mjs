@@ -82,7 +82,7 @@ export function sendDatagrams(port, datagrams) {
 // A UDP relay in front of serverPort on 127.0.0.1, for loss tests: a client
 // sends to relay.port; while relay.blackout is set, datagrams are dropped
 // both ways instead of forwarded, and the server's are recorded (arrival
-// time in ms, size) in relay.dropped. relay.onServerDatagram(len), when set,
+// time in ms, size) in relay.dropped. relay.onServerDatagram(), when set,
 // is called for each datagram from the server before the blackout check.
 export async function udpRelay(serverPort) {
   const front = dgram.createSocket('udp4');
@@ -93,7 +93,7 @@ export async function udpRelay(serverPort) {
     if (!relay.blackout) back.send(m, serverPort, '127.0.0.1');
   });
   back.on('message', (m) => {
-    relay.onServerDatagram?.(m.length);
+    relay.onServerDatagram?.();
     if (relay.blackout) { relay.dropped.push({ t: performance.now(), len: m.length }); return; }
     if (relay.client) front.send(m, relay.client.port, relay.client.address);
   });
