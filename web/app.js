@@ -1073,5 +1073,8 @@
     } else {
       (el.nameInput.value ? el.joinButton : el.nameInput).focus();
     }
+    // Started: the forms are ours now (a submit before this would be the
+    // browser's own, which the page's CSP refuses). Tests wait for it.
+    document.documentElement.dataset.app = 'ready';
   })();
 })();

@@ -941,10 +941,17 @@ static void conn_arm_timer(h3_conn_t *c) {
  * be freed). */
 static int conn_fail(h3_conn_t *c, int rv) {
   switch (rv) {
-    case NGTCP2_ERR_DRAINING:
+    case NGTCP2_ERR_DRAINING: {
+      /* The peer closed the connection: what it said, for the operator. */
+      ngtcp2_connection_close_error peer;
+      ngtcp2_conn_get_connection_close_error(c->q, &peer);
+      LOG_DEBUG("h3", "peer closed the connection type=%d code=0x%llx frame=0x%llx reason=\"%.*s\"",
+                (int)peer.type, (unsigned long long)peer.error_code, (unsigned long long)peer.frame_type,
+                (int)(peer.reasonlen > 200 ? 200 : peer.reasonlen), peer.reason ? (const char *)peer.reason : "");
       c->draining = 1;
       conn_arm_timer(c);
       return -1;
+    }
     case NGTCP2_ERR_DROP_CONN:
     case NGTCP2_ERR_IDLE_CLOSE:
       conn_free(c);

@@ -58,11 +58,23 @@ export async function newPage(browser, { viewport = { width: 1280, height: 800 }
 // Opens the page, fills the join form and waits until the room is joined.
 export async function join(page, srv, { name, room }) {
   await page.goto(srv.http(`/#${room}`));
+  await appStarted(page);
+  await joinStarted(page, { name, room });
+}
+
+// The same on a page whose script has started already.
+export async function joinStarted(page, { name, room }) {
   await page.getByTestId('name-input').fill(name);
   await page.getByTestId('room-input').fill(room);
   await page.getByTestId('join-button').click();
   await waitOnline(page);
   await memberVisible(page, name);
+}
+
+// The page's script has run (app.js marks <html data-app="ready">): until
+// then a click on Join would be a plain form submission.
+export async function appStarted(page, timeout = T) {
+  await page.locator('html[data-app="ready"]').waitFor({ state: 'attached', timeout });
 }
 
 export async function waitOnline(page, timeout = T) {
