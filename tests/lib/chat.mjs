@@ -7,6 +7,7 @@
 //   const ack = await c.until((m) => m.ref === 1);       // skips until one matches
 //   ack.raw                                              // the exact JSON text (not enumerable)
 //   await c.expectError('not_member', 'h');
+//   await c.seen((m) => m.text === 'x');                 // in c.all, even if next()/until() took it
 //   await c.sync();                                      // a ping round trip: what came before the pong
 //   const { code, reason } = await c.close();            // or await c.closed; c.closeInfo
 //
@@ -90,6 +91,22 @@ export class Chat {
     for (;;) {
       const m = await this.next(undefined, Math.max(1, deadline - Date.now()));
       if (pred(m)) return m;
+    }
+  }
+
+  // A message matching pred has arrived, now or earlier, whether or not
+  // next() or until() has taken it from the queue. For a message whose
+  // arrival races with other waits (another client's send during a resume).
+  async seen(pred, timeoutMs = 20000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.all.find(pred);
+      if (m) return m;
+      if (this.closeInfo) throw new Error(`closed (${this.closeInfo.code} ${this.closeInfo.reason}) waiting for a message`);
+      if (Date.now() > deadline) throw new Error('timeout waiting for a message');
+      let timer;
+      await new Promise((r) => { this.wake = r; timer = setTimeout(r, Math.max(1, deadline - Date.now())); });
+      clearTimeout(timer);
     }
   }
 

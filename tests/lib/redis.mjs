@@ -14,7 +14,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
-import { freePort } from './server.mjs';
+import { freePort, killAtEnd } from './server.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -42,7 +42,7 @@ export async function startRedis({ dir, port, fsync = 'always', quiet = true } =
   port = port ?? (await freePort());
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes',
     '--appendfsync', fsync, '--save', '', '--daemonize', 'no', '--protected-mode', 'no', '--logfile', ''];
-  const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = killAtEnd(spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let log = '';
   const keep = (d) => { log += d; if (log.length > 100000) log = log.slice(-50000); if (!quiet) process.stderr.write(d); };
   proc.stdout.on('data', keep);

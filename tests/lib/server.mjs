@@ -8,6 +8,10 @@
 // The binary is $WSCHAT_BIN (set by CTest), else build-asan/wschat or
 // build/wschat. Each server gets a free port and, unless args name --db, a
 // fresh SQLite file in a temp directory (srv.dir), kept across restart().
+// A server a failed test left running is killed when the file's tests end,
+// so a failure is reported at once instead of holding the file open until
+// CTest's timeout.
+import { after } from 'node:test';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +20,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const running = new Set();
+after(() => { for (const proc of running) proc.kill('SIGKILL'); });
+
+// Kills `proc` (a spawned server: wschat, redis-server, a client helper)
+// when the file's tests end, if it is still running then.
+export function killAtEnd(proc) {
+  running.add(proc);
+  proc.on('exit', () => running.delete(proc));
+  return proc;
+}
 
 export function serverBinary() {
   if (process.env.WSCHAT_BIN) return process.env.WSCHAT_BIN;
@@ -64,6 +78,7 @@ export async function startServer({ args = [], port, dir, env = {}, quiet = true
   const keep = (d) => { log += d; if (log.length > 200000) log = log.slice(-100000); if (!quiet) process.stderr.write(d); };
   proc.stdout.on('data', keep);
   proc.stderr.on('data', keep);
+  killAtEnd(proc);
   const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve(code ?? sig)));
   await waitForHealth(port, proc, 15000);
   const srv = {
