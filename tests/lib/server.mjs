@@ -8,10 +8,9 @@
 // The binary is $WSCHAT_BIN (set by CTest), else build-asan/wschat or
 // build/wschat. Each server gets a free port and, unless args name --db, a
 // fresh SQLite file in a temp directory (srv.dir), kept across restart().
-// A server a failed test left running is killed when the file's tests end,
-// so a failure is reported at once instead of holding the file open until
-// CTest's timeout.
-import { after } from 'node:test';
+// A server a failed test left running is killed when node exits (CTest
+// runs node with --test-force-exit), so a failure is reported at once
+// instead of holding the file open until CTest's timeout.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,10 +20,12 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const running = new Set();
-after(() => { for (const proc of running) proc.kill('SIGKILL'); });
+// 'exit' and not a test hook: the files' own after() hooks stop their
+// servers first and check the exit codes.
+process.on('exit', () => { for (const proc of running) proc.kill('SIGKILL'); });
 
 // Kills `proc` (a spawned server: wschat, redis-server, a client helper)
-// when the file's tests end, if it is still running then.
+// when node exits, if it is still running then.
 export function killAtEnd(proc) {
   running.add(proc);
   proc.on('exit', () => running.delete(proc));
