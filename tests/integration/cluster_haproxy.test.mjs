@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer, freePort } from '../lib/server.mjs';
+import { startServer, freePort, killAtEnd } from '../lib/server.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { Chat } from '../lib/chat.mjs';
 import { HttpChat } from '../lib/httpchat.mjs';
@@ -47,7 +47,7 @@ async function startHaproxy(edit = (c) => c) {
   cfg = edit(cfg);
   const dir = mkdtempSync(path.join(tmpdir(), 'wschat-haproxy-'));
   writeFileSync(path.join(dir, 'haproxy.cfg'), cfg);
-  const proc = spawn('haproxy', ['-db', '-f', path.join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = killAtEnd(spawn('haproxy', ['-db', '-f', path.join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] }));
   proc.log = '';
   proc.stdout.on('data', (d) => { proc.log += d; });
   proc.stderr.on('data', (d) => { proc.log += d; });

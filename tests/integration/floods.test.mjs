@@ -20,7 +20,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
-import { startServer, serverBinary, freePort } from '../lib/server.mjs';
+import { startServer, serverBinary, freePort, killAtEnd } from '../lib/server.mjs';
 import { request } from '../lib/rawhttp.mjs';
 import { Chat } from '../lib/chat.mjs';
 
@@ -178,8 +178,8 @@ test('near the open-files limit (ulimit -n 192): 503 with a body past the cap, n
   { timeout: 60000 }, async () => {
     const port = await freePort();
     const dir = (await import('node:fs')).mkdtempSync(path.join((await import('node:os')).tmpdir(), 'wschat-emfile-'));
-    const proc = spawn('sh', ['-c', `ulimit -n 192 && exec "$0" "$@"`, serverBinary(), '--host', '127.0.0.1',
-      '--port', String(port), '--db', path.join(dir, 'x.db'), '--handshake-timeout', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = killAtEnd(spawn('sh', ['-c', `ulimit -n 192 && exec "$0" "$@"`, serverBinary(), '--host', '127.0.0.1',
+      '--port', String(port), '--db', path.join(dir, 'x.db'), '--handshake-timeout', '60'], { stdio: ['ignore', 'pipe', 'pipe'] }));
     let log = '';
     proc.stdout.on('data', (d) => { log += d; });
     proc.stderr.on('data', (d) => { log += d; });

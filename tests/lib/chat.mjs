@@ -67,19 +67,23 @@ export class Chat {
 
   _wake() { const w = this.wake; this.wake = null; if (w) w(); }
 
+  // Waits for the next message or the close, until `deadline`; fails at
+  // once on a closed connection or a passed deadline.
+  async _park(deadline, what) {
+    if (this.closeInfo) throw new Error(`closed (${this.closeInfo.code} ${this.closeInfo.reason}) waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timeout waiting for ${what}`);
+    let timer;
+    await new Promise((r) => { this.wake = r; timer = setTimeout(r, Math.max(1, deadline - Date.now())); });
+    clearTimeout(timer);   // a pending timer would keep node alive after the tests
+  }
+
   // An object is sent as JSON, a string as it is.
   send(obj) { this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)); }
 
   // The next message; with `type`, it must be of that type.
   async next(type, timeoutMs = 20000) {
     const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      if (this.closeInfo) throw new Error(`closed (${this.closeInfo.code} ${this.closeInfo.reason}) waiting for ${type ?? 'a message'}`);
-      if (Date.now() > deadline) throw new Error(`timeout waiting for ${type ?? 'a message'}`);
-      let timer;
-      await new Promise((r) => { this.wake = r; timer = setTimeout(r, Math.max(1, deadline - Date.now())); });
-      clearTimeout(timer);   // a pending timer would keep node alive after the tests
-    }
+    while (this.queue.length === 0) await this._park(deadline, type ?? 'a message');
     const m = this.queue.shift();
     if (type && m.type !== type) throw new Error(`expected ${type}, got ${m.raw.length > 2000 ? m.raw.slice(0, 2000) + '...' : m.raw}`);
     return m;
@@ -102,11 +106,7 @@ export class Chat {
     for (;;) {
       const m = this.all.find(pred);
       if (m) return m;
-      if (this.closeInfo) throw new Error(`closed (${this.closeInfo.code} ${this.closeInfo.reason}) waiting for a message`);
-      if (Date.now() > deadline) throw new Error('timeout waiting for a message');
-      let timer;
-      await new Promise((r) => { this.wake = r; timer = setTimeout(r, Math.max(1, deadline - Date.now())); });
-      clearTimeout(timer);
+      await this._park(deadline, 'a message');
     }
   }
 
